@@ -35,4 +35,16 @@ public class Llama2cGgufVocabularyTests
         var e = Assert.Throws<Llama2cFormatException>(() => Llama2cGgufVocabulary.From(tok));
         Assert.Contains("token 3 is not valid UTF-8", e.Message);
     }
+
+    [SharedFact]
+    public void MatchesLlamaCppConversionOfTok512()
+    {
+        var vocab = Llama2cGgufVocabulary.From(Llama2cTokenizer.Read(SharedData.Path("models", "tok512.bin"), 512));
+        using var reference = Kiln.Formats.Gguf.GgufFile.Open(SharedData.Path("models", "stories260K.gguf"));
+
+        Assert.Equal(reference.GetArray("tokenizer.ggml.tokens").AsStrings(), vocab.Tokens);
+        Assert.Equal(reference.GetArray("tokenizer.ggml.token_type").AsInt32s(), vocab.TokenTypes);
+        float[] scores = reference.GetArray("tokenizer.ggml.scores").AsFloat32s();
+        Assert.Equal(scores.Select(BitConverter.SingleToInt32Bits), vocab.Scores.Select(BitConverter.SingleToInt32Bits));
+    }
 }

@@ -85,6 +85,30 @@ public sealed class Llama2cCheckpoint : IDisposable
             throw new Llama2cFormatException($"{Path}: file ended while reading {tensor.Weight} (it shrank after it was opened?).");
     }
 
+    /// <summary>
+    /// Streams the raw bytes of <paramref name="tensor"/> to <paramref name="destination"/> through <paramref name="buffer"/>,
+    /// so arrays of any size are copied without a buffer of their size.
+    /// </summary>
+    public void CopyTo(Llama2cTensor tensor, Stream destination, Span<byte> buffer)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        ArgumentNullException.ThrowIfNull(destination);
+        if (buffer.IsEmpty)
+            throw new ArgumentException("the copy buffer is empty", nameof(buffer));
+        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+        long offset = tensor.Offset;
+        long remaining = tensor.ByteLength;
+        while (remaining > 0)
+        {
+            Span<byte> chunk = buffer[..(int)Math.Min(buffer.Length, remaining)];
+            if (ReadFully(_handle, chunk, offset) != chunk.Length)
+                throw new Llama2cFormatException($"{Path}: file ended while reading {tensor.Weight} (it shrank after it was opened?).");
+            destination.Write(chunk);
+            offset += chunk.Length;
+            remaining -= chunk.Length;
+        }
+    }
+
     /// <summary>The raw bytes of one array in a new buffer (one array, never the whole file).</summary>
     public byte[] ReadBytes(Llama2cTensor tensor)
     {

@@ -114,6 +114,22 @@ public class Llama2cCheckpointTests
         Assert.Throws<ArgumentException>(() => ckpt.ReadBytes(norm, new byte[norm.ByteLength - 1]));
     }
 
+    [Fact]
+    public void CopyToStreamsThroughASmallBuffer()
+    {
+        using var files = new Llama2cSampleFiles();
+        var m = Llama2cSampleFiles.RandomModel(shared: false, seed: 9);
+        byte[] file = Llama2cSampleFiles.CheckpointBytes(m);
+        string path = files.PathOf("model.bin");
+        File.WriteAllBytes(path, file);
+        using var ckpt = Llama2cCheckpoint.Open(path);
+        var cls = ckpt.GetTensor(Llama2cWeight.Classifier);
+        using var sink = new MemoryStream();
+        ckpt.CopyTo(cls, sink, new byte[7]); // 7 does not divide the 2560-byte array: the last chunk is partial
+        Assert.Equal(file[^(m.Vocab * m.Dim * 4)..], sink.ToArray());
+        Assert.Throws<ArgumentException>(() => ckpt.CopyTo(cls, sink, []));
+    }
+
     [SharedFact]
     public void OpensStories260K()
     {

@@ -218,11 +218,12 @@ public sealed class GgufWriter
             throw new ArgumentException(
                 $"tensor '{name}': row length {dimensions[0]} is not a multiple of the {GgmlTypeTraits.Name(type)} block size {blockSize}",
                 nameof(dimensions));
-        long rowBytes = GgmlTypeTraits.RowBytes(type, dimensions[0]);
+        long blocks = dimensions[0] / blockSize;
+        int blockBytes = GgmlTypeTraits.BlockBytes(type);
         long rows = elements / dimensions[0];
-        if (rows > long.MaxValue / rowBytes)
+        if (blocks > long.MaxValue / blockBytes || rows > long.MaxValue / (blocks * blockBytes))
             throw new ArgumentException($"tensor '{name}': byte size overflows int64", nameof(dimensions));
-        return new PendingTensor(name, type, (long[])dimensions.Clone(), rowBytes * rows, default, null);
+        return new PendingTensor(name, type, (long[])dimensions.Clone(), blocks * blockBytes * rows, default, null);
     }
 
     private void Commit(PendingTensor t)

@@ -277,7 +277,7 @@ public sealed unsafe class GgufFile : IDisposable
                 long dimAt = c.Position;
                 ulong ne = c.ReadUInt64($"{field} dimension {d}");
                 if (ne == 0 || ne > long.MaxValue)
-                    throw c.Error($"{field} dimension {d}", dimAt, $"{(long)ne} is not positive");
+                    throw c.Error($"{field} dimension {d}", dimAt, ne == 0 ? "0 is not positive" : $"{ne} does not fit in int64");
                 dims[d] = (long)ne;
                 if (elements > long.MaxValue / dims[d])
                     throw c.Error($"{field} dimension {d}", dimAt, $"element count [{string.Join(", ", dims[..(d + 1)])}] overflows int64");
@@ -293,13 +293,14 @@ public sealed unsafe class GgufFile : IDisposable
             if (dims[0] % blockSize != 0)
                 throw c.Error(field + " dimension 0", typeAt,
                     $"row length {dims[0]} is not a multiple of the {GgmlTypeTraits.Name(type)} block size {blockSize}");
-            // Bytes never exceed elements * 8 / blockSize … but per-row bytes times rows can still overflow for
-            // huge shapes, so compute with a division-based bound.
-            long rowBytes = dims[0] / blockSize * GgmlTypeTraits.BlockBytes(type);
+            // Element count fitting in int64 does not make the byte size fit (F64 is 8 bytes per element),
+            // so bound both factors by division before multiplying.
+            long blocks = dims[0] / blockSize;
+            int blockBytes = GgmlTypeTraits.BlockBytes(type);
             long rows = elements / dims[0];
-            if (rows > long.MaxValue / rowBytes)
+            if (blocks > long.MaxValue / blockBytes || rows > long.MaxValue / (blocks * blockBytes))
                 throw c.Error(field, typeAt, $"byte size of [{string.Join(", ", dims)}] {GgmlTypeTraits.Name(type)} overflows int64");
-            long byteSize = rowBytes * rows;
+            long byteSize = blocks * blockBytes * rows;
 
             long offsetAt = c.Position;
             ulong offset = c.ReadUInt64(field + " offset");

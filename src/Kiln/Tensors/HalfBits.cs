@@ -5,7 +5,8 @@ namespace Kiln.Tensors;
 
 /// <summary>
 /// Conversions between IEEE binary16 bit patterns and float, scalar and vector, bit-identical to ggml:
-/// half to float is exact (subnormals, infinities and NaN payloads included); float to half rounds to nearest
+/// half to float is exact (subnormals and infinities included; NaN payloads kept, signalling NaNs quietened as
+/// F16C's vcvtph2ps and .NET's Half do); float to half rounds to nearest
 /// even with overflow to infinity, exactly as ggml_compute_fp32_to_fp16 (and F16C's vcvtps2ph with mode 0) for
 /// every non-NaN input. NaN becomes the canonical quiet NaN 0x7E00 with the input's sign, as ggml's portable path does.
 /// .NET 10 exposes no F16C intrinsics, so the vector forms are built from integer and float ops.
@@ -26,10 +27,10 @@ internal static class HalfBits
     public static float ToSingle(ushort h)
     {
         uint shifted = (uint)(h & 0x7FFF) << 13;
+        if (shifted > ShiftedMaxFinite)
+            shifted |= FloatExponentMask; // now a float Inf/NaN, which the multiply keeps (and quietens, like F16C)
         uint bits = BitConverter.SingleToUInt32Bits(
             BitConverter.UInt32BitsToSingle(shifted) * BitConverter.UInt32BitsToSingle(TwoPow112Bits));
-        if (shifted > ShiftedMaxFinite)
-            bits |= FloatExponentMask;
         return BitConverter.UInt32BitsToSingle(bits | ((uint)(h & 0x8000) << 16));
     }
 
@@ -55,11 +56,10 @@ internal static class HalfBits
     public static Vector256<float> ToSingle(Vector256<uint> h)
     {
         Vector256<int> shifted = ((h & Vector256.Create(0x7FFFu)) << 13).AsInt32();
+        shifted |= Vector256.GreaterThan(shifted, Vector256.Create((int)ShiftedMaxFinite)) & Vector256.Create((int)FloatExponentMask);
         Vector256<int> bits = (shifted.AsSingle() * Vector256.Create(TwoPow112Bits).AsSingle()).AsInt32();
-        Vector256<int> infNan = Vector256.GreaterThan(shifted, Vector256.Create((int)ShiftedMaxFinite))
-                                & Vector256.Create((int)FloatExponentMask);
         Vector256<int> sign = (h << 16).AsInt32() & Vector256.Create(int.MinValue);
-        return (bits | infNan | sign).AsSingle();
+        return (bits | sign).AsSingle();
     }
 
     /// <summary>16 halves, each zero-extended in a 32-bit lane, to 16 floats.</summary>
@@ -67,11 +67,10 @@ internal static class HalfBits
     public static Vector512<float> ToSingle(Vector512<uint> h)
     {
         Vector512<int> shifted = ((h & Vector512.Create(0x7FFFu)) << 13).AsInt32();
+        shifted |= Vector512.GreaterThan(shifted, Vector512.Create((int)ShiftedMaxFinite)) & Vector512.Create((int)FloatExponentMask);
         Vector512<int> bits = (shifted.AsSingle() * Vector512.Create(TwoPow112Bits).AsSingle()).AsInt32();
-        Vector512<int> infNan = Vector512.GreaterThan(shifted, Vector512.Create((int)ShiftedMaxFinite))
-                                & Vector512.Create((int)FloatExponentMask);
         Vector512<int> sign = (h << 16).AsInt32() & Vector512.Create(int.MinValue);
-        return (bits | infNan | sign).AsSingle();
+        return (bits | sign).AsSingle();
     }
 
     /// <summary>8 floats to 8 half bit patterns, each in the low 16 bits of a 32-bit lane.</summary>

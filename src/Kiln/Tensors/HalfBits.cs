@@ -1,0 +1,109 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Kiln.Tensors;
+
+/// <summary>
+/// Conversions between IEEE binary16 bit patterns and float, scalar and vector, bit-identical to ggml:
+/// half to float is exact (subnormals and infinities included; NaN payloads kept, signalling NaNs quietened as
+/// F16C's vcvtph2ps and .NET's Half do); float to half rounds to nearest
+/// even with overflow to infinity, exactly as ggml_compute_fp32_to_fp16 (and F16C's vcvtps2ph with mode 0) for
+/// every non-NaN input. NaN becomes the canonical quiet NaN 0x7E00 with the input's sign, as ggml's portable path does.
+/// .NET 10 exposes no F16C intrinsics, so the vector forms are built from integer and float ops.
+/// </summary>
+internal static class HalfBits
+{
+    // half exponent/mantissa shifted into float position reads as a float 2^112 too small (bias 127 vs 15);
+    // one multiply restores it and also normalizes half subnormals exactly.
+    private const uint TwoPow112Bits = 0x77800000;
+    private const uint ShiftedMaxFinite = 0x0F7FE000; // 0x7BFF << 13: anything above was Inf/NaN in the half
+    private const uint FloatExponentMask = 0x7F800000;
+
+    // ggml's float->half: scaling by 2^112 then 2^-110 folds rounding and overflow into one float addition.
+    private const uint ScaleToInfBits = 0x77800000;  // 2^112
+    private const uint ScaleToZeroBits = 0x08800000; // 2^-110
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToSingle(ushort h)
+    {
+        uint shifted = (uint)(h & 0x7FFF) << 13;
+        if (shifted > ShiftedMaxFinite)
+            shifted |= FloatExponentMask; // now a float Inf/NaN, which the multiply keeps (and quietens, like F16C)
+        uint bits = BitConverter.SingleToUInt32Bits(
+            BitConverter.UInt32BitsToSingle(shifted) * BitConverter.UInt32BitsToSingle(TwoPow112Bits));
+        return BitConverter.UInt32BitsToSingle(bits | ((uint)(h & 0x8000) << 16));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort FromSingle(float f)
+    {
+        float scaled = MathF.Abs(f) * BitConverter.UInt32BitsToSingle(ScaleToInfBits)
+                       * BitConverter.UInt32BitsToSingle(ScaleToZeroBits);
+        uint w = BitConverter.SingleToUInt32Bits(f);
+        uint shl1 = w + w;
+        uint sign = w & 0x80000000u;
+        uint bias = shl1 & 0xFF000000u;
+        if (bias < 0x71000000u)
+            bias = 0x71000000u;
+        scaled = BitConverter.UInt32BitsToSingle((bias >> 1) + 0x07800000u) + scaled;
+        uint bits = BitConverter.SingleToUInt32Bits(scaled);
+        uint nonSign = ((bits >> 13) & 0x7C00u) + (bits & 0x0FFFu);
+        return (ushort)((sign >> 16) | (shl1 > 0xFF000000u ? 0x7E00u : nonSign));
+    }
+
+    /// <summary>8 halves, each zero-extended in a 32-bit lane, to 8 floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ToSingle(Vector256<uint> h)
+    {
+        Vector256<int> shifted = ((h & Vector256.Create(0x7FFFu)) << 13).AsInt32();
+        shifted |= Vector256.GreaterThan(shifted, Vector256.Create((int)ShiftedMaxFinite)) & Vector256.Create((int)FloatExponentMask);
+        Vector256<int> bits = (shifted.AsSingle() * Vector256.Create(TwoPow112Bits).AsSingle()).AsInt32();
+        Vector256<int> sign = (h << 16).AsInt32() & Vector256.Create(int.MinValue);
+        return (bits | sign).AsSingle();
+    }
+
+    /// <summary>16 halves, each zero-extended in a 32-bit lane, to 16 floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ToSingle(Vector512<uint> h)
+    {
+        Vector512<int> shifted = ((h & Vector512.Create(0x7FFFu)) << 13).AsInt32();
+        shifted |= Vector512.GreaterThan(shifted, Vector512.Create((int)ShiftedMaxFinite)) & Vector512.Create((int)FloatExponentMask);
+        Vector512<int> bits = (shifted.AsSingle() * Vector512.Create(TwoPow112Bits).AsSingle()).AsInt32();
+        Vector512<int> sign = (h << 16).AsInt32() & Vector512.Create(int.MinValue);
+        return (bits | sign).AsSingle();
+    }
+
+    /// <summary>8 floats to 8 half bit patterns, each in the low 16 bits of a 32-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<uint> FromSingle(Vector256<float> f)
+    {
+        Vector256<float> scaled = Vector256.Abs(f) * Vector256.Create(ScaleToInfBits).AsSingle()
+                                  * Vector256.Create(ScaleToZeroBits).AsSingle();
+        Vector256<uint> w = f.AsUInt32();
+        Vector256<uint> shl1 = w + w;
+        Vector256<uint> sign = w & Vector256.Create(0x80000000u);
+        Vector256<uint> bias = Vector256.Max(shl1 & Vector256.Create(0xFF000000u), Vector256.Create(0x71000000u));
+        scaled = ((bias >> 1) + Vector256.Create(0x07800000u)).AsSingle() + scaled;
+        Vector256<uint> bits = scaled.AsUInt32();
+        Vector256<uint> nonSign = ((bits >> 13) & Vector256.Create(0x7C00u)) + (bits & Vector256.Create(0x0FFFu));
+        Vector256<uint> isNan = Vector256.GreaterThan(shl1, Vector256.Create(0xFF000000u));
+        return (sign >> 16) | Vector256.ConditionalSelect(isNan, Vector256.Create(0x7E00u), nonSign);
+    }
+
+    /// <summary>16 floats to 16 half bit patterns, each in the low 16 bits of a 32-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<uint> FromSingle(Vector512<float> f)
+    {
+        Vector512<float> scaled = Vector512.Abs(f) * Vector512.Create(ScaleToInfBits).AsSingle()
+                                  * Vector512.Create(ScaleToZeroBits).AsSingle();
+        Vector512<uint> w = f.AsUInt32();
+        Vector512<uint> shl1 = w + w;
+        Vector512<uint> sign = w & Vector512.Create(0x80000000u);
+        Vector512<uint> bias = Vector512.Max(shl1 & Vector512.Create(0xFF000000u), Vector512.Create(0x71000000u));
+        scaled = ((bias >> 1) + Vector512.Create(0x07800000u)).AsSingle() + scaled;
+        Vector512<uint> bits = scaled.AsUInt32();
+        Vector512<uint> nonSign = ((bits >> 13) & Vector512.Create(0x7C00u)) + (bits & Vector512.Create(0x0FFFu));
+        Vector512<uint> isNan = Vector512.GreaterThan(shl1, Vector512.Create(0xFF000000u));
+        return (sign >> 16) | Vector512.ConditionalSelect(isNan, Vector512.Create(0x7E00u), nonSign);
+    }
+}

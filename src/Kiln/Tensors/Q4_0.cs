@@ -1,0 +1,331 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kiln.Tensors;
+
+/// <summary>
+/// ggml Q4_0: blocks of 32 values stored as <c>{ ggml_half d; uint8 qs[16]; }</c> (18 bytes). Element j (0..15)
+/// is (qs[j] &amp; 0x0F) - 8 and element j+16 is (qs[j] &gt;&gt; 4) - 8, each times d. The quantizer is ggml's
+/// quantize_row_q4_0_ref bit for bit; dots against Q8_0 activations are exact integers per block.
+/// </summary>
+public static class Q4_0
+{
+    public const int BlockSize = 32;
+    public const int BlockBytes = 18;
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q4_0", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        if (CpuPaths.PreferAvx512)
+            DequantizeAvx512(src, dst);
+        else if (CpuPaths.CanAvx2)
+            DequantizeAvx2(src, dst);
+        else
+            DequantizeScalar(src, dst);
+    }
+
+    public static void DequantizeScalar(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q4_0", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        for (int b = 0; b < dst.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<byte> block = src.Slice(b * BlockBytes, BlockBytes);
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block));
+            Span<float> o = dst.Slice(b * BlockSize, BlockSize);
+            for (int j = 0; j < 16; j++)
+            {
+                o[j] = ((block[2 + j] & 0x0F) - 8) * d;
+                o[j + 16] = ((block[2 + j] >> 4) - 8) * d;
+            }
+        }
+    }
+
+    /// <summary>ggml's quantize_row_q4_0_ref; the SIMD paths produce the same bytes for every finite input.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q4_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (CpuPaths.CanAvx2)
+            QuantizeAvx2(src, dst);
+        else
+            QuantizeScalar(src, dst);
+    }
+
+    public static void QuantizeScalar(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q4_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        for (int b = 0; b < src.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
+            Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            // the signed value of largest magnitude, first one on ties; it maps to -8 exactly
+            float amax = 0f, max = 0f;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                if (amax < MathF.Abs(x[j]))
+                {
+                    amax = MathF.Abs(x[j]);
+                    max = x[j];
+                }
+            }
+            float d = max / -8f;
+            float id = d != 0f ? 1.0f / d : 0f;
+            BinaryPrimitives.WriteUInt16LittleEndian(block, HalfBits.FromSingle(d));
+            for (int j = 0; j < 16; j++)
+            {
+                int q0 = Math.Min(15, (int)(sbyte)(x[j] * id + 8.5f));
+                int q1 = Math.Min(15, (int)(sbyte)(x[j + 16] * id + 8.5f));
+                block[2 + j] = (byte)(q0 | (q1 << 4));
+            }
+        }
+    }
+
+    /// <summary>Q4_0 weights row · float activations.</summary>
+    public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q4_0", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        if (CpuPaths.PreferAvx512)
+            return DotAvx512(w, x);
+        if (CpuPaths.CanAvx2)
+            return DotAvx2(w, x);
+        return DotScalar(w, x);
+    }
+
+    /// <summary>Reference: per block a float sum of q[j]*x[j] in element order, times d, added to a float total.</summary>
+    public static float DotScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q4_0", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        float sum = 0f;
+        for (int b = 0; b < x.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<byte> block = w.Slice(b * BlockBytes, BlockBytes);
+            ReadOnlySpan<float> xb = x.Slice(b * BlockSize, BlockSize);
+            float s = 0f;
+            for (int j = 0; j < 16; j++)
+                s += ((block[2 + j] & 0x0F) - 8) * xb[j];
+            for (int j = 0; j < 16; j++)
+                s += ((block[2 + j] >> 4) - 8) * xb[j + 16];
+            sum += s * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Q4_0 weights · Q8_0 activations (ggml_vec_dot_q4_0_q8_0): exact integer dot per block, times d_w*d_x,
+    /// summed in float.
+    /// </summary>
+    public static float DotQ8(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
+    {
+        RowArguments.CheckBlockPair("Q4_0", BlockBytes, w.Length, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
+        if (CpuPaths.PreferAvx512)
+            return DotQ8Avx512(w, xq8);
+        if (CpuPaths.CanAvx2)
+            return DotQ8Avx2(w, xq8);
+        return DotQ8Scalar(w, xq8);
+    }
+
+    public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
+    {
+        int blocks = RowArguments.CheckBlockPair("Q4_0", BlockBytes, w.Length, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
+        float sum = 0f;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
+            ReadOnlySpan<byte> xb = xq8.Slice(b * Q8_0.BlockBytes, Q8_0.BlockBytes);
+            int sumi = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                sumi += ((wb[2 + j] & 0x0F) - 8) * (sbyte)xb[2 + j];
+                sumi += ((wb[2 + j] >> 4) - 8) * (sbyte)xb[18 + j];
+            }
+            sum += sumi * (HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
+                           * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)));
+        }
+        return sum;
+    }
+
+    // ---- SIMD paths: callers have checked the lengths. ----
+
+    /// <summary>The 16 packed bytes of a block as signed values: element j in byte j (j &lt; 32), low nibbles first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe (Vector128<sbyte> Low, Vector128<sbyte> High) Unpack(byte* qs)
+    {
+        Vector128<byte> q = Vector128.Load(qs);
+        Vector128<byte> mask = Vector128.Create((byte)0x0F);
+        Vector128<sbyte> eight = Vector128.Create((sbyte)8);
+        return ((q & mask).AsSByte() - eight, ((q >>> 4) & mask).AsSByte() - eight);
+    }
+
+    internal static unsafe void DequantizeAvx2(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = dst.Length / BlockSize;
+        fixed (byte* s0 = src)
+        fixed (float* o0 = dst)
+        {
+            byte* s = s0;
+            float* o = o0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
+            {
+                Vector256<float> d = Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                (Vector128<sbyte> lo, Vector128<sbyte> hi) = Unpack(s + 2);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo))).Store(o);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8)))).Store(o + 8);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi))).Store(o + 16);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8)))).Store(o + 24);
+            }
+        }
+    }
+
+    internal static unsafe void DequantizeAvx512(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = dst.Length / BlockSize;
+        fixed (byte* s0 = src)
+        fixed (float* o0 = dst)
+        {
+            byte* s = s0;
+            float* o = o0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
+            {
+                Vector512<float> d = Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                (Vector128<sbyte> lo, Vector128<sbyte> hi) = Unpack(s + 2);
+                (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(lo))).Store(o);
+                (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(hi))).Store(o + 16);
+            }
+        }
+    }
+
+    internal static unsafe void QuantizeAvx2(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = src.Length / BlockSize;
+        fixed (float* x0 = src)
+        fixed (byte* o0 = dst)
+        {
+            float* x = x0;
+            byte* o = o0;
+            for (int b = 0; b < blocks; b++, x += BlockSize, o += BlockBytes)
+            {
+                Vector256<float> v0 = Vector256.Load(x), v1 = Vector256.Load(x + 8);
+                Vector256<float> v2 = Vector256.Load(x + 16), v3 = Vector256.Load(x + 24);
+                Vector256<float> a0 = Vector256.Abs(v0), a1 = Vector256.Abs(v1), a2 = Vector256.Abs(v2), a3 = Vector256.Abs(v3);
+                float amax = Q8_0.HorizontalMax(Vector256.MaxNative(Vector256.MaxNative(a0, a1), Vector256.MaxNative(a2, a3)));
+                float max = 0f; // ggml keeps +0 when nothing beats amax = 0
+                if (amax > 0f)
+                {
+                    // the scalar loop keeps the first element reaching the largest magnitude
+                    Vector256<float> va = Vector256.Create(amax);
+                    uint hits = Vector256.Equals(a0, va).ExtractMostSignificantBits()
+                                | (Vector256.Equals(a1, va).ExtractMostSignificantBits() << 8)
+                                | (Vector256.Equals(a2, va).ExtractMostSignificantBits() << 16)
+                                | (Vector256.Equals(a3, va).ExtractMostSignificantBits() << 24);
+                    max = x[BitOperations.TrailingZeroCount(hits)];
+                }
+                float d = max / -8f;
+                float id = d != 0f ? 1.0f / d : 0f;
+                Unsafe.WriteUnaligned(o, HalfBits.FromSingle(d));
+                Vector256<float> vid = Vector256.Create(id), bias = Vector256.Create(8.5f);
+                Vector256<int> fifteen = Vector256.Create(15);
+                // multiply and add stay separate roundings, as in the C reference
+                Vector256<int> q0 = Vector256.Min(Avx.ConvertToVector256Int32WithTruncation(v0 * vid + bias), fifteen);
+                Vector256<int> q1 = Vector256.Min(Avx.ConvertToVector256Int32WithTruncation(v1 * vid + bias), fifteen);
+                Vector256<int> q2 = Vector256.Min(Avx.ConvertToVector256Int32WithTruncation(v2 * vid + bias), fifteen);
+                Vector256<int> q3 = Vector256.Min(Avx.ConvertToVector256Int32WithTruncation(v3 * vid + bias), fifteen);
+                Vector256<short> bytes = Vector256.Narrow(q0 | (q2 << 4), q1 | (q3 << 4));
+                Vector128.Narrow(bytes.GetLower().AsUInt16(), bytes.GetUpper().AsUInt16()).Store(o + 2);
+            }
+        }
+    }
+
+    internal static unsafe float DotAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        int blocks = x.Length / BlockSize;
+        Vector256<float> acc = Vector256<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (float* x0 = x)
+        {
+            byte* s = w0;
+            float* xp = x0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, xp += BlockSize)
+            {
+                (Vector128<sbyte> lo, Vector128<sbyte> hi) = Unpack(s + 2);
+                Vector256<float> sum = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo)) * Vector256.Load(xp);
+                sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8))), Vector256.Load(xp + 8), sum);
+                sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi)), Vector256.Load(xp + 16), sum);
+                sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))), Vector256.Load(xp + 24), sum);
+                acc = Fma.MultiplyAdd(sum, Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+            }
+        }
+        return Vector256.Sum(acc);
+    }
+
+    internal static unsafe float DotAvx512(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        int blocks = x.Length / BlockSize;
+        Vector512<float> acc = Vector512<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (float* x0 = x)
+        {
+            byte* s = w0;
+            float* xp = x0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, xp += BlockSize)
+            {
+                (Vector128<sbyte> lo, Vector128<sbyte> hi) = Unpack(s + 2);
+                Vector512<float> sum = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(lo)) * Vector512.Load(xp);
+                sum = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(hi)), Vector512.Load(xp + 16), sum);
+                acc = Avx512F.FusedMultiplyAdd(sum, Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+            }
+        }
+        return Vector512.Sum(acc);
+    }
+
+    // maddubs multiplies unsigned by signed bytes: the raw nibbles (0..15) times the activations, minus 8 times
+    // the activations, is the signed dot. Pair sums stay within ±3840 and ±2048, so nothing saturates and the
+    // result is exact for every activation byte, -128 included.
+    internal static unsafe float DotQ8Avx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
+    {
+        int blocks = w.Length / BlockBytes;
+        Vector256<float> acc = Vector256<float>.Zero;
+        Vector128<byte> mask = Vector128.Create((byte)0x0F);
+        Vector256<byte> eights = Vector256.Create((byte)8);
+        Vector256<short> ones = Vector256.Create((short)1);
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq8)
+        {
+            byte* pw = w0, px = x0;
+            for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_0.BlockBytes)
+            {
+                Vector128<byte> q = Vector128.Load(pw + 2);
+                Vector256<byte> nibbles = Vector256.Create(q & mask, (q >>> 4) & mask);
+                Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
+                Vector256<short> pairs = Avx2.MultiplyAddAdjacent(nibbles, y) - Avx2.MultiplyAddAdjacent(eights, y);
+                Vector256<int> sums = Avx2.MultiplyAddAdjacent(pairs, ones);
+                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Vector256.Create(d), acc);
+            }
+        }
+        return Vector256.Sum(acc);
+    }
+
+    internal static unsafe float DotQ8Avx512(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
+    {
+        int blocks = w.Length / BlockBytes;
+        Vector512<float> acc = Vector512<float>.Zero;
+        Vector128<byte> mask = Vector128.Create((byte)0x0F);
+        Vector512<short> eight = Vector512.Create((short)8);
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq8)
+        {
+            byte* pw = w0, px = x0;
+            for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_0.BlockBytes)
+            {
+                Vector128<byte> q = Vector128.Load(pw + 2);
+                Vector512<short> wv = Avx512BW.ConvertToVector512Int16(Vector256.Create(q & mask, (q >>> 4) & mask)).AsInt16() - eight;
+                Vector512<short> xv = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(px + 2)));
+                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(wv, xv)), Vector512.Create(d), acc);
+            }
+        }
+        return Vector512.Sum(acc);
+    }
+}

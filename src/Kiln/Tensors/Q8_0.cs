@@ -1,0 +1,344 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kiln.Tensors;
+
+/// <summary>
+/// ggml Q8_0: blocks of 32 values stored as <c>{ ggml_half d; int8 qs[32]; }</c> (34 bytes), value = d * qs[i].
+/// The quantizer is ggml's quantize_row_q8_0_ref bit for bit (it is also used for activations here; llama.cpp's
+/// own AVX activation quantizer rounds ties to even and uses 127/amax, so it can differ from the reference in rare
+/// last-bit cases). Integer dots are exact per block.
+/// </summary>
+public static class Q8_0
+{
+    public const int BlockSize = 32;
+    public const int BlockBytes = 34;
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        if (CpuPaths.PreferAvx512)
+            DequantizeAvx512(src, dst);
+        else if (CpuPaths.CanAvx2)
+            DequantizeAvx2(src, dst);
+        else
+            DequantizeScalar(src, dst);
+    }
+
+    public static void DequantizeScalar(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        for (int b = 0; b < dst.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<byte> block = src.Slice(b * BlockBytes, BlockBytes);
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block));
+            Span<float> o = dst.Slice(b * BlockSize, BlockSize);
+            for (int j = 0; j < BlockSize; j++)
+                o[j] = d * (sbyte)block[2 + j];
+        }
+    }
+
+    /// <summary>ggml's quantize_row_q8_0_ref; the SIMD paths produce the same bytes for every finite input.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (CpuPaths.PreferAvx512)
+            QuantizeAvx512(src, dst);
+        else if (CpuPaths.CanAvx2)
+            QuantizeAvx2(src, dst);
+        else
+            QuantizeScalar(src, dst);
+    }
+
+    public static void QuantizeScalar(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        for (int b = 0; b < src.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
+            Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            float amax = 0f;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                float v = MathF.Abs(x[j]);
+                amax = amax > v ? amax : v; // ggml's MAX macro, operand order kept
+            }
+            float d = amax / 127f;
+            float id = d != 0f ? 1.0f / d : 0f;
+            BinaryPrimitives.WriteUInt16LittleEndian(block, HalfBits.FromSingle(d));
+            for (int j = 0; j < BlockSize; j++)
+                block[2 + j] = (byte)(sbyte)MathF.Round(x[j] * id, MidpointRounding.AwayFromZero);
+        }
+    }
+
+    /// <summary>Q8_0 weights row · float activations.</summary>
+    public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        if (CpuPaths.PreferAvx512)
+            return DotAvx512(w, x);
+        if (CpuPaths.CanAvx2)
+            return DotAvx2(w, x);
+        return DotScalar(w, x);
+    }
+
+    /// <summary>Reference: per block a float sum of qs[j]*x[j] in order, times d, added to a float total.</summary>
+    public static float DotScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        float sum = 0f;
+        for (int b = 0; b < x.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<byte> block = w.Slice(b * BlockBytes, BlockBytes);
+            ReadOnlySpan<float> xb = x.Slice(b * BlockSize, BlockSize);
+            float s = 0f;
+            for (int j = 0; j < BlockSize; j++)
+                s += (sbyte)block[2 + j] * xb[j];
+            sum += s * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Q8_0 weights · Q8_0 activations (ggml_vec_dot_q8_0_q8_0): exact integer dot per block, times d_w*d_x,
+    /// summed in float.
+    /// </summary>
+    public static float DotQ8(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        RowArguments.CheckBlockPair("Q8_0", BlockBytes, w.Length, "Q8_0", BlockBytes, xq.Length, nameof(xq));
+        if (CpuPaths.PreferAvx512)
+            return DotQ8Avx512(w, xq);
+        if (CpuPaths.CanAvx2)
+            return DotQ8Avx2(w, xq);
+        return DotQ8Scalar(w, xq);
+    }
+
+    public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        int blocks = RowArguments.CheckBlockPair("Q8_0", BlockBytes, w.Length, "Q8_0", BlockBytes, xq.Length, nameof(xq));
+        float sum = 0f;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
+            ReadOnlySpan<byte> xb = xq.Slice(b * BlockBytes, BlockBytes);
+            int sumi = 0;
+            for (int j = 2; j < BlockBytes; j++)
+                sumi += (sbyte)wb[j] * (sbyte)xb[j];
+            sum += sumi * (HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
+                           * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)));
+        }
+        return sum;
+    }
+
+    // ---- SIMD paths: callers have checked the lengths. ----
+
+    internal static unsafe void DequantizeAvx2(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = dst.Length / BlockSize;
+        fixed (byte* s0 = src)
+        fixed (float* o0 = dst)
+        {
+            byte* s = s0;
+            float* o = o0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
+            {
+                Vector256<float> d = Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                sbyte* q = (sbyte*)(s + 2);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q))).Store(o);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8))).Store(o + 8);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16))).Store(o + 16);
+                (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24))).Store(o + 24);
+            }
+        }
+    }
+
+    internal static unsafe void DequantizeAvx512(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = dst.Length / BlockSize;
+        fixed (byte* s0 = src)
+        fixed (float* o0 = dst)
+        {
+            byte* s = s0;
+            float* o = o0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
+            {
+                Vector512<float> d = Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                sbyte* q = (sbyte*)(s + 2);
+                (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q)))).Store(o);
+                (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q + 16)))).Store(o + 16);
+            }
+        }
+    }
+
+    /// <summary>roundf semantics (halves away from zero) for |v| &lt; 2^23: v - trunc(v) is exact, and trunc of
+    /// twice that fraction is ±1 exactly when the fraction reaches ±0.5.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> RoundHalfAwayFromZero(Vector256<float> v)
+    {
+        Vector256<float> t = Vector256.Truncate(v);
+        Vector256<float> frac = v - t;
+        return t + Vector256.Truncate(frac + frac);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> RoundHalfAwayFromZero(Vector512<float> v)
+    {
+        Vector512<float> t = Vector512.Truncate(v);
+        Vector512<float> frac = v - t;
+        return t + Vector512.Truncate(frac + frac);
+    }
+
+    internal static unsafe void QuantizeAvx2(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = src.Length / BlockSize;
+        Vector256<int> order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
+        fixed (float* x0 = src)
+        fixed (byte* o0 = dst)
+        {
+            float* x = x0;
+            byte* o = o0;
+            for (int b = 0; b < blocks; b++, x += BlockSize, o += BlockBytes)
+            {
+                Vector256<float> v0 = Vector256.Load(x), v1 = Vector256.Load(x + 8);
+                Vector256<float> v2 = Vector256.Load(x + 16), v3 = Vector256.Load(x + 24);
+                // max is order-independent for finite values, so the tree reduction equals ggml's running MAX
+                Vector256<float> m = Vector256.MaxNative(
+                    Vector256.MaxNative(Vector256.Abs(v0), Vector256.Abs(v1)),
+                    Vector256.MaxNative(Vector256.Abs(v2), Vector256.Abs(v3)));
+                float amax = HorizontalMax(m);
+                float d = amax / 127f;
+                float id = d != 0f ? 1.0f / d : 0f;
+                Unsafe.WriteUnaligned(o, HalfBits.FromSingle(d));
+                Vector256<float> vid = Vector256.Create(id);
+                Vector256<int> i0 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v0 * vid));
+                Vector256<int> i1 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v1 * vid));
+                Vector256<int> i2 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v2 * vid));
+                Vector256<int> i3 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v3 * vid));
+                // packs work within 128-bit lanes; the dword permute puts the 4-byte groups back in order
+                Vector256<sbyte> packed = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(i0, i1), Avx2.PackSignedSaturate(i2, i3));
+                Avx2.PermuteVar8x32(packed.AsInt32(), order).AsSByte().Store((sbyte*)(o + 2));
+            }
+        }
+    }
+
+    internal static unsafe void QuantizeAvx512(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blocks = src.Length / BlockSize;
+        fixed (float* x0 = src)
+        fixed (byte* o0 = dst)
+        {
+            float* x = x0;
+            byte* o = o0;
+            for (int b = 0; b < blocks; b++, x += BlockSize, o += BlockBytes)
+            {
+                Vector512<float> v0 = Vector512.Load(x), v1 = Vector512.Load(x + 16);
+                Vector512<float> m = Vector512.MaxNative(Vector512.Abs(v0), Vector512.Abs(v1));
+                float amax = HorizontalMax(Vector256.MaxNative(m.GetLower(), m.GetUpper()));
+                float d = amax / 127f;
+                float id = d != 0f ? 1.0f / d : 0f;
+                Unsafe.WriteUnaligned(o, HalfBits.FromSingle(d));
+                Vector512<float> vid = Vector512.Create(id);
+                Avx512F.ConvertToVector128SByteWithSaturation(Vector512.ConvertToInt32Native(RoundHalfAwayFromZero(v0 * vid)))
+                    .Store((sbyte*)(o + 2));
+                Avx512F.ConvertToVector128SByteWithSaturation(Vector512.ConvertToInt32Native(RoundHalfAwayFromZero(v1 * vid)))
+                    .Store((sbyte*)(o + 18));
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float HorizontalMax(Vector256<float> m)
+    {
+        Vector128<float> m4 = Vector128.MaxNative(m.GetLower(), m.GetUpper());
+        m4 = Vector128.MaxNative(m4, Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1)));
+        m4 = Vector128.MaxNative(m4, Vector128.Shuffle(m4, Vector128.Create(1, 0, 3, 2)));
+        return m4.ToScalar();
+    }
+
+    internal static unsafe float DotAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        int blocks = x.Length / BlockSize;
+        Vector256<float> acc = Vector256<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (float* x0 = x)
+        {
+            byte* s = w0;
+            float* xp = x0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, xp += BlockSize)
+            {
+                sbyte* q = (sbyte*)(s + 2);
+                Vector256<float> sum = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q)) * Vector256.Load(xp);
+                sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8)), Vector256.Load(xp + 8), sum);
+                sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16)), Vector256.Load(xp + 16), sum);
+                sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24)), Vector256.Load(xp + 24), sum);
+                acc = Fma.MultiplyAdd(sum, Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+            }
+        }
+        return Vector256.Sum(acc);
+    }
+
+    internal static unsafe float DotAvx512(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        int blocks = x.Length / BlockSize;
+        Vector512<float> acc = Vector512<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (float* x0 = x)
+        {
+            byte* s = w0;
+            float* xp = x0;
+            for (int b = 0; b < blocks; b++, s += BlockBytes, xp += BlockSize)
+            {
+                sbyte* q = (sbyte*)(s + 2);
+                Vector512<float> sum = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q))) * Vector512.Load(xp);
+                sum = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q + 16))), Vector512.Load(xp + 16), sum);
+                acc = Avx512F.FusedMultiplyAdd(sum, Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+            }
+        }
+        return Vector512.Sum(acc);
+    }
+
+    // Sign-extending both sides to 16 bits and using vpmaddwd keeps every product exact, -128 included (the
+    // maddubs sign trick ggml uses saturates or flips sign when a value is -128).
+    internal static unsafe float DotQ8Avx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        int blocks = w.Length / BlockBytes;
+        Vector256<float> acc = Vector256<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq)
+        {
+            byte* pw = w0, px = x0;
+            for (int b = 0; b < blocks; b++, pw += BlockBytes, px += BlockBytes)
+            {
+                Vector256<int> lo = Avx2.MultiplyAddAdjacent(
+                    Avx2.ConvertToVector256Int16((sbyte*)(pw + 2)), Avx2.ConvertToVector256Int16((sbyte*)(px + 2)));
+                Vector256<int> hi = Avx2.MultiplyAddAdjacent(
+                    Avx2.ConvertToVector256Int16((sbyte*)(pw + 18)), Avx2.ConvertToVector256Int16((sbyte*)(px + 18)));
+                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(lo + hi), Vector256.Create(d), acc);
+            }
+        }
+        return Vector256.Sum(acc);
+    }
+
+    internal static unsafe float DotQ8Avx512(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        int blocks = w.Length / BlockBytes;
+        Vector512<float> acc = Vector512<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq)
+        {
+            byte* pw = w0, px = x0;
+            for (int b = 0; b < blocks; b++, pw += BlockBytes, px += BlockBytes)
+            {
+                Vector512<int> p = Avx512BW.MultiplyAddAdjacent(
+                    Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(pw + 2))),
+                    Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(px + 2))));
+                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), Vector512.Create(d), acc);
+            }
+        }
+        return Vector512.Sum(acc);
+    }
+}

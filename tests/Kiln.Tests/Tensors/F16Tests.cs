@@ -1,0 +1,124 @@
+using System.Buffers.Binary;
+using Kiln.Tensors;
+
+namespace Kiln.Tests.Tensors;
+
+public class F16Tests
+{
+    private static byte[] AllHalves()
+    {
+        var bytes = new byte[65536 * 2 + 6]; // 65539 elements: not a multiple of any vector width
+        for (int h = 0; h < 65536 + 3; h++)
+            BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * h), (ushort)(h * 7919));
+        return bytes;
+    }
+
+    [Fact]
+    public void DequantizePathsMatchScalarOnEveryHalf()
+    {
+        byte[] src = AllHalves();
+        var expected = new float[src.Length / 2];
+        F16.DequantizeScalar(src, expected);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.Equal(BitConverter.SingleToUInt32Bits((float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(src.AsSpan(2 * i)))),
+                         BitConverter.SingleToUInt32Bits(expected[i]));
+        var actual = new float[expected.Length];
+        if (KernelTestData.Avx2)
+        {
+            F16.DequantizeAvx2(src, actual);
+            Assert.Equal(Bits(expected), Bits(actual));
+        }
+        if (KernelTestData.Avx512)
+        {
+            Array.Clear(actual);
+            F16.DequantizeAvx512(src, actual);
+            Assert.Equal(Bits(expected), Bits(actual));
+        }
+        F16.Dequantize(src, actual);
+        Assert.Equal(Bits(expected), Bits(actual));
+    }
+
+    [Fact]
+    public void QuantizePathsMatchScalarAtEveryRoundingBoundary()
+    {
+        float[] src = HalfBitsTests.RoundingProbes();
+        var expected = new byte[src.Length * 2];
+        F16.QuantizeScalar(src, expected);
+        var actual = new byte[expected.Length];
+        if (KernelTestData.Avx2)
+        {
+            F16.QuantizeAvx2(src, actual);
+            Assert.True(expected.AsSpan().SequenceEqual(actual), "AVX2 quantize differs from scalar");
+        }
+        if (KernelTestData.Avx512)
+        {
+            Array.Clear(actual);
+            F16.QuantizeAvx512(src, actual);
+            Assert.True(expected.AsSpan().SequenceEqual(actual), "AVX-512 quantize differs from scalar");
+        }
+        Array.Clear(actual);
+        F16.Quantize(src, actual);
+        Assert.True(expected.AsSpan().SequenceEqual(actual));
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.LengthData), MemberType = typeof(KernelTestData))]
+    public void DotPathsMatchExactDot(int n)
+    {
+        float[] wf = KernelTestData.Floats(n, 11 + n, 0.5f);
+        float[] x = KernelTestData.Floats(n, 12 + n, 2f);
+        var w = new byte[2 * n];
+        F16.QuantizeScalar(wf, w);
+        var xh = new byte[2 * n];
+        F16.QuantizeScalar(x, xh);
+        double[] wd = Decode(w), xd = KernelTestData.Widen(x), xhd = Decode(xh);
+
+        KernelTestData.AssertDot(wd, xd, F16.DotScalar(w, x), "scalar");
+        KernelTestData.AssertDot(wd, xd, F16.Dot(w, x), "dispatch");
+        KernelTestData.AssertDot(wd, xhd, F16.DotF16Scalar(w, xh), "f16 scalar");
+        KernelTestData.AssertDot(wd, xhd, F16.DotF16(w, xh), "f16 dispatch");
+        if (KernelTestData.Avx2)
+        {
+            KernelTestData.AssertDot(wd, xd, F16.DotAvx2(w, x), "avx2");
+            KernelTestData.AssertDot(wd, xhd, F16.DotF16Avx2(w, xh), "f16 avx2");
+        }
+        if (KernelTestData.Avx512)
+        {
+            KernelTestData.AssertDot(wd, xd, F16.DotAvx512(w, x), "avx512");
+            KernelTestData.AssertDot(wd, xhd, F16.DotF16Avx512(w, xh), "f16 avx512");
+        }
+    }
+
+    [Fact]
+    public void InfinityInWeightsPropagates()
+    {
+        var w = new byte[128];
+        w[2 * 37] = 0x00;
+        w[2 * 37 + 1] = 0x7C; // +inf at element 37
+        float[] x = KernelTestData.Floats(32, 5);
+        x[37 % 32] = 1f;
+        float[] xs = [.. x, .. x];
+        Assert.Equal(float.PositiveInfinity, F16.Dot(w, xs));
+        Assert.Equal(float.PositiveInfinity, F16.DotScalar(w, xs));
+    }
+
+    [Fact]
+    public void WrongLengthsThrow()
+    {
+        Assert.Throws<ArgumentException>(() => F16.Dequantize(new byte[10], new float[4]));
+        Assert.Throws<ArgumentException>(() => F16.Quantize(new float[4], new byte[9]));
+        Assert.Throws<ArgumentException>(() => F16.Dot(new byte[8], new float[3]));
+        Assert.Throws<ArgumentException>(() => F16.DotF16(new byte[8], new byte[6]));
+        Assert.Throws<ArgumentException>(() => F16.DotF16(new byte[7], new byte[7]));
+    }
+
+    private static double[] Decode(byte[] halves)
+    {
+        var v = new double[halves.Length / 2];
+        for (int i = 0; i < v.Length; i++)
+            v[i] = KernelTestData.HalfAt(halves.AsSpan(2 * i));
+        return v;
+    }
+
+    private static uint[] Bits(float[] v) => Array.ConvertAll(v, BitConverter.SingleToUInt32Bits);
+}

@@ -339,20 +339,19 @@ public abstract class Tokenizer
         return value >= 0 && value < vocabSize ? (int)value : fallback;
     }
 
+    // llama.cpp takes whichever candidate its hash map yields first; the candidates' own order (most specific
+    // first) is the deterministic reading of that, and picks e.g. Phi-3's "<|end|>" over "<|endoftext|>".
     private void DetectByText(ref int id, ReadOnlySpan<string> candidates)
     {
         if (id >= 0)
             return;
-        for (int i = 0; i < _texts.Length && id < 0; i++)
+        foreach (string candidate in candidates)
         {
-            foreach (string candidate in candidates)
+            if (_idsByText.TryGetValue(candidate, out int found))
             {
-                if (_texts[i] == candidate)
-                {
-                    id = i;
-                    Attributes[i] |= TokenAttributes.Control;
-                    break;
-                }
+                id = found;
+                Attributes[found] |= TokenAttributes.Control;
+                return;
             }
         }
     }

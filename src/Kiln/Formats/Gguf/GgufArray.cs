@@ -39,9 +39,11 @@ public sealed class GgufArray
         }
     }
 
-    public string[] AsStrings() => Items is string[] s ? (string[])s.Clone() : throw Mismatch("string");
+    public string[] AsStrings() =>
+        ElementType == GgufValueType.String ? (string[])Items.Clone() : throw Mismatch("string");
 
-    public float[] AsFloat32s() => Items is float[] f ? (float[])f.Clone() : throw Mismatch("float32");
+    public float[] AsFloat32s() =>
+        ElementType == GgufValueType.Float32 ? (float[])Items.Clone() : throw Mismatch("float32");
 
     /// <summary>Any integer element type, each value checked to fit in an int.</summary>
     public int[] AsInt32s()
@@ -73,22 +75,25 @@ public sealed class GgufArray
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
-        return Items switch
+        // Dispatch on ElementType, not on the runtime array type: the CLR treats short[] as ushort[]
+        // (and sbyte[]/byte[], int[]/uint[], long[]/ulong[]) in type tests, so `Items is ushort[]` is
+        // also true for an int16 array.
+        return ElementType switch
         {
-            byte[] a => GgufValue.FromUInt8(a[index]),
-            sbyte[] a => GgufValue.FromInt8(a[index]),
-            ushort[] a => GgufValue.FromUInt16(a[index]),
-            short[] a => GgufValue.FromInt16(a[index]),
-            uint[] a => GgufValue.FromUInt32(a[index]),
-            int[] a => GgufValue.FromInt32(a[index]),
-            float[] a => GgufValue.FromFloat32(a[index]),
-            bool[] a => GgufValue.FromBool(a[index]),
-            string[] a => GgufValue.FromString(a[index]),
-            ulong[] a => GgufValue.FromUInt64(a[index]),
-            long[] a => GgufValue.FromInt64(a[index]),
-            double[] a => GgufValue.FromFloat64(a[index]),
-            GgufArray[] a => GgufValue.FromArray(a[index]),
-            _ => throw new InvalidOperationException("unreachable: unknown item array type"),
+            GgufValueType.UInt8 => GgufValue.FromUInt8(((byte[])Items)[index]),
+            GgufValueType.Int8 => GgufValue.FromInt8(((sbyte[])Items)[index]),
+            GgufValueType.UInt16 => GgufValue.FromUInt16(((ushort[])Items)[index]),
+            GgufValueType.Int16 => GgufValue.FromInt16(((short[])Items)[index]),
+            GgufValueType.UInt32 => GgufValue.FromUInt32(((uint[])Items)[index]),
+            GgufValueType.Int32 => GgufValue.FromInt32(((int[])Items)[index]),
+            GgufValueType.Float32 => GgufValue.FromFloat32(((float[])Items)[index]),
+            GgufValueType.Bool => GgufValue.FromBool(((bool[])Items)[index]),
+            GgufValueType.String => GgufValue.FromString(((string[])Items)[index]),
+            GgufValueType.UInt64 => GgufValue.FromUInt64(((ulong[])Items)[index]),
+            GgufValueType.Int64 => GgufValue.FromInt64(((long[])Items)[index]),
+            GgufValueType.Float64 => GgufValue.FromFloat64(((double[])Items)[index]),
+            GgufValueType.Array => GgufValue.FromArray(((GgufArray[])Items)[index]),
+            _ => throw new InvalidOperationException($"unreachable: element type {ElementType}"),
         };
     }
 
@@ -156,17 +161,18 @@ public sealed class GgufArray
             throw Mismatch(wanted);
     }
 
-    private long IntegerAt(int i) => Items switch
+    // ElementType dispatch for the same reason as GetValue.
+    private long IntegerAt(int i) => ElementType switch
     {
-        byte[] a => a[i],
-        sbyte[] a => a[i],
-        ushort[] a => a[i],
-        short[] a => a[i],
-        uint[] a => a[i],
-        int[] a => a[i],
-        long[] a => a[i],
-        ulong[] a when a[i] <= long.MaxValue => (long)a[i],
-        ulong[] a => throw new GgufFormatException($"array item {i}", -1, $"uint64 value {a[i]} does not fit in int64"),
+        GgufValueType.UInt8 => ((byte[])Items)[i],
+        GgufValueType.Int8 => ((sbyte[])Items)[i],
+        GgufValueType.UInt16 => ((ushort[])Items)[i],
+        GgufValueType.Int16 => ((short[])Items)[i],
+        GgufValueType.UInt32 => ((uint[])Items)[i],
+        GgufValueType.Int32 => ((int[])Items)[i],
+        GgufValueType.Int64 => ((long[])Items)[i],
+        GgufValueType.UInt64 when ((ulong[])Items)[i] is var u && u <= long.MaxValue => (long)u,
+        GgufValueType.UInt64 => throw new GgufFormatException($"array item {i}", -1, $"uint64 value {((ulong[])Items)[i]} does not fit in int64"),
         _ => throw Mismatch("integer"),
     };
 

@@ -119,6 +119,8 @@ internal sealed unsafe class GgufCursor
         if (count > (ulong)Array.MaxLength)
             throw Error(field + " count", countAt, $"array count {count} is larger than .NET arrays allow");
         int n = (int)count;
+        if ((long)minElementBytes * n > int.MaxValue && elementType is not (GgufValueType.String or GgufValueType.Array))
+            throw Error(field + " count", countAt, $"{GgufValue.NameOf(elementType)} array of {count} elements is larger than 2 GiB");
 
         switch (elementType)
         {
@@ -153,7 +155,7 @@ internal sealed unsafe class GgufCursor
     private Array ReadScalarBlock(GgufValueType type, int n, string field)
     {
         int size = GgufValue.FixedSize(type);
-        var raw = ReadBytes(checked(n * size), field);
+        var raw = ReadBytes(n * size, field);   // n * size <= int.MaxValue, checked by the caller
         switch (type)
         {
             case GgufValueType.UInt8: return raw.ToArray();

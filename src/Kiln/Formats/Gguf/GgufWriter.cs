@@ -301,22 +301,23 @@ public sealed class GgufWriter
     {
         w.Write((uint)array.ElementType);
         w.Write((ulong)array.Count);
-        switch (array.Items)
+        // Dispatch on ElementType: runtime array type tests cannot tell short[] from ushort[] (CLR array variance).
+        switch (array.ElementType)
         {
-            case byte[] a: w.Write(a); break;
-            case sbyte[] a: foreach (var v in a) w.Write(v); break;
-            case ushort[] a: foreach (var v in a) w.Write(v); break;
-            case short[] a: foreach (var v in a) w.Write(v); break;
-            case uint[] a: foreach (var v in a) w.Write(v); break;
-            case int[] a: foreach (var v in a) w.Write(v); break;
-            case float[] a: foreach (var v in a) w.Write(v); break;
-            case bool[] a: foreach (var v in a) w.Write((byte)(v ? 1 : 0)); break;
-            case string[] a: foreach (var v in a) WriteString(w, v); break;
-            case ulong[] a: foreach (var v in a) w.Write(v); break;
-            case long[] a: foreach (var v in a) w.Write(v); break;
-            case double[] a: foreach (var v in a) w.Write(v); break;
-            case GgufArray[] a: foreach (var v in a) WriteArray(w, v); break;
-            default: throw new InvalidOperationException($"unreachable: array items of CLR type {array.Items.GetType()}");
+            case GgufValueType.UInt8: w.Write((byte[])array.Items); break;
+            case GgufValueType.Int8: foreach (var v in (sbyte[])array.Items) w.Write(v); break;
+            case GgufValueType.UInt16: foreach (var v in (ushort[])array.Items) w.Write(v); break;
+            case GgufValueType.Int16: foreach (var v in (short[])array.Items) w.Write(v); break;
+            case GgufValueType.UInt32: foreach (var v in (uint[])array.Items) w.Write(v); break;
+            case GgufValueType.Int32: foreach (var v in (int[])array.Items) w.Write(v); break;
+            case GgufValueType.Float32: foreach (var v in (float[])array.Items) w.Write(v); break;
+            case GgufValueType.Bool: foreach (var v in (bool[])array.Items) w.Write((byte)(v ? 1 : 0)); break;
+            case GgufValueType.String: foreach (var v in (string[])array.Items) WriteString(w, v); break;
+            case GgufValueType.UInt64: foreach (var v in (ulong[])array.Items) w.Write(v); break;
+            case GgufValueType.Int64: foreach (var v in (long[])array.Items) w.Write(v); break;
+            case GgufValueType.Float64: foreach (var v in (double[])array.Items) w.Write(v); break;
+            case GgufValueType.Array: foreach (var v in (GgufArray[])array.Items) WriteArray(w, v); break;
+            default: throw new InvalidOperationException($"unreachable: array element type {array.ElementType}");
         }
     }
 

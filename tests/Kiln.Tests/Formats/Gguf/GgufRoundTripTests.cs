@@ -64,6 +64,13 @@ public class GgufRoundTripTests
         for (int i = 0; i < expected.Count; i++)
             GgufAssert.SameValue(expected[i].Value, f.MetadataList[i].Value, expected[i].Key);
         Assert.Equal(expected.Count, f.Metadata.Count);
+        // Typed item arrays, checked directly rather than through GgufArray's own accessors.
+        Assert.Equal(new sbyte[] { -128, 0, 127 }, (sbyte[])f.GetArray("a.i8").Items);
+        Assert.Equal(new short[] { -32768, 32767 }, (short[])f.GetArray("a.i16").Items);
+        Assert.Equal(new int[] { -1, 2, int.MaxValue }, (int[])f.GetArray("a.i32").Items);
+        Assert.Equal(new long[] { long.MinValue, long.MaxValue }, (long[])f.GetArray("a.i64").Items);
+        Assert.Equal(new ulong[] { ulong.MaxValue, 7 }, (ulong[])f.GetArray("a.u64").Items);
+        Assert.Equal(new[] { "<unk>", "", "▁the", "日本語", "\u0000" }, (string[])f.GetArray("a.str").Items);
         GgufAssert.SameValue(expected[0].Value, f.Metadata["t.u8"], "t.u8");
     }
 

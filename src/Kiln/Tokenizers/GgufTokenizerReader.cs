@@ -17,16 +17,17 @@ internal static class GgufTokenizerReader
 
         GgufArray tokens = file.TryGetArray(Prefix + "tokens")
             ?? throw new InvalidDataException("tokenizer.ggml.tokens is missing");
-        if (tokens.Items is not string[] tokenTexts)
+        if (tokens.ElementType != GgufValueType.String || tokens.Items is not string[] tokenTexts)
             throw new InvalidDataException($"tokenizer.ggml.tokens must be an array of strings, not of {tokens.ElementTypeName}");
 
         IReadOnlyList<float>? scores = null;
         if (file.TryGetArray(Prefix + "scores") is { } scoreArray)
         {
-            scores = scoreArray.Items switch
+            // Dispatch on the stored type: the CLR lets a uint[] pass a test for int[].
+            scores = scoreArray.ElementType switch
             {
-                float[] f => f,
-                int[] i => Array.ConvertAll(i, v => (float)v),
+                GgufValueType.Float32 => (float[])scoreArray.Items,
+                GgufValueType.Int32 => Array.ConvertAll((int[])scoreArray.Items, v => (float)v),
                 _ => throw new InvalidDataException($"tokenizer.ggml.scores must be float32 or int32, not {scoreArray.ElementTypeName}"),
             };
         }
@@ -34,15 +35,17 @@ internal static class GgufTokenizerReader
         IReadOnlyList<int>? types = null;
         if (file.TryGetArray(Prefix + "token_type") is { } typeArray)
         {
-            types = typeArray.Items as int[]
-                ?? throw new InvalidDataException($"tokenizer.ggml.token_type must be int32, not {typeArray.ElementTypeName}");
+            if (typeArray.ElementType != GgufValueType.Int32)
+                throw new InvalidDataException($"tokenizer.ggml.token_type must be int32, not {typeArray.ElementTypeName}");
+            types = (int[])typeArray.Items;
         }
 
         IReadOnlyList<string>? merges = null;
         if (file.TryGetArray(Prefix + "merges") is { } mergeArray)
         {
-            merges = mergeArray.Items as string[]
-                ?? throw new InvalidDataException($"tokenizer.ggml.merges must be an array of strings, not of {mergeArray.ElementTypeName}");
+            if (mergeArray.ElementType != GgufValueType.String)
+                throw new InvalidDataException($"tokenizer.ggml.merges must be an array of strings, not of {mergeArray.ElementTypeName}");
+            merges = (string[])mergeArray.Items;
         }
 
         return new TokenizerData

@@ -135,7 +135,7 @@ internal sealed class SentencePieceTokenizer : Tokenizer
             output.Add(id);
             return;
         }
-        Span<byte> utf8 = stackalloc byte[piece.Length * 3];
+        Span<byte> utf8 = piece.Length <= 16 ? stackalloc byte[48] : new byte[piece.Length * 3];
         int count = Encoding.UTF8.GetBytes(piece, utf8);
         foreach (byte b in utf8[..count])
         {

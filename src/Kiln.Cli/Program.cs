@@ -1,1 +1,3 @@
-return 0;
+using Kiln.Cli;
+
+return CliApp.Run(args, Console.In, ConsoleStreams.Stdout, ConsoleStreams.Stderr);

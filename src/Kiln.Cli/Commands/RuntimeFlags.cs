@@ -1,0 +1,89 @@
+using System.CommandLine;
+using Kiln.Formats.Gguf;
+using Kiln.Models.Llama;
+using Kiln.Tokenizers;
+
+namespace Kiln.Cli.Commands;
+
+/// <summary>Model and runtime flags shared by the commands that run a model.</summary>
+internal sealed class RuntimeFlags
+{
+    public readonly Option<string> Model = new("--model", "-m") { Description = "Path of a GGUF model file", Required = true };
+    public readonly Option<int> Threads = new("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
+    public readonly Option<int> ContextSize = new("--ctx-size", "-c") { Description = "Context length in tokens; default: the model's, at most 4096" };
+    public readonly Option<int> BatchSize = new("--batch-size", "-b") { Description = "Prompt tokens per forward pass", DefaultValueFactory = _ => 512 };
+    public readonly Option<string> CacheType = new("--cache-type") { Description = "KV cache element type: f16 or f32", DefaultValueFactory = _ => "f16" };
+
+    public RuntimeFlags()
+    {
+        CacheType.AcceptOnlyFromAmong("f16", "f32");
+    }
+
+    public void AddTo(Command command)
+    {
+        foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType })
+            command.Options.Add(o);
+    }
+
+    /// <summary>Loads the model, its tokenizer and a context sized by the flags.</summary>
+    public LoadedModel Load(ParseResult r)
+    {
+        int threads = r.GetValue(Threads);
+        int ctx = r.GetValue(ContextSize);
+        int batch = r.GetValue(BatchSize);
+        if (threads < 0 || threads > 1024)
+            throw new CliException($"--threads {threads} is out of range (1 to 1024, or 0 for the default)");
+        if (ctx < 0)
+            throw new CliException($"--ctx-size {ctx} must not be negative");
+        if (batch < 1)
+            throw new CliException($"--batch-size {batch} must be at least 1");
+
+        string path = r.GetValue(Model)!;
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"model file not found: {path}", path);
+        var model = LlamaModel.Load(path);
+        try
+        {
+            var tokenizer = Tokenizer.FromGguf(model.File);
+            var context = new LlamaContext(model, new LlamaContextOptions
+            {
+                ContextLength = ctx,
+                MaxBatch = batch,
+                Threads = threads,
+                KvCacheType = r.GetValue(CacheType) == "f32" ? KvCacheType.F32 : KvCacheType.F16,
+            });
+            return new LoadedModel(model, tokenizer, context);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens only the tokenizer of a GGUF file (vocabulary-only files have no weights).</summary>
+    public static (GgufFile File, Tokenizer Tokenizer) LoadTokenizer(string path)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"model file not found: {path}", path);
+        var file = GgufFile.Open(path);
+        try
+        {
+            return (file, Tokenizer.FromGguf(file));
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+}
+
+internal sealed record LoadedModel(LlamaModel Model, Tokenizer Tokenizer, LlamaContext Context) : IDisposable
+{
+    public void Dispose()
+    {
+        Context.Dispose();
+        Model.Dispose();
+    }
+}

@@ -1,0 +1,62 @@
+using Kiln.Tensors;
+using Kiln.Threading;
+
+namespace Kiln.Compute;
+
+/// <summary>
+/// y[t, r] = W[r, :] · x[t, :] for a batch of T activation rows, split over the worker pool by weight rows.
+/// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
+/// (Q8_0 for the 32-blocks, F16 for F16 …), so the inner loop is a same-type dot product, and each
+/// weight row is read once for the whole batch while it is hot in cache.
+/// </summary>
+public sealed unsafe class MatMul : IParallelWork
+{
+    private readonly WorkerPool _pool;
+    private byte[] _activations = [];
+    private WeightMatrix? _w;
+    private int _batch;
+    private int _activationRowBytes;
+    private float* _y;
+
+    public MatMul(WorkerPool pool) => _pool = pool;
+
+    /// <summary>Computes y (T × W.Rows, row-major) from x (T × W.Columns, row-major).</summary>
+    public void Run(WeightMatrix w, ReadOnlySpan<float> x, int batch, Span<float> y)
+    {
+        int cols = w.Columns;
+        if (x.Length < batch * cols || y.Length < batch * w.Rows)
+            throw new ArgumentException("matmul buffers too small");
+        int rowBytes = checked((int)RowKernels.ActivationBytes(w.Type, cols));
+        int need = rowBytes * batch;
+        if (_activations.Length < need)
+            _activations = GC.AllocateUninitializedArray<byte>(need, pinned: true);
+        for (int t = 0; t < batch; t++)
+            RowKernels.QuantizeActivations(w.Type, x.Slice(t * cols, cols), _activations.AsSpan(t * rowBytes, rowBytes));
+
+        fixed (float* py = y)
+        {
+            _w = w;
+            _batch = batch;
+            _activationRowBytes = rowBytes;
+            _y = py;
+            // Grain of 16 rows keeps each worker's slice of W contiguous and cache-line aligned for every type.
+            _pool.For(w.Rows, this, grain: 16);
+            _y = null;
+            _w = null;
+        }
+    }
+
+    void IParallelWork.Execute(int begin, int end, int worker)
+    {
+        var w = _w!;
+        var type = w.Type;
+        int rows = w.Rows;
+        ReadOnlySpan<byte> act = _activations;
+        for (int r = begin; r < end; r++)
+        {
+            var row = w.Row(r);
+            for (int t = 0; t < _batch; t++)
+                _y[(long)t * rows + r] = RowKernels.DotQuantized(type, row, act.Slice(t * _activationRowBytes, _activationRowBytes));
+        }
+    }
+}

@@ -1,0 +1,10 @@
+namespace Kiln.Inference.Generation;
+
+public enum StopReason
+{
+    EndOfSequence,
+    MaxTokens,
+    StopString,
+    ContextFull,
+    Cancelled,
+}

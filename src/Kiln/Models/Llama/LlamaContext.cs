@@ -1,0 +1,260 @@
+using System.Numerics.Tensors;
+using Kiln.Compute;
+using Kiln.Tensors;
+using Kiln.Threading;
+
+namespace Kiln.Models.Llama;
+
+/// <summary>
+/// The state of one sequence being run through a <see cref="LlamaModel"/>: its KV cache, its position,
+/// and the scratch buffers of the forward pass, all allocated once here so that evaluating tokens
+/// allocates nothing. Tokens are evaluated in batches of up to <see cref="MaxBatch"/> (prompt
+/// processing) or one at a time (generation) through the same code.
+/// </summary>
+public sealed unsafe class LlamaContext : IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly LlamaConfig _c;
+    private readonly WorkerPool _pool;
+    private readonly bool _ownsPool;
+    private readonly MatMul _matmul;
+    private readonly Attention _attention;
+    private readonly KvCache _cache;
+
+    // Activations, row-major [batch, width].
+    private readonly float[] _x;
+    private readonly float[] _xb;
+    private readonly float[] _xb2;
+    private readonly float[] _q;
+    private readonly float[] _k;
+    private readonly float[] _v;
+    private readonly float[] _att;
+    private readonly float[] _hb;
+    private readonly float[] _hb2;
+    private readonly float[] _ropeCos;
+    private readonly float[] _ropeSin;
+
+    public LlamaContext(LlamaModel model, LlamaContextOptions? options = null)
+    {
+        options ??= new LlamaContextOptions();
+        _model = model;
+        _c = model.Config;
+        int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(_c.ContextLength, LlamaContextOptions.DefaultMaxContext);
+        if (options.MaxBatch < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxBatch, "batch size must be at least 1");
+        ContextLength = ctx;
+        MaxBatch = Math.Min(options.MaxBatch, ctx);
+        if (options.Pool is { } pool)
+        {
+            _pool = pool;
+        }
+        else
+        {
+            _pool = new WorkerPool(options.Threads > 0 ? options.Threads : WorkerPool.DefaultThreadCount());
+            _ownsPool = true;
+        }
+
+        _cache = new KvCache(_c.BlockCount, ctx, _c.KvDim, options.KvCacheType);
+        _matmul = new MatMul(_pool);
+        _attention = new Attention(_c, ctx, _pool.ThreadCount);
+        int b = MaxBatch;
+        _x = new float[b * _c.EmbeddingLength];
+        _xb = new float[b * Math.Max(_c.EmbeddingLength, _c.QueryDim)];
+        _xb2 = new float[b * _c.EmbeddingLength];
+        _q = new float[b * _c.QueryDim];
+        _k = new float[b * _c.KvDim];
+        _v = new float[b * _c.KvDim];
+        _att = new float[b * _c.QueryDim];
+        _hb = new float[b * _c.FeedForwardLength];
+        _hb2 = new float[b * _c.FeedForwardLength];
+        _ropeCos = new float[b * _c.RopeDimensions / 2];
+        _ropeSin = new float[b * _c.RopeDimensions / 2];
+    }
+
+    public LlamaModel Model => _model;
+    public int ContextLength { get; }
+    public int MaxBatch { get; }
+    public int ThreadCount => _pool.ThreadCount;
+    public int VocabSize => _c.VocabSize;
+    public long KvCacheBytes => _cache.ByteSize;
+
+    /// <summary>Tokens already in the KV cache; the next token evaluated goes at this position.</summary>
+    public int Position { get; private set; }
+
+    /// <summary>Forgets the sequence (the cache contents are simply overwritten later).</summary>
+    public void Reset() => Position = 0;
+
+    /// <summary>Drops cached tokens from <paramref name="position"/> on, e.g. to re-evaluate a shared prefix.</summary>
+    public void Truncate(int position)
+    {
+        if (position < 0 || position > Position)
+            throw new ArgumentOutOfRangeException(nameof(position));
+        Position = position;
+    }
+
+    /// <summary>
+    /// Appends <paramref name="tokens"/> to the sequence. With <paramref name="allLogits"/> false,
+    /// <paramref name="logits"/> (VocabSize) receives the logits after the last token; with true it
+    /// receives tokens.Length × VocabSize values, one row per token.
+    /// </summary>
+    public void Evaluate(ReadOnlySpan<int> tokens, Span<float> logits, bool allLogits = false)
+    {
+        if (tokens.IsEmpty)
+            throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        if (Position + tokens.Length > ContextLength)
+            throw new ContextOverflowException(Position, tokens.Length, ContextLength);
+        int vocab = _c.VocabSize;
+        if (logits.Length < (allLogits ? (long)tokens.Length * vocab : vocab))
+            throw new ArgumentException("logits buffer too small", nameof(logits));
+        foreach (int id in tokens)
+        {
+            if ((uint)id >= (uint)vocab)
+                throw new ArgumentOutOfRangeException(nameof(tokens), id, $"token id outside the vocabulary of {vocab}");
+        }
+
+        for (int done = 0; done < tokens.Length;)
+        {
+            int n = Math.Min(MaxBatch, tokens.Length - done);
+            EvaluateBatch(tokens.Slice(done, n));
+            if (allLogits)
+                ComputeLogits(0, n, logits.Slice(done * vocab, n * vocab));
+            else if (done + n == tokens.Length)
+                ComputeLogits(n - 1, 1, logits[..vocab]);
+            done += n;
+        }
+    }
+
+    private void EvaluateBatch(ReadOnlySpan<int> tokens)
+    {
+        int n = tokens.Length;
+        int dim = _c.EmbeddingLength;
+        int qDim = _c.QueryDim;
+        int kvDim = _c.KvDim;
+        int ffn = _c.FeedForwardLength;
+        int start = Position;
+
+        for (int t = 0; t < n; t++)
+        {
+            var e = _model.TokenEmbedding;
+            RowKernels.Dequantize(e.Type, e.Row(tokens[t]), _x.AsSpan(t * dim, dim));
+        }
+        ComputeRopeTables(start, n);
+
+        for (int l = 0; l < _c.BlockCount; l++)
+        {
+            var layer = _model.Layers[l];
+
+            for (int t = 0; t < n; t++)
+                RmsNorm(_x.AsSpan(t * dim, dim), layer.AttentionNorm, _xb.AsSpan(t * dim, dim));
+            _matmul.Run(layer.Query, _xb, n, _q);
+            _matmul.Run(layer.Key, _xb, n, _k);
+            _matmul.Run(layer.Value, _xb, n, _v);
+            for (int t = 0; t < n; t++)
+            {
+                var q = _q.AsSpan(t * qDim, qDim);
+                var k = _k.AsSpan(t * kvDim, kvDim);
+                var v = _v.AsSpan(t * kvDim, kvDim);
+                if (layer.QueryBias is { } qb) TensorPrimitives.Add(q, qb, q);
+                if (layer.KeyBias is { } kb) TensorPrimitives.Add(k, kb, k);
+                if (layer.ValueBias is { } vb) TensorPrimitives.Add(v, vb, v);
+                ApplyRope(q, _c.HeadCount, t);
+                ApplyRope(k, _c.HeadCountKv, t);
+                _cache.Store(l, start + t, k, v);
+            }
+
+            fixed (float* pq = _q, patt = _att)
+                _attention.Run(_pool, _cache, l, start, n, pq, patt);
+
+            _matmul.Run(layer.Output, _att, n, _xb2);
+            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
+
+            for (int t = 0; t < n; t++)
+                RmsNorm(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _xb.AsSpan(t * dim, dim));
+            _matmul.Run(layer.Gate, _xb, n, _hb);
+            _matmul.Run(layer.Up, _xb, n, _hb2);
+            SwiGlu(_hb.AsSpan(0, n * ffn), _hb2.AsSpan(0, n * ffn));
+            _matmul.Run(layer.Down, _hb, n, _xb2);
+            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
+        }
+        Position = start + n;
+    }
+
+    private void ComputeLogits(int firstRow, int rows, Span<float> logits)
+    {
+        int dim = _c.EmbeddingLength;
+        for (int t = 0; t < rows; t++)
+            RmsNorm(_x.AsSpan((firstRow + t) * dim, dim), _model.OutputNorm, _xb.AsSpan(t * dim, dim));
+        _matmul.Run(_model.Output, _xb, rows, logits);
+    }
+
+    /// <summary>ggml_rms_norm followed by ggml_mul: sum of squares in double, then two float roundings.</summary>
+    private void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
+    {
+        double sum = 0;
+        foreach (float v in x)
+            sum += (double)(v * v);
+        float mean = (float)(sum / x.Length);
+        float scale = 1f / MathF.Sqrt(mean + _c.RmsEpsilon);
+        TensorPrimitives.Multiply(x, scale, y);
+        TensorPrimitives.Multiply(y, weight, y);
+    }
+
+    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        // silu(g) · u, as ggml_silu then ggml_mul.
+        for (int i = 0; i < gate.Length; i++)
+        {
+            float g = gate[i];
+            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
+        }
+    }
+
+    /// <summary>
+    /// cos/sin per (token, pair) built as ggml's rope cache does: θ starts at the position and is
+    /// multiplied by base^(-2/n) from pair to pair in float, so angles round the same way.
+    /// </summary>
+    private void ComputeRopeTables(int start, int n)
+    {
+        int half = _c.RopeDimensions / 2;
+        float thetaScale = MathF.Pow(_c.RopeFreqBase, -2f / _c.RopeDimensions);
+        for (int t = 0; t < n; t++)
+        {
+            float theta = start + t;
+            for (int i = 0; i < half; i++)
+            {
+                float angle = _c.RopeFreqScale * theta;
+                _ropeCos[t * half + i] = MathF.Cos(angle);
+                _ropeSin[t * half + i] = MathF.Sin(angle);
+                theta *= thetaScale;
+            }
+        }
+    }
+
+    private void ApplyRope(Span<float> heads, int headCount, int t)
+    {
+        int headDim = _c.HeadDim;
+        int half = _c.RopeDimensions / 2;
+        var cos = _ropeCos.AsSpan(t * half, half);
+        var sin = _ropeSin.AsSpan(t * half, half);
+        bool neox = _c.RopeOrdering == RopeOrdering.NeoX;
+        for (int h = 0; h < headCount; h++)
+        {
+            var x = heads.Slice(h * headDim, headDim);
+            for (int i = 0; i < half; i++)
+            {
+                int a = neox ? i : 2 * i;
+                int b = neox ? i + half : 2 * i + 1;
+                float x0 = x[a], x1 = x[b];
+                x[a] = x0 * cos[i] - x1 * sin[i];
+                x[b] = x0 * sin[i] + x1 * cos[i];
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _cache.Dispose();
+        if (_ownsPool)
+            _pool.Dispose();
+    }
+}

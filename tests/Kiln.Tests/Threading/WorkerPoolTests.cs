@@ -1,0 +1,93 @@
+using Kiln.Threading;
+
+namespace Kiln.Tests.Threading;
+
+public class WorkerPoolTests
+{
+    private sealed class CountingWork(int count) : IParallelWork
+    {
+        public readonly int[] Hits = new int[count];
+        public readonly HashSet<int> Workers = [];
+
+        public void Execute(int begin, int end, int worker)
+        {
+            for (int i = begin; i < end; i++)
+                Interlocked.Increment(ref Hits[i]);
+            lock (Workers)
+                Workers.Add(worker);
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(3, 1, 1)]
+    [InlineData(3, 10, 1)]
+    [InlineData(4, 1000, 16)]
+    [InlineData(2, 17, 16)]
+    [InlineData(8, 5, 1)]
+    public void EveryIndexRunsExactlyOnce(int threads, int count, int grain)
+    {
+        using var pool = new WorkerPool(threads);
+        for (int round = 0; round < 50; round++)
+        {
+            var work = new CountingWork(count);
+            pool.For(count, work, grain);
+            Assert.All(work.Hits, h => Assert.Equal(1, h));
+            Assert.All(work.Workers, w => Assert.InRange(w, 0, threads - 1));
+        }
+    }
+
+    [Fact]
+    public void RangesRespectTheGrain()
+    {
+        using var pool = new WorkerPool(3);
+        var starts = new List<int>();
+        var work = new RangeRecorder(starts);
+        pool.For(100, work, grain: 16);
+        Assert.All(starts, s => Assert.Equal(0, s % 16));
+    }
+
+    private sealed class RangeRecorder(List<int> starts) : IParallelWork
+    {
+        public void Execute(int begin, int end, int worker)
+        {
+            lock (starts)
+                starts.Add(begin);
+        }
+    }
+
+    private sealed class FailingWork : IParallelWork
+    {
+        public void Execute(int begin, int end, int worker)
+        {
+            if (worker == 1)
+                throw new InvalidOperationException("boom");
+        }
+    }
+
+    [Fact]
+    public void AWorkerExceptionReachesTheCallerAndThePoolStaysUsable()
+    {
+        using var pool = new WorkerPool(2);
+        var e = Assert.Throws<InvalidOperationException>(() => pool.For(10, new FailingWork()));
+        Assert.Equal("boom", e.Message);
+        var work = new CountingWork(10);
+        pool.For(10, work);
+        Assert.All(work.Hits, h => Assert.Equal(1, h));
+    }
+
+    [Fact]
+    public void DispatchAllocatesNothing()
+    {
+        using var pool = new WorkerPool(2);
+        var work = new CountingWork(64);
+        pool.For(64, work);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+            pool.For(64, work);
+        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+    }
+
+    [Fact]
+    public void RejectsZeroThreads() => Assert.Throws<ArgumentOutOfRangeException>(() => new WorkerPool(0));
+}

@@ -152,6 +152,15 @@ public sealed class CommandTests : IDisposable
         Assert.Single(r.Stderr.TrimEnd().Split('\n'));
     }
 
+    [SharedFact]
+    public void AnUnsupportedTensorTypeIsOneLine()
+    {
+        var r = KilnRunner.Run("run", "-m", SharedData.Path("refs", "quant", "tiny256-Q4_K-pure.gguf"), "-p", "x");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Matches("kiln: error: .*tensor .* has type q4_k, which Kiln cannot compute with yet", r.Stderr);
+        Assert.Single(r.Stderr.TrimEnd().Split('\n'));
+    }
+
     [Fact]
     public void APromptLongerThanTheContextIsRejected()
     {

@@ -163,6 +163,47 @@ public class StoriesReferenceTests
         Assert.Equal(0, allocated);
     }
 
+    private sealed class NullSink : Kiln.Inference.Generation.ITextSink
+    {
+        public int Chars;
+        public void OnToken(int token, ReadOnlySpan<char> text) => Chars += text.Length;
+        public void OnFinalText(ReadOnlySpan<char> text) => Chars += text.Length;
+    }
+
+    /// <summary>
+    /// The whole generation loop (forward pass, sampler, streaming UTF-8 decoder, stop-string matcher)
+    /// allocates nothing per token: 60 tokens cost exactly what 10 do (set-up only).
+    /// </summary>
+    [SharedFact]
+    public void GenerationLoopAllocatesNothingPerToken()
+    {
+        using var model = LlamaModel.Load(StoriesReferences.ModelPath);
+        var tokenizer = Kiln.Tokenizers.Tokenizer.FromGguf(model.File);
+        using var context = new LlamaContext(model, new LlamaContextOptions { ContextLength = 128, Threads = 2 });
+        var generator = new Kiln.Inference.Generation.TextGenerator(context, tokenizer);
+        var prompt = StoriesReferences.Cases[0].PromptIds;
+        long Cost(int tokens)
+        {
+            context.Reset();
+            var options = new Kiln.Inference.Generation.GenerationOptions
+            {
+                MaxTokens = tokens,
+                IgnoreEndOfSequence = true,
+                StopStrings = ["never appears in a story: qqqzzz"],
+                Sampler = new Kiln.Inference.Sampling.SamplerOptions { Seed = 3 },
+            };
+            var sink = new NullSink();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            var result = generator.Generate(prompt, options, sink);
+            long cost = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(tokens, result.GeneratedTokens);
+            Assert.True(sink.Chars > 0);
+            return cost;
+        }
+        Cost(60);
+        Assert.Equal(Cost(10), Cost(60));
+    }
+
     [SharedFact]
     public void APromptLongerThanTheContextIsRejected()
     {

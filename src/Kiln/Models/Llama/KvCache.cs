@@ -57,13 +57,21 @@ public sealed unsafe class KvCache : IDisposable
         }
     }
 
-    private bool _disposed;
+    private int _disposed;
+
+    // A context that is never disposed must not leak gigabytes of native memory.
+    ~KvCache() => Free();
 
     public void Dispose()
     {
-        if (_disposed)
+        Free();
+        GC.SuppressFinalize(this);
+    }
+
+    private void Free()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        _disposed = true;
         NativeMemory.AlignedFree(_keys);
         NativeMemory.AlignedFree(_values);
     }

@@ -17,9 +17,8 @@ public static class F16
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
         RowArguments.CheckBlocks("F16", 1, BlockBytes, src.Length, dst.Length, nameof(src));
-        if (CpuPaths.PreferAvx512)
-            DequantizeAvx512(src, dst);
-        else if (CpuPaths.CanAvx2)
+        // Measured on Zen 4 (512-bit ops double-pumped): the AVX2 path is as fast or faster here.
+        if (CpuPaths.CanAvx2)
             DequantizeAvx2(src, dst);
         else
             DequantizeScalar(src, dst);
@@ -36,9 +35,8 @@ public static class F16
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         RowArguments.CheckBlocks("F16", 1, BlockBytes, dst.Length, src.Length, nameof(dst));
-        if (CpuPaths.PreferAvx512)
-            QuantizeAvx512(src, dst);
-        else if (CpuPaths.CanAvx2)
+        // Measured on Zen 4 (512-bit ops double-pumped): the AVX2 path is as fast or faster here.
+        if (CpuPaths.CanAvx2)
             QuantizeAvx2(src, dst);
         else
             QuantizeScalar(src, dst);
@@ -78,8 +76,7 @@ public static class F16
     public static float DotF16(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xf16)
     {
         CheckHalfPair(w, xf16);
-        if (CpuPaths.PreferAvx512)
-            return DotF16Avx512(w, xf16);
+        // Measured on Zen 4 (512-bit ops double-pumped): the AVX2 path is as fast or faster here.
         if (CpuPaths.CanAvx2)
             return DotF16Avx2(w, xf16);
         return DotF16Scalar(w, xf16);

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Kiln.Tensors;
@@ -22,6 +23,24 @@ internal static class HalfBits
     // ggml's float->half: scaling by 2^112 then 2^-110 folds rounding and overflow into one float addition.
     private const uint ScaleToInfBits = 0x77800000;  // 2^112
     private const uint ScaleToZeroBits = 0x08800000; // 2^-110
+
+    // All 65536 conversions (256 KB), as ggml keeps for CPUs without F16C: the block kernels convert one or two
+    // scales per 32 elements, and a load is far cheaper there than the bit sequence below. Real scales cluster in
+    // a few hundred values, so the lines touched stay in L1.
+    private static readonly float[] Table = BuildTable();
+
+    private static float[] BuildTable()
+    {
+        var table = new float[65536];
+        for (int h = 0; h < table.Length; h++)
+            table[h] = ToSingle((ushort)h);
+        return table;
+    }
+
+    /// <summary>Table lookup of <see cref="ToSingle(ushort)"/> for a little-endian half at <paramref name="p"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe float Lookup(byte* p) =>
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(Table), (nint)Unsafe.ReadUnaligned<ushort>(p));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort h)

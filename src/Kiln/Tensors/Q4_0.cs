@@ -119,8 +119,7 @@ public static class Q4_0
     public static float DotQ8(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
     {
         RowArguments.CheckBlockPair("Q4_0", BlockBytes, w.Length, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
-        if (CpuPaths.PreferAvx512)
-            return DotQ8Avx512(w, xq8);
+        // Measured on Zen 4 (512-bit ops double-pumped): the AVX2 path is as fast or faster here.
         if (CpuPaths.CanAvx2)
             return DotQ8Avx2(w, xq8);
         return DotQ8Scalar(w, xq8);
@@ -168,7 +167,7 @@ public static class Q4_0
             float* o = o0;
             for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
             {
-                Vector256<float> d = Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                Vector256<float> d = Vector256.Create(HalfBits.Lookup(s));
                 (Vector128<sbyte> lo, Vector128<sbyte> hi) = Unpack(s + 2);
                 (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo))).Store(o);
                 (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8)))).Store(o + 8);
@@ -188,7 +187,7 @@ public static class Q4_0
             float* o = o0;
             for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
             {
-                Vector512<float> d = Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                Vector512<float> d = Vector512.Create(HalfBits.Lookup(s));
                 (Vector128<sbyte> lo, Vector128<sbyte> hi) = Unpack(s + 2);
                 (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(lo))).Store(o);
                 (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(hi))).Store(o + 16);
@@ -253,7 +252,7 @@ public static class Q4_0
                 sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8))), Vector256.Load(xp + 8), sum);
                 sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi)), Vector256.Load(xp + 16), sum);
                 sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))), Vector256.Load(xp + 24), sum);
-                acc = Fma.MultiplyAdd(sum, Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+                acc = Fma.MultiplyAdd(sum, Vector256.Create(HalfBits.Lookup(s)), acc);
             }
         }
         return Vector256.Sum(acc);
@@ -273,7 +272,7 @@ public static class Q4_0
                 (Vector128<sbyte> lo, Vector128<sbyte> hi) = Unpack(s + 2);
                 Vector512<float> sum = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(lo)) * Vector512.Load(xp);
                 sum = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(hi)), Vector512.Load(xp + 16), sum);
-                acc = Avx512F.FusedMultiplyAdd(sum, Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+                acc = Avx512F.FusedMultiplyAdd(sum, Vector512.Create(HalfBits.Lookup(s)), acc);
             }
         }
         return Vector512.Sum(acc);
@@ -300,7 +299,7 @@ public static class Q4_0
                 Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
                 Vector256<short> pairs = Avx2.MultiplyAddAdjacent(nibbles, y) - Avx2.MultiplyAddAdjacent(eights, y);
                 Vector256<int> sums = Avx2.MultiplyAddAdjacent(pairs, ones);
-                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                float d = HalfBits.Lookup(pw) * HalfBits.Lookup(px);
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Vector256.Create(d), acc);
             }
         }
@@ -322,7 +321,7 @@ public static class Q4_0
                 Vector128<byte> q = Vector128.Load(pw + 2);
                 Vector512<short> wv = Avx512BW.ConvertToVector512Int16(Vector256.Create(q & mask, (q >>> 4) & mask)).AsInt16() - eight;
                 Vector512<short> xv = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(px + 2)));
-                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                float d = HalfBits.Lookup(pw) * HalfBits.Lookup(px);
                 acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(wv, xv)), Vector512.Create(d), acc);
             }
         }

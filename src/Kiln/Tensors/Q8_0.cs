@@ -108,8 +108,7 @@ public static class Q8_0
     public static float DotQ8(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         RowArguments.CheckBlockPair("Q8_0", BlockBytes, w.Length, "Q8_0", BlockBytes, xq.Length, nameof(xq));
-        if (CpuPaths.PreferAvx512)
-            return DotQ8Avx512(w, xq);
+        // Measured on Zen 4 (512-bit ops double-pumped): the AVX2 path is as fast or faster here.
         if (CpuPaths.CanAvx2)
             return DotQ8Avx2(w, xq);
         return DotQ8Scalar(w, xq);
@@ -144,7 +143,7 @@ public static class Q8_0
             float* o = o0;
             for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
             {
-                Vector256<float> d = Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                Vector256<float> d = Vector256.Create(HalfBits.Lookup(s));
                 sbyte* q = (sbyte*)(s + 2);
                 (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q))).Store(o);
                 (d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8))).Store(o + 8);
@@ -164,7 +163,7 @@ public static class Q8_0
             float* o = o0;
             for (int b = 0; b < blocks; b++, s += BlockBytes, o += BlockSize)
             {
-                Vector512<float> d = Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s)));
+                Vector512<float> d = Vector512.Create(HalfBits.Lookup(s));
                 sbyte* q = (sbyte*)(s + 2);
                 (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q)))).Store(o);
                 (d * Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q + 16)))).Store(o + 16);
@@ -273,7 +272,7 @@ public static class Q8_0
                 sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8)), Vector256.Load(xp + 8), sum);
                 sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16)), Vector256.Load(xp + 16), sum);
                 sum = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24)), Vector256.Load(xp + 24), sum);
-                acc = Fma.MultiplyAdd(sum, Vector256.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+                acc = Fma.MultiplyAdd(sum, Vector256.Create(HalfBits.Lookup(s)), acc);
             }
         }
         return Vector256.Sum(acc);
@@ -293,7 +292,7 @@ public static class Q8_0
                 sbyte* q = (sbyte*)(s + 2);
                 Vector512<float> sum = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q))) * Vector512.Load(xp);
                 sum = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q + 16))), Vector512.Load(xp + 16), sum);
-                acc = Avx512F.FusedMultiplyAdd(sum, Vector512.Create(HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(s))), acc);
+                acc = Avx512F.FusedMultiplyAdd(sum, Vector512.Create(HalfBits.Lookup(s)), acc);
             }
         }
         return Vector512.Sum(acc);
@@ -315,7 +314,7 @@ public static class Q8_0
                     Avx2.ConvertToVector256Int16((sbyte*)(pw + 2)), Avx2.ConvertToVector256Int16((sbyte*)(px + 2)));
                 Vector256<int> hi = Avx2.MultiplyAddAdjacent(
                     Avx2.ConvertToVector256Int16((sbyte*)(pw + 18)), Avx2.ConvertToVector256Int16((sbyte*)(px + 18)));
-                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                float d = HalfBits.Lookup(pw) * HalfBits.Lookup(px);
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(lo + hi), Vector256.Create(d), acc);
             }
         }
@@ -335,7 +334,7 @@ public static class Q8_0
                 Vector512<int> p = Avx512BW.MultiplyAddAdjacent(
                     Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(pw + 2))),
                     Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(px + 2))));
-                float d = HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(pw)) * HalfBits.ToSingle(Unsafe.ReadUnaligned<ushort>(px));
+                float d = HalfBits.Lookup(pw) * HalfBits.Lookup(px);
                 acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), Vector512.Create(d), acc);
             }
         }

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 
 namespace Kiln.Inference.Sampling;
@@ -24,8 +25,7 @@ namespace Kiln.Inference.Sampling;
 /// <para>Greedy (<see cref="SamplerOptions.Temperature"/> &lt;= 0) returns the argmax after the penalties, lowest id
 /// on ties; it consumes no random numbers. Rankings break logit ties by lower id.</para>
 /// <para>Top-k is a bounded heap selection (O(V log k)), never a full sort of the vocabulary. With top-k disabled
-/// but top-p active, the nucleus is found by selecting a growing best-first window (64, 512, … tokens) until its
-/// probability mass reaches p.</para>
+/// but top-p active, the nucleus is isolated by a mass-tracking quickselect (expected O(V)), also without a sort.</para>
 /// <para><see cref="Sample"/> allocates nothing: every buffer is sized to the vocabulary in the constructor.
 /// A sampler is not thread-safe; use one per sequence.</para>
 /// </remarks>
@@ -55,6 +55,9 @@ public sealed class Sampler
     }
 
     public SamplerOptions Options => _options;
+
+    /// <summary>Test hook: overrides the quickselect round limit of the top-p-without-top-k path (0 forces the fallback).</summary>
+    internal int? NucleusRoundLimit { get; set; }
 
     public int VocabSize => _vocabSize;
 
@@ -128,10 +131,7 @@ public sealed class Sampler
             return topP ? NucleusOfRanked(k, p) : k;
         }
         if (topP)
-        {
-            ranked = true;
-            return NucleusOfAll(logits, max, p);
-        }
+            return NucleusOfAll(logits, max, p, out ranked);
 
         // Nothing truncates: every token stays, in id order (the draw does not need a ranking).
         for (int i = 0; i < n; i++)
@@ -215,26 +215,100 @@ public sealed class Sampler
     }
 
     /// <summary>
-    /// Top-p over the whole vocabulary without sorting it: the softmax normaliser comes from one vectorised pass,
-    /// then a best-first window grows until its probability mass reaches p.
+    /// Top-p over the whole vocabulary without sorting it. The softmax normaliser comes from one vectorised pass;
+    /// then a quickselect partitions the candidates around pivots (by the ranking), keeping track of the probability
+    /// mass ranked above the undecided range, until the shortest best-first set reaching p is isolated in
+    /// <c>_candidates[0..m)</c> (unranked). Expected O(V); a bounded number of rounds guards against adversarial
+    /// inputs, after which a growing best-first heap window finishes the job in O(V log V).
     /// </summary>
-    private int NucleusOfAll(ReadOnlySpan<float> logits, float max, float p)
+    private int NucleusOfAll(ReadOnlySpan<float> logits, float max, float p, out bool ranked)
     {
         int n = _vocabSize;
         Span<float> exps = _scratch;
         TensorPrimitives.Subtract(logits, max, exps);
         TensorPrimitives.Exp(exps, exps);
-        float sum = TensorPrimitives.Sum(exps);
+        double target = p * (double)TensorPrimitives.Sum((ReadOnlySpan<float>)exps);
 
+        Span<TokenCandidate> c = _candidates;
+        for (int i = 0; i < n; i++)
+            c[i] = new TokenCandidate(i, logits[i]);
+
+        // Invariant: [0, lo) ranks above [lo, hi), which ranks above [hi, n); the mass of [0, lo) is below target
+        // and the mass of [0, hi) reaches it.
+        int lo = 0, hi = n;
+        double massBefore = 0;
+        int maxRounds = NucleusRoundLimit ?? 2 * (BitOperations.Log2((uint)n) + 8);
+        for (int round = 0; lo < hi; round++)
+        {
+            if (round == maxRounds)
+            {
+                ranked = true;
+                return NucleusByGrowingWindow(logits, exps, target);
+            }
+
+            // Median-of-three pivot, parked at hi - 1 during the partition.
+            int mid = lo + (hi - lo) / 2;
+            int pivotAt = MedianOfThree(c, lo, mid, hi - 1);
+            (c[pivotAt], c[hi - 1]) = (c[hi - 1], c[pivotAt]);
+            TokenCandidate pivot = c[hi - 1];
+
+            int store = lo;
+            double mass = 0;
+            for (int i = lo; i < hi - 1; i++)
+            {
+                if (TokenCandidate.RanksBelow(pivot, c[i]))
+                {
+                    (c[i], c[store]) = (c[store], c[i]);
+                    mass += exps[c[store].Id];
+                    store++;
+                }
+            }
+            (c[store], c[hi - 1]) = (c[hi - 1], c[store]);
+
+            if (massBefore + mass >= target)
+            {
+                hi = store;         // the cut lies among the candidates ranked above the pivot
+                continue;
+            }
+            massBefore += mass + exps[c[store].Id];
+            if (massBefore >= target)
+            {
+                ranked = false;
+                return store + 1;   // the pivot is the last token needed
+            }
+            lo = store + 1;
+        }
+        // Only reachable through rounding (p within an ulp of 1): keep what was decided, at least one token.
+        ranked = false;
+        return Math.Max(lo, 1);
+    }
+
+    private static int MedianOfThree(ReadOnlySpan<TokenCandidate> c, int a, int b, int d)
+    {
+        if (TokenCandidate.RanksBelow(c[b], c[a]))
+            (a, b) = (b, a);
+        if (TokenCandidate.RanksBelow(c[d], c[b]))
+        {
+            b = d;
+            if (TokenCandidate.RanksBelow(c[b], c[a]))
+                b = a;
+        }
+        return b;
+    }
+
+    /// <summary>Fallback nucleus: best-first heap windows of growing size until their mass reaches the target.</summary>
+    private int NucleusByGrowingWindow(ReadOnlySpan<float> logits, ReadOnlySpan<float> exps, double target)
+    {
+        int n = _vocabSize;
         int window = Math.Min(n, FirstNucleusWindow);
         while (true)
         {
             SelectTop(logits, window);
-            float cumulative = 0f;
+            double cumulative = 0;
             for (int i = 0; i < window; i++)
             {
-                cumulative += exps[_candidates[i].Id] / sum;
-                if (cumulative >= p)
+                cumulative += exps[_candidates[i].Id];
+                if (cumulative >= target)
                     return i + 1;
             }
             if (window == n)

@@ -81,7 +81,9 @@ public class WorkerPoolTests
     {
         using var pool = new WorkerPool(2);
         var work = new CountingWork(64);
-        pool.For(64, work);
+        for (int i = 0; i < 200; i++)
+            pool.For(64, work);
+        Thread.Sleep(300);
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 1000; i++)
             pool.For(64, work);

@@ -9,9 +9,10 @@ namespace Kiln.Tensors;
 /// </summary>
 public static class RowKernels
 {
-    /// <summary>True for the types these kernels compute with: F32, F16, BF16, Q8_0, Q4_0.</summary>
+    /// <summary>True for the types these kernels compute with.</summary>
     public static bool Supports(GgmlType type) =>
-        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0;
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0
+            or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary>Expands one stored row to floats; <paramref name="dst"/> has one slot per element.</summary>
     public static void Dequantize(GgmlType type, ReadOnlySpan<byte> row, Span<float> dst)
@@ -26,6 +27,11 @@ public static class RowKernels
             case GgmlType.BF16: BF16.Dequantize(row, dst); break;
             case GgmlType.Q8_0: Q8_0.Dequantize(row, dst); break;
             case GgmlType.Q4_0: Q4_0.Dequantize(row, dst); break;
+            case GgmlType.Q2_K: Q2_K.Dequantize(row, dst); break;
+            case GgmlType.Q3_K: Q3_K.Dequantize(row, dst); break;
+            case GgmlType.Q4_K: Q4_K.Dequantize(row, dst); break;
+            case GgmlType.Q5_K: Q5_K.Dequantize(row, dst); break;
+            case GgmlType.Q6_K: Q6_K.Dequantize(row, dst); break;
             default: throw Unsupported(type);
         }
     }
@@ -38,12 +44,17 @@ public static class RowKernels
         GgmlType.BF16 => BF16.Dot(row, x),
         GgmlType.Q8_0 => Q8_0.Dot(row, x),
         GgmlType.Q4_0 => Q4_0.Dot(row, x),
+        GgmlType.Q2_K => Q2_K.Dot(row, x),
+        GgmlType.Q3_K => Q3_K.Dot(row, x),
+        GgmlType.Q4_K => Q4_K.Dot(row, x),
+        GgmlType.Q5_K => Q5_K.Dot(row, x),
+        GgmlType.Q6_K => Q6_K.Dot(row, x),
         _ => throw Unsupported(type),
     };
 
     /// <summary>
     /// What llama.cpp's CPU backend converts activations to before dotting them with weights of this type:
-    /// F32→F32, F16→F16, BF16→BF16, Q8_0→Q8_0, Q4_0→Q8_0.
+    /// F32→F32, F16→F16, BF16→BF16, Q8_0→Q8_0, Q4_0→Q8_0, the K-quants (256-element super-blocks)→Q8_K.
     /// </summary>
     public static GgmlType ActivationType(GgmlType weightType) => weightType switch
     {
@@ -51,6 +62,7 @@ public static class RowKernels
         GgmlType.F16 => GgmlType.F16,
         GgmlType.BF16 => GgmlType.BF16,
         GgmlType.Q8_0 or GgmlType.Q4_0 => GgmlType.Q8_0,
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
         _ => throw Unsupported(weightType),
     };
 
@@ -69,6 +81,7 @@ public static class RowKernels
                 break;
             case GgmlType.F16: F16.Quantize(x, dst); break;
             case GgmlType.BF16: BF16.Quantize(x, dst); break;
+            case GgmlType.Q8_K: Q8_K.Quantize(x, dst); break;
             default: Q8_0.Quantize(x, dst); break;
         }
     }
@@ -87,6 +100,11 @@ public static class RowKernels
             case GgmlType.BF16: return BF16.DotBF16(row, xq);
             case GgmlType.Q8_0: return Q8_0.DotQ8(row, xq);
             case GgmlType.Q4_0: return Q4_0.DotQ8(row, xq);
+            case GgmlType.Q2_K: return Q2_K.DotQ8K(row, xq);
+            case GgmlType.Q3_K: return Q3_K.DotQ8K(row, xq);
+            case GgmlType.Q4_K: return Q4_K.DotQ8K(row, xq);
+            case GgmlType.Q5_K: return Q5_K.DotQ8K(row, xq);
+            case GgmlType.Q6_K: return Q6_K.DotQ8K(row, xq);
             default: throw Unsupported(weightType);
         }
     }
@@ -98,5 +116,8 @@ public static class RowKernels
     }
 
     private static NotSupportedException Unsupported(GgmlType type) =>
-        new($"no compute kernel for ggml type {GgmlTypeTraits.Name(type)}; supported: f32, f16, bf16, q8_0, q4_0");
+        new($"no compute kernel for ggml type {GgmlTypeTraits.Name(type)}; supported: {string.Join(", ", SupportedNames())}");
+
+    private static IEnumerable<string> SupportedNames() =>
+        Enum.GetValues<GgmlType>().Where(Supports).Select(GgmlTypeTraits.Name);
 }

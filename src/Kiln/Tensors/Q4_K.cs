@@ -1,0 +1,248 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kiln.Tensors;
+
+/// <summary>
+/// ggml Q4_K: super-blocks of 256 values stored as <c>{ ggml_half d, dmin; uint8 scales[12]; uint8 qs[128]; }</c>
+/// (144 bytes): eight sub-blocks of 32, each with a 6-bit scale sc and min m (packed in scales, see
+/// <see cref="KQuantSimd.UnpackScalesAndMins"/>). Element 64c + l (l &lt; 32) is the low nibble of qs[32c + l]
+/// in sub-block 2c, element 64c + 32 + l its high nibble in sub-block 2c + 1; value = d*sc*q - dmin*m.
+/// Dots run against <see cref="Q8_K"/> activations as ggml_vec_dot_q4_K_q8_K does: exact integer sums per
+/// sub-block, the min term from the activations' bsums.
+/// </summary>
+public static class Q4_K
+{
+    public const int BlockSize = 256;
+    public const int BlockBytes = 144;
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q4_K", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        if (CpuPaths.CanAvx2)
+            DequantizeAvx2(src, dst);
+        else
+            DequantizeScalar(src, dst);
+    }
+
+    /// <summary>ggml's dequantize_row_q4_K: d1 = d*sc and m1 = dmin*m per sub-block, then d1*q - m1.</summary>
+    public static void DequantizeScalar(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q4_K", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        for (int b = 0; b < dst.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<byte> block = src.Slice(b * BlockBytes, BlockBytes);
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block));
+            float dmin = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
+            ReadOnlySpan<byte> scales = block.Slice(4, 12);
+            Span<float> o = dst.Slice(b * BlockSize, BlockSize);
+            for (int c = 0; c < 4; c++)
+            {
+                (int sc0, int m0) = ScaleMin(scales, 2 * c);
+                (int sc1, int m1) = ScaleMin(scales, 2 * c + 1);
+                float d0 = d * sc0, min0 = dmin * m0, d1 = d * sc1, min1 = dmin * m1;
+                for (int l = 0; l < 32; l++)
+                {
+                    byte q = block[16 + 32 * c + l];
+                    o[64 * c + l] = d0 * (q & 0x0F) - min0;
+                    o[64 * c + 32 + l] = d1 * (q >> 4) - min1;
+                }
+            }
+        }
+    }
+
+    /// <summary>Q4_K weights row · float activations.</summary>
+    public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q4_K", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        if (CpuPaths.CanAvx2)
+            return DotAvx2(w, x);
+        return DotScalar(w, x);
+    }
+
+    /// <summary>Reference: per super-block a float sum of value[j]*x[j] in element order, added to a float total.</summary>
+    public static float DotScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q4_K", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        Span<float> values = stackalloc float[BlockSize];
+        float sum = 0f;
+        for (int b = 0; b < x.Length / BlockSize; b++)
+        {
+            DequantizeScalar(w.Slice(b * BlockBytes, BlockBytes), values);
+            ReadOnlySpan<float> xb = x.Slice(b * BlockSize, BlockSize);
+            float s = 0f;
+            for (int j = 0; j < BlockSize; j++)
+                s += values[j] * xb[j];
+            sum += s;
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Q4_K weights · Q8_K activations (ggml_vec_dot_q4_K_q8_K): per super-block the exact integers
+    /// Σ sc·(q·y) and Σ m·(Σ y), times d_x·d and d_x·dmin, summed in float.
+    /// </summary>
+    public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        RowArguments.CheckBlockPair("Q4_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
+        if (CpuPaths.CanAvx2)
+            return DotQ8KAvx2(w, xq);
+        return DotQ8KScalar(w, xq);
+    }
+
+    public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        int blocks = RowArguments.CheckBlockPair("Q4_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
+        float sum = 0f;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
+            ReadOnlySpan<byte> xb = xq.Slice(b * Q8_K.BlockBytes, Q8_K.BlockBytes);
+            ReadOnlySpan<byte> scales = wb.Slice(4, 12);
+            int sumi = 0, summ = 0;
+            for (int c = 0; c < 4; c++)
+            {
+                int lo = 0, hi = 0;
+                for (int l = 0; l < 32; l++)
+                {
+                    byte q = wb[16 + 32 * c + l];
+                    lo += (q & 0x0F) * (sbyte)xb[Q8_K.QsOffset + 64 * c + l];
+                    hi += (q >> 4) * (sbyte)xb[Q8_K.QsOffset + 64 * c + 32 + l];
+                }
+                (int sc0, int m0) = ScaleMin(scales, 2 * c);
+                (int sc1, int m1) = ScaleMin(scales, 2 * c + 1);
+                sumi += sc0 * lo + sc1 * hi;
+                summ += m0 * Bsum32(xb, 2 * c) + m1 * Bsum32(xb, 2 * c + 1);
+            }
+            float dx = BinaryPrimitives.ReadSingleLittleEndian(xb);
+            float d = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb));
+            float dmin = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..]));
+            sum += d * sumi - dmin * summ;
+        }
+        return sum;
+    }
+
+    /// <summary>ggml's get_scale_min_k4: scale and min of sub-block j (0..7) from the 12 packed bytes.</summary>
+    internal static (int Scale, int Min) ScaleMin(ReadOnlySpan<byte> q, int j) => j < 4
+        ? (q[j] & 63, q[j + 4] & 63)
+        : ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+
+    /// <summary>Sum of the 32 activation quants of sub-block j, from the two bsums covering it.</summary>
+    internal static int Bsum32(ReadOnlySpan<byte> q8k, int j) =>
+        BinaryPrimitives.ReadInt16LittleEndian(q8k[(Q8_K.BsumsOffset + 4 * j)..])
+        + BinaryPrimitives.ReadInt16LittleEndian(q8k[(Q8_K.BsumsOffset + 4 * j + 2)..]);
+
+    // ---- SIMD paths: callers have checked the lengths. ----
+
+    /// <summary>One super-block to 256 floats with the scalar path's operations (a multiply, then a subtract).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void DequantizeBlockAvx2(byte* s, float* o)
+    {
+        float d = HalfBits.Lookup(s), dmin = HalfBits.Lookup(s + 2);
+        Vector128<byte> sm = KQuantSimd.UnpackScalesAndMins(s + 4);
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        for (int c = 0; c < 4; c++)
+        {
+            Vector256<byte> q = Vector256.Load(s + 16 + 32 * c);
+            StoreScaled(q & mask, d * sm.GetElement(2 * c), dmin * sm.GetElement(8 + 2 * c), o + 64 * c);
+            StoreScaled((q.AsUInt16() >>> 4).AsByte() & mask, d * sm.GetElement(2 * c + 1), dmin * sm.GetElement(9 + 2 * c), o + 64 * c + 32);
+        }
+    }
+
+    /// <summary>32 unsigned quants as scale*q - offset.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void StoreScaled(Vector256<byte> q, float scale, float offset, float* o)
+    {
+        Vector256<float> vs = Vector256.Create(scale), vo = Vector256.Create(offset);
+        Vector128<byte> lo = q.GetLower(), hi = q.GetUpper();
+        (vs * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo)) - vo).Store(o);
+        (vs * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8))) - vo).Store(o + 8);
+        (vs * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi)) - vo).Store(o + 16);
+        (vs * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8))) - vo).Store(o + 24);
+    }
+
+    internal static unsafe void DequantizeAvx2(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = dst.Length / BlockSize;
+        fixed (byte* s0 = src)
+        fixed (float* o0 = dst)
+        {
+            for (int b = 0; b < blocks; b++)
+                DequantizeBlockAvx2(s0 + b * BlockBytes, o0 + b * BlockSize);
+        }
+    }
+
+    internal static unsafe float DotAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        int blocks = x.Length / BlockSize;
+        float* values = stackalloc float[BlockSize];
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (float* x0 = x)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                DequantizeBlockAvx2(w0 + b * BlockBytes, values);
+                float* xp = x0 + b * BlockSize;
+                for (int j = 0; j < BlockSize; j += 16)
+                {
+                    acc0 = Fma.MultiplyAdd(Vector256.Load(values + j), Vector256.Load(xp + j), acc0);
+                    acc1 = Fma.MultiplyAdd(Vector256.Load(values + j + 8), Vector256.Load(xp + j + 8), acc1);
+                }
+            }
+        }
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    // maddubs multiplies the unsigned nibbles by the signed activations: pair sums stay within ±3840, then
+    // vpmaddwd by the 6-bit scale gives exact 32-bit sub-block sums. The min term needs only the activations'
+    // sums, which Q8_K carries per 16 (bsums). Lanes and float order as ggml_vec_dot_q4_K_q8_K (AVX2): the min
+    // term in its own 4-lane accumulator with -d_x·dmin, added after both horizontal sums.
+    internal static unsafe float DotQ8KAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        int blocks = w.Length / BlockBytes;
+        Vector256<float> acc = Vector256<float>.Zero;
+        Vector128<float> accMin = Vector128<float>.Zero;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        Vector256<byte> s0 = KQuantSimd.Broadcast(0, 0), s1 = KQuantSimd.Broadcast(1, 1);
+        Vector256<byte> s2 = KQuantSimd.Broadcast(2, 2), s3 = KQuantSimd.Broadcast(3, 3);
+        Vector256<byte> s4 = KQuantSimd.Broadcast(4, 4), s5 = KQuantSimd.Broadcast(5, 5);
+        Vector256<byte> s6 = KQuantSimd.Broadcast(6, 6), s7 = KQuantSimd.Broadcast(7, 7);
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq)
+        {
+            byte* pw = w0, px = x0;
+            for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
+            {
+                float dx = Unsafe.ReadUnaligned<float>(px);
+                Vector256<short> sm = Avx2.ConvertToVector256Int16(KQuantSimd.UnpackScalesAndMins(pw + 4));
+                Vector256<short> bsums = Vector256.Load((short*)(px + Q8_K.BsumsOffset));
+                Vector128<short> sums32 = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+                Vector128<int> mins = Sse2.MultiplyAddAdjacent(sm.GetUpper(), sums32);
+                accMin = Fma.MultiplyAdd(Vector128.Create(-dx * HalfBits.Lookup(pw + 2)), Sse2.ConvertToVector128Single(mins), accMin);
+
+                Vector256<byte> scales = Vector256.Create(sm.GetLower(), sm.GetLower()).AsByte();
+                byte* q = pw + 16;
+                sbyte* y = (sbyte*)(px + Q8_K.QsOffset);
+                Vector256<int> sumi = Chunk(Vector256.Load(q), y, mask, Avx2.Shuffle(scales, s0).AsInt16(), Avx2.Shuffle(scales, s1).AsInt16());
+                sumi += Chunk(Vector256.Load(q + 32), y + 64, mask, Avx2.Shuffle(scales, s2).AsInt16(), Avx2.Shuffle(scales, s3).AsInt16());
+                sumi += Chunk(Vector256.Load(q + 64), y + 128, mask, Avx2.Shuffle(scales, s4).AsInt16(), Avx2.Shuffle(scales, s5).AsInt16());
+                sumi += Chunk(Vector256.Load(q + 96), y + 192, mask, Avx2.Shuffle(scales, s6).AsInt16(), Avx2.Shuffle(scales, s7).AsInt16());
+                acc = Fma.MultiplyAdd(Vector256.Create(dx * HalfBits.Lookup(pw)), Avx.ConvertToVector256Single(sumi), acc);
+            }
+        }
+        return KQuantSimd.HorizontalSum(acc) + KQuantSimd.HorizontalSum(accMin);
+    }
+
+    /// <summary>64 elements: low nibbles against y[0..31] with scale <paramref name="scaleLow"/>, high nibbles
+    /// against y[32..63] with <paramref name="scaleHigh"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<int> Chunk(Vector256<byte> q, sbyte* y, Vector256<byte> mask, Vector256<short> scaleLow, Vector256<short> scaleHigh)
+    {
+        Vector256<short> lo = Avx2.MultiplyAddAdjacent(q & mask, Vector256.Load(y));
+        Vector256<short> hi = Avx2.MultiplyAddAdjacent((q.AsUInt16() >>> 4).AsByte() & mask, Vector256.Load(y + 32));
+        return Avx2.MultiplyAddAdjacent(lo, scaleLow) + Avx2.MultiplyAddAdjacent(hi, scaleHigh);
+    }
+}

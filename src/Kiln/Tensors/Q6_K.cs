@@ -1,0 +1,230 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kiln.Tensors;
+
+/// <summary>
+/// ggml Q6_K: super-blocks of 256 values stored as
+/// <c>{ uint8 ql[128]; uint8 qh[64]; int8 scales[16]; ggml_half d; }</c> (210 bytes): sixteen sub-blocks of 16
+/// with signed 8-bit scales, value = d*sc*(q - 32) for a 6-bit q. Per half n of 128 elements and l &lt; 32,
+/// with L = ql[64n..], H = qh[32n..]: element 128n + l is L[l] low nibble + (H[l] bits 0-1) &lt;&lt; 4,
+/// +32 is L[l+32] low + bits 2-3, +64 is L[l] high + bits 4-5, +96 is L[l+32] high + bits 6-7.
+/// </summary>
+public static class Q6_K
+{
+    public const int BlockSize = 256;
+    public const int BlockBytes = 210;
+
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q6_K", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        if (CpuPaths.CanAvx2)
+            DequantizeAvx2(src, dst);
+        else
+            DequantizeScalar(src, dst);
+    }
+
+    /// <summary>The unsigned 6-bit quant (0..63) of element e of a block.</summary>
+    private static int Quant(ReadOnlySpan<byte> block, int e)
+    {
+        int n = e / 128, k = e % 128 / 32, l = e % 32;
+        byte low = block[64 * n + 32 * (k & 1) + l];
+        int nibble = k < 2 ? low & 0x0F : low >> 4;
+        return nibble | (((block[128 + 32 * n + l] >> (2 * k)) & 3) << 4);
+    }
+
+    /// <summary>ggml's dequantize_row_q6_K: (d * sc) * (q - 32).</summary>
+    public static void DequantizeScalar(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        RowArguments.CheckBlocks("Q6_K", BlockSize, BlockBytes, src.Length, dst.Length, nameof(src));
+        for (int b = 0; b < dst.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<byte> block = src.Slice(b * BlockBytes, BlockBytes);
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block[208..]));
+            Span<float> o = dst.Slice(b * BlockSize, BlockSize);
+            for (int e = 0; e < BlockSize; e++)
+                o[e] = d * (sbyte)block[192 + e / 16] * (Quant(block, e) - 32);
+        }
+    }
+
+    /// <summary>Q6_K weights row · float activations.</summary>
+    public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q6_K", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        if (CpuPaths.CanAvx2)
+            return DotAvx2(w, x);
+        return DotScalar(w, x);
+    }
+
+    /// <summary>Reference: per super-block a float sum of value[j]*x[j] in element order, added to a float total.</summary>
+    public static float DotScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        RowArguments.CheckBlocks("Q6_K", BlockSize, BlockBytes, w.Length, x.Length, nameof(w));
+        Span<float> values = stackalloc float[BlockSize];
+        float sum = 0f;
+        for (int b = 0; b < x.Length / BlockSize; b++)
+        {
+            DequantizeScalar(w.Slice(b * BlockBytes, BlockBytes), values);
+            ReadOnlySpan<float> xb = x.Slice(b * BlockSize, BlockSize);
+            float s = 0f;
+            for (int j = 0; j < BlockSize; j++)
+                s += values[j] * xb[j];
+            sum += s;
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Q6_K weights · Q8_K activations (ggml_vec_dot_q6_K_q8_K): per super-block the exact integer
+    /// Σ sc·((q - 32)·y), times d_x·d, summed in float.
+    /// </summary>
+    public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        RowArguments.CheckBlockPair("Q6_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
+        if (CpuPaths.CanAvx2)
+            return DotQ8KAvx2(w, xq);
+        return DotQ8KScalar(w, xq);
+    }
+
+    public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        int blocks = RowArguments.CheckBlockPair("Q6_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
+        float sum = 0f;
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
+            ReadOnlySpan<byte> xb = xq.Slice(b * Q8_K.BlockBytes, Q8_K.BlockBytes);
+            int sumi = 0;
+            for (int s = 0; s < 16; s++)
+            {
+                int sub = 0;
+                for (int e = 16 * s; e < 16 * s + 16; e++)
+                    sub += (Quant(wb, e) - 32) * (sbyte)xb[Q8_K.QsOffset + e];
+                sumi += (sbyte)wb[192 + s] * sub;
+            }
+            float d = BinaryPrimitives.ReadSingleLittleEndian(xb) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[208..]));
+            sum += d * sumi;
+        }
+        return sum;
+    }
+
+    // ---- SIMD paths: callers have checked the lengths. ----
+
+    /// <summary>The 128 unsigned quants of one half as four byte vectors of 32 consecutive elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Quants(byte* ql, byte* qh)
+    {
+        Vector256<byte> mask = Vector256.Create((byte)0x0F), top = Vector256.Create((byte)0x30);
+        Vector256<byte> l0 = Vector256.Load(ql), l1 = Vector256.Load(ql + 32), h = Vector256.Load(qh);
+        // 16-bit lane shifts: after the masks each byte keeps only bits that came from itself
+        return ((l0 & mask) | ((h.AsUInt16() << 4).AsByte() & top),
+                (l1 & mask) | ((h.AsUInt16() << 2).AsByte() & top),
+                ((l0.AsUInt16() >>> 4).AsByte() & mask) | (h & top),
+                ((l1.AsUInt16() >>> 4).AsByte() & mask) | ((h.AsUInt16() >>> 2).AsByte() & top));
+    }
+
+    /// <summary>32 unsigned quants as (d * sc) * (q - 32), sc per 16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Store32(Vector256<byte> q, float scale0, float scale1, float* o)
+    {
+        Vector256<int> offset = Vector256.Create(32);
+        Vector256<float> v0 = Vector256.Create(scale0), v1 = Vector256.Create(scale1);
+        Vector128<byte> lo = q.GetLower(), hi = q.GetUpper();
+        (v0 * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(lo) - offset)).Store(o);
+        (v0 * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(lo, 8)) - offset)).Store(o + 8);
+        (v1 * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(hi) - offset)).Store(o + 16);
+        (v1 * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(hi, 8)) - offset)).Store(o + 24);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void DequantizeBlockAvx2(byte* s, float* o)
+    {
+        float d = HalfBits.Lookup(s + 208);
+        sbyte* sc = (sbyte*)(s + 192);
+        for (int n = 0; n < 2; n++)
+        {
+            var (q0, q1, q2, q3) = Quants(s + 64 * n, s + 128 + 32 * n);
+            sbyte* scn = sc + 8 * n;
+            float* on = o + 128 * n;
+            Store32(q0, d * scn[0], d * scn[1], on);
+            Store32(q1, d * scn[2], d * scn[3], on + 32);
+            Store32(q2, d * scn[4], d * scn[5], on + 64);
+            Store32(q3, d * scn[6], d * scn[7], on + 96);
+        }
+    }
+
+    internal static unsafe void DequantizeAvx2(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int blocks = dst.Length / BlockSize;
+        fixed (byte* s0 = src)
+        fixed (float* o0 = dst)
+        {
+            for (int b = 0; b < blocks; b++)
+                DequantizeBlockAvx2(s0 + b * BlockBytes, o0 + b * BlockSize);
+        }
+    }
+
+    internal static unsafe float DotAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        int blocks = x.Length / BlockSize;
+        float* values = stackalloc float[BlockSize];
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        fixed (byte* w0 = w)
+        fixed (float* x0 = x)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                DequantizeBlockAvx2(w0 + b * BlockBytes, values);
+                float* xp = x0 + b * BlockSize;
+                for (int j = 0; j < BlockSize; j += 16)
+                {
+                    acc0 = Fma.MultiplyAdd(Vector256.Load(values + j), Vector256.Load(xp + j), acc0);
+                    acc1 = Fma.MultiplyAdd(Vector256.Load(values + j + 8), Vector256.Load(xp + j + 8), acc1);
+                }
+            }
+        }
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    // maddubs on the unsigned quants (0..63) keeps pair sums within ±16128; 32·y comes off each pair sum, leaving
+    // ggml's 16-bit values, so every lane and the float order match ggml_vec_dot_q6_K_q8_K (AVX2).
+    internal static unsafe float DotQ8KAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
+    {
+        int blocks = w.Length / BlockBytes;
+        Vector256<float> acc = Vector256<float>.Zero;
+        Vector256<byte> s0 = KQuantSimd.Broadcast(0, 1), s1 = KQuantSimd.Broadcast(2, 3);
+        Vector256<byte> s2 = KQuantSimd.Broadcast(4, 5), s3 = KQuantSimd.Broadcast(6, 7);
+        Vector256<byte> thirtyTwo = Vector256.Create((byte)32);
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq)
+        {
+            byte* pw = w0, px = x0;
+            for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
+            {
+                Vector256<short> sc = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(pw + 192)));
+                sbyte* y = (sbyte*)(px + Q8_K.QsOffset);
+                Vector256<byte> sc0 = Vector256.Create(sc.GetLower(), sc.GetLower()).AsByte();
+                Vector256<byte> sc1 = Vector256.Create(sc.GetUpper(), sc.GetUpper()).AsByte();
+                var (a0, a1, a2, a3) = Quants(pw, pw + 128);
+                Vector256<int> sumi = Group(a0, thirtyTwo, y, Avx2.Shuffle(sc0, s0)) + Group(a1, thirtyTwo, y + 32, Avx2.Shuffle(sc0, s1))
+                    + Group(a2, thirtyTwo, y + 64, Avx2.Shuffle(sc0, s2)) + Group(a3, thirtyTwo, y + 96, Avx2.Shuffle(sc0, s3));
+                var (b0, b1, b2, b3) = Quants(pw + 64, pw + 160);
+                sumi += Group(b0, thirtyTwo, y + 128, Avx2.Shuffle(sc1, s0)) + Group(b1, thirtyTwo, y + 160, Avx2.Shuffle(sc1, s1))
+                    + Group(b2, thirtyTwo, y + 192, Avx2.Shuffle(sc1, s2)) + Group(b3, thirtyTwo, y + 224, Avx2.Shuffle(sc1, s3));
+                float d = Unsafe.ReadUnaligned<float>(px) * HalfBits.Lookup(pw + 208);
+                acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+            }
+        }
+        return KQuantSimd.HorizontalSum(acc);
+    }
+
+    /// <summary>32 quants (biased by 32) against 32 activations, the first 16 scaled by the low half of <paramref name="scales"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<int> Group(Vector256<byte> q, Vector256<byte> thirtyTwo, sbyte* y, Vector256<byte> scales)
+    {
+        Vector256<sbyte> v = Vector256.Load(y);
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, v) - Avx2.MultiplyAddAdjacent(thirtyTwo, v), scales.AsInt16());
+    }
+}

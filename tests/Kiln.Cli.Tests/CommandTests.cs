@@ -1,3 +1,4 @@
+using Kiln.Tensors;
 using Kiln.Tests.TestSupport;
 
 namespace Kiln.Cli.Tests;
@@ -152,12 +153,13 @@ public sealed class CommandTests : IDisposable
         Assert.Single(r.Stderr.TrimEnd().Split('\n'));
     }
 
-    [SharedFact]
+    [Fact]
     public void AnUnsupportedTensorTypeIsOneLine()
     {
-        var r = KilnRunner.Run("run", "-m", SharedData.Path("refs", "quant", "tiny256-Q4_K-pure.gguf"), "-p", "x");
+        string path = new RandomLlama { WeightType = GgmlType.IQ4_NL }.Write(Path.Combine(_dir, "iq4_nl.gguf"));
+        var r = KilnRunner.Run("run", "-m", path, "-p", "x");
         Assert.Equal(1, r.ExitCode);
-        Assert.Matches("kiln: error: .*tensor .* has type q4_k, which Kiln cannot compute with yet", r.Stderr);
+        Assert.Matches("kiln: error: .*tensor .* has type iq4_nl, which Kiln cannot compute with yet", r.Stderr);
         Assert.Single(r.Stderr.TrimEnd().Split('\n'));
     }
 

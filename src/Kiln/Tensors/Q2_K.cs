@@ -77,7 +77,8 @@ public static class Q2_K
 
     /// <summary>
     /// Q2_K weights · Q8_K activations (ggml_vec_dot_q2_K_q8_K): per super-block the exact integers
-    /// Σ sc·(q·y) and Σ m·bsum, times d_x·d and d_x·dmin, summed in float.
+    /// Σ sc·(q·y) and Σ m·bsum, times d_x·d and d_x·dmin, summed in float in ggml's lane order
+    /// (<see cref="KQuantLanes"/>); every path returns the same bits.
     /// </summary>
     public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
@@ -90,26 +91,29 @@ public static class Q2_K
     public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q2_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
-        float sum = 0f;
+        Span<int> lanes = stackalloc int[8];
+        Span<float> acc = stackalloc float[8];
+        acc.Clear();
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq.Slice(b * Q8_K.BlockBytes, Q8_K.BlockBytes);
-            int sumi = 0, summ = 0;
-            for (int s = 0; s < 16; s++)
-            {
-                int sub = 0;
-                for (int e = 16 * s; e < 16 * s + 16; e++)
-                    sub += Quant(wb, e) * (sbyte)xb[Q8_K.QsOffset + e];
-                sumi += (wb[s] & 0x0F) * sub;
-                summ += (wb[s] >> 4) * BinaryPrimitives.ReadInt16LittleEndian(xb[(Q8_K.BsumsOffset + 2 * s)..]);
-            }
             float dx = BinaryPrimitives.ReadSingleLittleEndian(xb);
+            float negativeDmin = -dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[82..]));
+            for (int k = 0; k < 8; k++)
+            {
+                int mins = (wb[2 * k] >> 4) * BinaryPrimitives.ReadInt16LittleEndian(xb[(Q8_K.BsumsOffset + 4 * k)..])
+                         + (wb[2 * k + 1] >> 4) * BinaryPrimitives.ReadInt16LittleEndian(xb[(Q8_K.BsumsOffset + 4 * k + 2)..]);
+                acc[k] = MathF.FusedMultiplyAdd(negativeDmin, mins, acc[k]);
+            }
+            lanes.Clear();
+            for (int e = 0; e < BlockSize; e++)
+                lanes[KQuantLanes.Lane(e)] += (wb[e / 16] & 0x0F) * Quant(wb, e) * (sbyte)xb[Q8_K.QsOffset + e];
             float d = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[80..]));
-            float dmin = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[82..]));
-            sum += d * sumi - dmin * summ;
+            for (int k = 0; k < 8; k++)
+                acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return sum;
+        return KQuantLanes.HorizontalSum(acc);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -185,8 +189,8 @@ public static class Q2_K
     {
         int blocks = w.Length / BlockBytes;
         Vector256<float> acc = Vector256<float>.Zero;
-        Vector256<byte> s0 = KQuantSimd.Broadcast(0, 1), s1 = KQuantSimd.Broadcast(2, 3);
-        Vector256<byte> s2 = KQuantSimd.Broadcast(4, 5), s3 = KQuantSimd.Broadcast(6, 7);
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
         Vector128<byte> nibble = Vector128.Create((byte)0x0F);
         fixed (byte* w0 = w)
         fixed (byte* x0 = xq)
@@ -213,7 +217,7 @@ public static class Q2_K
                 acc = Fma.MultiplyAdd(Vector256.Create(dx * HalfBits.Lookup(pw + 80)), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantSimd.HorizontalSum(acc);
+        return KQuantLanes.HorizontalSum(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -8,7 +8,7 @@ namespace Kiln.Tensors;
 /// <summary>
 /// ggml Q3_K: super-blocks of 256 values stored as
 /// <c>{ uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; ggml_half d; }</c> (110 bytes): sixteen sub-blocks of
-/// 16 with 6-bit scales biased by 32 (see <see cref="KQuantSimd.UnpackQ3Scales"/>). Element 128n + 32j + l
+/// 16 with 6-bit scales biased by 32 (see <see cref="KQuantLanes.UnpackQ3Scales"/>). Element 128n + 32j + l
 /// (l &lt; 32) has low bits (qs[32n + l] &gt;&gt; 2j) &amp; 3 and subtracts 4 unless bit 4n + j of hmask[l] is
 /// set; value = d*(sc - 32)*q.
 /// </summary>
@@ -88,7 +88,8 @@ public static class Q3_K
 
     /// <summary>
     /// Q3_K weights · Q8_K activations (ggml_vec_dot_q3_K_q8_K): per super-block the exact integer
-    /// Σ (sc - 32)·(q·y), times d_x·d, summed in float.
+    /// Σ (sc - 32)·(q·y), times d_x·d, summed in float in ggml's lane order (<see cref="KQuantLanes"/>);
+    /// every path returns the same bits.
     /// </summary>
     public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
@@ -101,23 +102,21 @@ public static class Q3_K
     public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q3_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
-        float sum = 0f;
+        Span<int> lanes = stackalloc int[8];
+        Span<float> acc = stackalloc float[8];
+        acc.Clear();
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq.Slice(b * Q8_K.BlockBytes, Q8_K.BlockBytes);
-            int sumi = 0;
-            for (int s = 0; s < 16; s++)
-            {
-                int sub = 0;
-                for (int e = 16 * s; e < 16 * s + 16; e++)
-                    sub += Quant(wb, e) * (sbyte)xb[Q8_K.QsOffset + e];
-                sumi += (Scale(wb, s) - 32) * sub;
-            }
+            lanes.Clear();
+            for (int e = 0; e < BlockSize; e++)
+                lanes[KQuantLanes.Lane(e)] += (Scale(wb, e / 16) - 32) * Quant(wb, e) * (sbyte)xb[Q8_K.QsOffset + e];
             float d = BinaryPrimitives.ReadSingleLittleEndian(xb) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[108..]));
-            sum += d * sumi;
+            for (int k = 0; k < 8; k++)
+                acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return sum;
+        return KQuantLanes.HorizontalSum(acc);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -147,7 +146,7 @@ public static class Q3_K
     private static unsafe void DequantizeBlockAvx2(byte* s, float* o)
     {
         float d = HalfBits.Lookup(s + 108);
-        Vector128<byte> scales = KQuantSimd.UnpackQ3Scales(s + 96);
+        Vector128<byte> scales = KQuantLanes.UnpackQ3Scales(s + 96);
         Vector256<byte> h = Vector256.Load(s);
         for (int n = 0; n < 2; n++)
         {
@@ -201,8 +200,8 @@ public static class Q3_K
     {
         int blocks = w.Length / BlockBytes;
         Vector256<float> acc = Vector256<float>.Zero;
-        Vector256<byte> s0 = KQuantSimd.Broadcast(0, 1), s1 = KQuantSimd.Broadcast(2, 3);
-        Vector256<byte> s2 = KQuantSimd.Broadcast(4, 5), s3 = KQuantSimd.Broadcast(6, 7);
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
         Vector128<sbyte> bias = Vector128.Create((sbyte)32);
         Vector256<byte> four = Vector256.Create((byte)4);
         fixed (byte* w0 = w)
@@ -211,7 +210,7 @@ public static class Q3_K
             byte* pw = w0, px = x0;
             for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
             {
-                Vector256<short> sc = Avx2.ConvertToVector256Int16(KQuantSimd.UnpackQ3Scales(pw + 96).AsSByte() - bias);
+                Vector256<short> sc = Avx2.ConvertToVector256Int16(KQuantLanes.UnpackQ3Scales(pw + 96).AsSByte() - bias);
                 sbyte* y = (sbyte*)(px + Q8_K.QsOffset);
                 Vector256<byte> sc0 = Vector256.Create(sc.GetLower(), sc.GetLower()).AsByte();
                 Vector256<byte> sc1 = Vector256.Create(sc.GetUpper(), sc.GetUpper()).AsByte();
@@ -237,7 +236,7 @@ public static class Q3_K
                 acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantSimd.HorizontalSum(acc);
+        return KQuantLanes.HorizontalSum(acc);
     }
 
     /// <summary>32 biased quants (q + 4) against 32 activations, the first 16 scaled by the low half of <paramref name="scales"/>.</summary>

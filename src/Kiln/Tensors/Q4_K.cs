@@ -8,7 +8,7 @@ namespace Kiln.Tensors;
 /// <summary>
 /// ggml Q4_K: super-blocks of 256 values stored as <c>{ ggml_half d, dmin; uint8 scales[12]; uint8 qs[128]; }</c>
 /// (144 bytes): eight sub-blocks of 32, each with a 6-bit scale sc and min m (packed in scales, see
-/// <see cref="KQuantSimd.UnpackScalesAndMins"/>). Element 64c + l (l &lt; 32) is the low nibble of qs[32c + l]
+/// <see cref="KQuantLanes.UnpackScalesAndMins"/>). Element 64c + l (l &lt; 32) is the low nibble of qs[32c + l]
 /// in sub-block 2c, element 64c + 32 + l its high nibble in sub-block 2c + 1; value = d*sc*q - dmin*m.
 /// Dots run against <see cref="Q8_K"/> activations as ggml_vec_dot_q4_K_q8_K does: exact integer sums per
 /// sub-block, the min term from the activations' bsums.
@@ -82,7 +82,8 @@ public static class Q4_K
 
     /// <summary>
     /// Q4_K weights · Q8_K activations (ggml_vec_dot_q4_K_q8_K): per super-block the exact integers
-    /// Σ sc·(q·y) and Σ m·(Σ y), times d_x·d and d_x·dmin, summed in float.
+    /// Σ sc·(q·y) and Σ m·(Σ y), times d_x·d and d_x·dmin, summed in float in ggml's lane order
+    /// (<see cref="KQuantLanes"/>); every path returns the same bits.
     /// </summary>
     public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
@@ -95,33 +96,39 @@ public static class Q4_K
     public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q4_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
-        float sum = 0f;
+        Span<int> lanes = stackalloc int[8];
+        Span<float> acc = stackalloc float[8], accMin = stackalloc float[4];
+        acc.Clear();
+        accMin.Clear();
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq.Slice(b * Q8_K.BlockBytes, Q8_K.BlockBytes);
             ReadOnlySpan<byte> scales = wb.Slice(4, 12);
-            int sumi = 0, summ = 0;
+            lanes.Clear();
             for (int c = 0; c < 4; c++)
             {
-                int lo = 0, hi = 0;
+                (int sc0, _) = ScaleMin(scales, 2 * c);
+                (int sc1, _) = ScaleMin(scales, 2 * c + 1);
                 for (int l = 0; l < 32; l++)
                 {
                     byte q = wb[16 + 32 * c + l];
-                    lo += (q & 0x0F) * (sbyte)xb[Q8_K.QsOffset + 64 * c + l];
-                    hi += (q >> 4) * (sbyte)xb[Q8_K.QsOffset + 64 * c + 32 + l];
+                    lanes[KQuantLanes.Lane(l)] += sc0 * (q & 0x0F) * (sbyte)xb[Q8_K.QsOffset + 64 * c + l]
+                                                + sc1 * (q >> 4) * (sbyte)xb[Q8_K.QsOffset + 64 * c + 32 + l];
                 }
-                (int sc0, int m0) = ScaleMin(scales, 2 * c);
-                (int sc1, int m1) = ScaleMin(scales, 2 * c + 1);
-                sumi += sc0 * lo + sc1 * hi;
-                summ += m0 * Bsum32(xb, 2 * c) + m1 * Bsum32(xb, 2 * c + 1);
             }
             float dx = BinaryPrimitives.ReadSingleLittleEndian(xb);
             float d = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb));
-            float dmin = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..]));
-            sum += d * sumi - dmin * summ;
+            float negativeDmin = -dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..]));
+            for (int k = 0; k < 8; k++)
+                acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
+            for (int k = 0; k < 4; k++)
+            {
+                int mins = ScaleMin(scales, 2 * k).Min * Bsum32(xb, 2 * k) + ScaleMin(scales, 2 * k + 1).Min * Bsum32(xb, 2 * k + 1);
+                accMin[k] = MathF.FusedMultiplyAdd(negativeDmin, mins, accMin[k]);
+            }
         }
-        return sum;
+        return KQuantLanes.HorizontalSum(acc) + KQuantLanes.HorizontalSum(accMin);
     }
 
     /// <summary>ggml's get_scale_min_k4: scale and min of sub-block j (0..7) from the 12 packed bytes.</summary>
@@ -141,7 +148,7 @@ public static class Q4_K
     private static unsafe void DequantizeBlockAvx2(byte* s, float* o)
     {
         float d = HalfBits.Lookup(s), dmin = HalfBits.Lookup(s + 2);
-        Vector128<byte> sm = KQuantSimd.UnpackScalesAndMins(s + 4);
+        Vector128<byte> sm = KQuantLanes.UnpackScalesAndMins(s + 4);
         Vector256<byte> mask = Vector256.Create((byte)0x0F);
         for (int c = 0; c < 4; c++)
         {
@@ -206,10 +213,10 @@ public static class Q4_K
         Vector256<float> acc = Vector256<float>.Zero;
         Vector128<float> accMin = Vector128<float>.Zero;
         Vector256<byte> mask = Vector256.Create((byte)0x0F);
-        Vector256<byte> s0 = KQuantSimd.Broadcast(0, 0), s1 = KQuantSimd.Broadcast(1, 1);
-        Vector256<byte> s2 = KQuantSimd.Broadcast(2, 2), s3 = KQuantSimd.Broadcast(3, 3);
-        Vector256<byte> s4 = KQuantSimd.Broadcast(4, 4), s5 = KQuantSimd.Broadcast(5, 5);
-        Vector256<byte> s6 = KQuantSimd.Broadcast(6, 6), s7 = KQuantSimd.Broadcast(7, 7);
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 0), s1 = KQuantLanes.Broadcast(1, 1);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(2, 2), s3 = KQuantLanes.Broadcast(3, 3);
+        Vector256<byte> s4 = KQuantLanes.Broadcast(4, 4), s5 = KQuantLanes.Broadcast(5, 5);
+        Vector256<byte> s6 = KQuantLanes.Broadcast(6, 6), s7 = KQuantLanes.Broadcast(7, 7);
         fixed (byte* w0 = w)
         fixed (byte* x0 = xq)
         {
@@ -217,7 +224,7 @@ public static class Q4_K
             for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
             {
                 float dx = Unsafe.ReadUnaligned<float>(px);
-                Vector256<short> sm = Avx2.ConvertToVector256Int16(KQuantSimd.UnpackScalesAndMins(pw + 4));
+                Vector256<short> sm = Avx2.ConvertToVector256Int16(KQuantLanes.UnpackScalesAndMins(pw + 4));
                 Vector256<short> bsums = Vector256.Load((short*)(px + Q8_K.BsumsOffset));
                 Vector128<short> sums32 = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
                 Vector128<int> mins = Sse2.MultiplyAddAdjacent(sm.GetUpper(), sums32);
@@ -233,7 +240,7 @@ public static class Q4_K
                 acc = Fma.MultiplyAdd(Vector256.Create(dx * HalfBits.Lookup(pw)), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantSimd.HorizontalSum(acc) + KQuantSimd.HorizontalSum(accMin);
+        return KQuantLanes.HorizontalSum(acc) + KQuantLanes.HorizontalSum(accMin);
     }
 
     /// <summary>64 elements: low nibbles against y[0..31] with scale <paramref name="scaleLow"/>, high nibbles

@@ -80,7 +80,8 @@ public static class Q5_K
 
     /// <summary>
     /// Q5_K weights · Q8_K activations (ggml_vec_dot_q5_K_q8_K): per super-block the exact integers
-    /// Σ sc·(q·y) and Σ m·(Σ y), times d_x·d and d_x·dmin, summed in float.
+    /// Σ sc·(q·y) and Σ m·(Σ y), times d_x·d and d_x·dmin, summed in float in ggml's lane order
+    /// (<see cref="KQuantLanes"/>); every path returns the same bits.
     /// </summary>
     public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
@@ -93,33 +94,38 @@ public static class Q5_K
     public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q5_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
-        float sum = 0f;
+        Span<int> lanes = stackalloc int[8];
+        Span<float> acc = stackalloc float[8];
+        acc.Clear();
+        float summs = 0f;
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq.Slice(b * Q8_K.BlockBytes, Q8_K.BlockBytes);
             ReadOnlySpan<byte> scales = wb.Slice(4, 12);
-            int sumi = 0, summ = 0;
+            lanes.Clear();
+            int mins = 0;
             for (int c = 0; c < 4; c++)
             {
-                int lo = 0, hi = 0;
+                (int sc0, int m0) = Q4_K.ScaleMin(scales, 2 * c);
+                (int sc1, int m1) = Q4_K.ScaleMin(scales, 2 * c + 1);
                 for (int l = 0; l < 32; l++)
                 {
                     byte q = wb[48 + 32 * c + l], h = wb[16 + l];
-                    lo += ((q & 0x0F) | (((h >> (2 * c)) & 1) << 4)) * (sbyte)xb[Q8_K.QsOffset + 64 * c + l];
-                    hi += ((q >> 4) | (((h >> (2 * c + 1)) & 1) << 4)) * (sbyte)xb[Q8_K.QsOffset + 64 * c + 32 + l];
+                    int lo = (q & 0x0F) | (((h >> (2 * c)) & 1) << 4), hi = (q >> 4) | (((h >> (2 * c + 1)) & 1) << 4);
+                    lanes[KQuantLanes.Lane(l)] += sc0 * lo * (sbyte)xb[Q8_K.QsOffset + 64 * c + l]
+                                                + sc1 * hi * (sbyte)xb[Q8_K.QsOffset + 64 * c + 32 + l];
                 }
-                (int sc0, int m0) = Q4_K.ScaleMin(scales, 2 * c);
-                (int sc1, int m1) = Q4_K.ScaleMin(scales, 2 * c + 1);
-                sumi += sc0 * lo + sc1 * hi;
-                summ += m0 * Q4_K.Bsum32(xb, 2 * c) + m1 * Q4_K.Bsum32(xb, 2 * c + 1);
+                mins += m0 * Q4_K.Bsum32(xb, 2 * c) + m1 * Q4_K.Bsum32(xb, 2 * c + 1);
             }
             float dx = BinaryPrimitives.ReadSingleLittleEndian(xb);
             float d = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb));
-            float dmin = dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..]));
-            sum += d * sumi - dmin * summ;
+            float negativeDmin = -dx * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..]));
+            summs = MathF.FusedMultiplyAdd(negativeDmin, mins, summs);
+            for (int k = 0; k < 8; k++)
+                acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return sum;
+        return KQuantLanes.HorizontalSum(acc) + summs;
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -141,7 +147,7 @@ public static class Q5_K
     private static unsafe void DequantizeBlockAvx2(byte* s, float* o)
     {
         float d = HalfBits.Lookup(s), dmin = HalfBits.Lookup(s + 2);
-        Vector128<byte> sm = KQuantSimd.UnpackScalesAndMins(s + 4);
+        Vector128<byte> sm = KQuantLanes.UnpackScalesAndMins(s + 4);
         Vector256<byte> h = Vector256.Load(s + 16);
         for (int c = 0; c < 4; c++)
         {
@@ -193,10 +199,10 @@ public static class Q5_K
         int blocks = w.Length / BlockBytes;
         Vector256<float> acc = Vector256<float>.Zero;
         float summs = 0f;
-        Vector256<byte> s0 = KQuantSimd.Broadcast(0, 0), s1 = KQuantSimd.Broadcast(1, 1);
-        Vector256<byte> s2 = KQuantSimd.Broadcast(2, 2), s3 = KQuantSimd.Broadcast(3, 3);
-        Vector256<byte> s4 = KQuantSimd.Broadcast(4, 4), s5 = KQuantSimd.Broadcast(5, 5);
-        Vector256<byte> s6 = KQuantSimd.Broadcast(6, 6), s7 = KQuantSimd.Broadcast(7, 7);
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 0), s1 = KQuantLanes.Broadcast(1, 1);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(2, 2), s3 = KQuantLanes.Broadcast(3, 3);
+        Vector256<byte> s4 = KQuantLanes.Broadcast(4, 4), s5 = KQuantLanes.Broadcast(5, 5);
+        Vector256<byte> s6 = KQuantLanes.Broadcast(6, 6), s7 = KQuantLanes.Broadcast(7, 7);
         fixed (byte* w0 = w)
         fixed (byte* x0 = xq)
         {
@@ -204,7 +210,7 @@ public static class Q5_K
             for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
             {
                 float dx = Unsafe.ReadUnaligned<float>(px);
-                Vector256<short> sm = Avx2.ConvertToVector256Int16(KQuantSimd.UnpackScalesAndMins(pw + 4));
+                Vector256<short> sm = Avx2.ConvertToVector256Int16(KQuantLanes.UnpackScalesAndMins(pw + 4));
                 Vector256<short> bsums = Vector256.Load((short*)(px + Q8_K.BsumsOffset));
                 Vector128<short> sums32 = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
                 int mins = Vector128.Sum(Sse2.MultiplyAddAdjacent(sm.GetUpper(), sums32));
@@ -224,7 +230,7 @@ public static class Q5_K
                 acc = Fma.MultiplyAdd(Vector256.Create(dx * HalfBits.Lookup(pw)), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantSimd.HorizontalSum(acc) + summs;
+        return KQuantLanes.HorizontalSum(acc) + summs;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

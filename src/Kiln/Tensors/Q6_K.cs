@@ -78,7 +78,8 @@ public static class Q6_K
 
     /// <summary>
     /// Q6_K weights · Q8_K activations (ggml_vec_dot_q6_K_q8_K): per super-block the exact integer
-    /// Σ sc·((q - 32)·y), times d_x·d, summed in float.
+    /// Σ sc·((q - 32)·y), times d_x·d, summed in float in ggml's lane order (<see cref="KQuantLanes"/>);
+    /// every path returns the same bits.
     /// </summary>
     public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
@@ -91,23 +92,21 @@ public static class Q6_K
     public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q6_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
-        float sum = 0f;
+        Span<int> lanes = stackalloc int[8];
+        Span<float> acc = stackalloc float[8];
+        acc.Clear();
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq.Slice(b * Q8_K.BlockBytes, Q8_K.BlockBytes);
-            int sumi = 0;
-            for (int s = 0; s < 16; s++)
-            {
-                int sub = 0;
-                for (int e = 16 * s; e < 16 * s + 16; e++)
-                    sub += (Quant(wb, e) - 32) * (sbyte)xb[Q8_K.QsOffset + e];
-                sumi += (sbyte)wb[192 + s] * sub;
-            }
+            lanes.Clear();
+            for (int e = 0; e < BlockSize; e++)
+                lanes[KQuantLanes.Lane(e)] += (sbyte)wb[192 + e / 16] * (Quant(wb, e) - 32) * (sbyte)xb[Q8_K.QsOffset + e];
             float d = BinaryPrimitives.ReadSingleLittleEndian(xb) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[208..]));
-            sum += d * sumi;
+            for (int k = 0; k < 8; k++)
+                acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return sum;
+        return KQuantLanes.HorizontalSum(acc);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -194,8 +193,8 @@ public static class Q6_K
     {
         int blocks = w.Length / BlockBytes;
         Vector256<float> acc = Vector256<float>.Zero;
-        Vector256<byte> s0 = KQuantSimd.Broadcast(0, 1), s1 = KQuantSimd.Broadcast(2, 3);
-        Vector256<byte> s2 = KQuantSimd.Broadcast(4, 5), s3 = KQuantSimd.Broadcast(6, 7);
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
         Vector256<byte> thirtyTwo = Vector256.Create((byte)32);
         fixed (byte* w0 = w)
         fixed (byte* x0 = xq)
@@ -217,7 +216,7 @@ public static class Q6_K
                 acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantSimd.HorizontalSum(acc);
+        return KQuantLanes.HorizontalSum(acc);
     }
 
     /// <summary>32 quants (biased by 32) against 32 activations, the first 16 scaled by the low half of <paramref name="scales"/>.</summary>

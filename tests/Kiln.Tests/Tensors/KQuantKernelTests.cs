@@ -132,10 +132,11 @@ public class KQuantKernelTests
         {
             float result = run(w, x);
             KQuantReference.AssertDot(elements, y, result, $"{type} {name}");
+            // the scalar twin emulates ggml's lanes and float order, so the paths agree to the bit
             if (name == "scalar")
                 scalar = result;
             else
-                Assert.True(Math.Abs(result - scalar) <= 1e-5 * Math.Abs(scalar) + 1e-6f, $"{type} {name}: {result} vs scalar {scalar}");
+                Assert.True(BitConverter.SingleToInt32Bits(scalar) == BitConverter.SingleToInt32Bits(result), $"{type} {name}: {result} vs scalar {scalar}");
         }
     }
 
@@ -159,6 +160,28 @@ public class KQuantKernelTests
         }
         float quantized = RowKernels.DotQuantized(type, w, xq), full = RowKernels.Dot(type, w, x);
         Assert.True(Math.Abs(quantized - full) <= bound + 2e-5 * magnitude, $"{type}: {quantized} vs {full}, bound {bound}");
+    }
+
+    [Theory]
+    [MemberData(nameof(TypeCases))]
+    public void RowKernelsDispatchToTheType(GgmlType type)
+    {
+        Assert.True(RowKernels.Supports(type));
+        Assert.True(GgmlTypeTraits.IsSupportedForCompute(type));
+        Assert.Equal(GgmlType.Q8_K, RowKernels.ActivationType(type));
+        byte[] w = KQuantReference.RandomBlocks(type, 3, 60 + (int)type);
+        float[] x = KernelTestData.Floats(3 * 256, 61 + (int)type);
+        var values = new float[3 * 256];
+        RowKernels.Dequantize(type, w, values);
+        Assert.Equal(KQuantReference.Values(type, w), values);
+        var xq = new byte[RowKernels.ActivationBytes(type, x.Length)];
+        RowKernels.QuantizeActivations(type, x, xq);
+        var expected = new byte[3 * Q8_K.BlockBytes];
+        Q8_K.QuantizeScalar(x, expected);
+        Assert.Equal(expected, xq);
+        var paths = For(type);
+        Assert.Equal(paths.QuantizedDots[0].Run(w, xq), RowKernels.DotQuantized(type, w, xq));
+        KQuantReference.AssertDot(KQuantReference.Decode(type, w), KernelTestData.Widen(x), RowKernels.Dot(type, w, x), type.ToString());
     }
 
     [Theory]

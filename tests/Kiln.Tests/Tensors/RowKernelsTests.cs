@@ -49,6 +49,11 @@ public class RowKernelsTests
     [InlineData(GgmlType.BF16, GgmlType.BF16, 4096 * 2)]
     [InlineData(GgmlType.Q8_0, GgmlType.Q8_0, 4096 / 32 * 34)]
     [InlineData(GgmlType.Q4_0, GgmlType.Q8_0, 4096 / 32 * 34)]
+    [InlineData(GgmlType.Q2_K, GgmlType.Q8_K, 4096 / 256 * 292)]
+    [InlineData(GgmlType.Q3_K, GgmlType.Q8_K, 4096 / 256 * 292)]
+    [InlineData(GgmlType.Q4_K, GgmlType.Q8_K, 4096 / 256 * 292)]
+    [InlineData(GgmlType.Q5_K, GgmlType.Q8_K, 4096 / 256 * 292)]
+    [InlineData(GgmlType.Q6_K, GgmlType.Q8_K, 4096 / 256 * 292)]
     public void ActivationTypesFollowLlamaCpp(GgmlType weight, GgmlType activation, long bytes)
     {
         Assert.Equal(activation, RowKernels.ActivationType(weight));
@@ -89,7 +94,8 @@ public class RowKernelsTests
 
     [Theory]
     [InlineData(GgmlType.Q4_1)]
-    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.IQ2_XXS)]
+    [InlineData(GgmlType.Q8_K)]
     [InlineData(GgmlType.I8)]
     [InlineData((GgmlType)4)]
     public void UnsupportedTypesAreRefusedClearly(GgmlType type)

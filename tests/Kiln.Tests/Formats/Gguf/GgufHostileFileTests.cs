@@ -290,6 +290,15 @@ public sealed class GgufHostileFileTests : IDisposable
     }
 
     [Fact]
+    public void KQuantRowShorterThanItsSuperBlock()
+    {
+        // a K-quant row must hold whole 256-element super-blocks: a 128-wide Q4_K tensor is refused at open time
+        var b = new RawGgufBuilder().Header(3, 1, 0).Str("w").U32(2).U64(128).U64(2);
+        long at = b.Position;
+        AssertAt(Reject(b.U32((uint)GgmlType.Q4_K).U64(0).PadTo(32).Zeros(288).ToArray()), "dimension 0", at, "not a multiple of the q4_k block size 256");
+    }
+
+    [Fact]
     public void UnalignedTensorOffset()
     {
         var b = new RawGgufBuilder().Header(3, 1, 0).Str("w").U32(1).U64(4).U32(0);

@@ -5,17 +5,19 @@ using System.Runtime.Intrinsics.X86;
 namespace Kiln.Tensors;
 
 /// <summary>
-/// Pieces shared by the K-quant SIMD kernels (256-element super-blocks): unpacking the packed 6-bit scales of
-/// Q3_K / Q4_K / Q5_K with 32-bit word operations, the byte-shuffle patterns that broadcast one 16-bit scale per
-/// half of a 256-bit vector, and ggml's horizontal float sum.
+/// ggml's AVX2 lane structure for the K-quant dots against Q8_K, shared by the kernels: each super-block's integer
+/// sums land in eight 32-bit lanes (lane k holds bytes 4k..4k+3 of every 32-element group), are scaled into float
+/// lanes by fused multiply-adds and reduced in ggml's order. Following it exactly makes the dots bit-identical to
+/// llama.cpp's CPU backend, which matters more than it seems: the tiny random reference model turns one-ulp
+/// differences into flipped activation roundings and log-probability changes of 0.01–0.05. The scalar twins emulate
+/// the same lanes, so every path gives the same bits. Also the packed-scale unpacking and scale broadcast patterns.
 /// </summary>
-internal static class KQuantSimd
+internal static class KQuantLanes
 {
-    /// <summary>
-    /// ggml's hsum_float_8, in its order: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)). The dots reduce in exactly
-    /// llama.cpp's order so that their results are bit-identical to its CPU backend: this tiny random model turns
-    /// one-ulp differences into flipped activation roundings and visible log-probability changes.
-    /// </summary>
+    /// <summary>The lane (0..7) of element e of a super-block.</summary>
+    public static int Lane(int e) => (e & 31) >> 2;
+
+    /// <summary>ggml's hsum_float_8, in its order: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float HorizontalSum(Vector256<float> x)
     {
@@ -23,6 +25,11 @@ internal static class KQuantSimd
         r += Sse.MoveHighToLow(r, r);
         return r.ToScalar() + Sse3.MoveHighAndDuplicate(r).ToScalar();
     }
+
+    /// <summary>Scalar twin of <see cref="HorizontalSum(Vector256{float})"/> over 8 lanes, or of the 4-lane form over 4.</summary>
+    public static float HorizontalSum(ReadOnlySpan<float> x) => x.Length == 8
+        ? ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]))
+        : (x[0] + x[2]) + (x[1] + x[3]);
 
     /// <summary>The 4-lane tail of the same reduction: (x0+x2) + (x1+x3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -21,7 +21,8 @@ public class RowKernelBenchmarks : IKernelBenchmark
 
     // KILN_BENCH_TYPES=Q4_0,Q8_0 / KILN_BENCH_PATHS=Avx2,Avx512 narrow a run (the full matrix takes minutes).
     public static IEnumerable<GgmlType> Types() =>
-        FromEnvironment("KILN_BENCH_TYPES", [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0]);
+        FromEnvironment("KILN_BENCH_TYPES", [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0,
+            GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
 
     public static IEnumerable<KernelPath> Paths() =>
         FromEnvironment("KILN_BENCH_PATHS", [KernelPath.Scalar, KernelPath.Avx2, KernelPath.Avx512]);
@@ -64,8 +65,28 @@ public class RowKernelBenchmarks : IKernelBenchmark
             System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()).CopyTo(row);
         else if (type == GgmlType.Q4_0)
             Q4_0.Quantize(f, row);
+        else if (RowKernels.ActivationType(type) == GgmlType.Q8_K)
+            RandomKQuantRow(type, row);
         else
             RowKernels.QuantizeActivations(type, f, row); // F16, BF16 and Q8_0 store weights as their activations
+    }
+
+    /// <summary>K-quants have no quantizer here: random quants and packed scales, small finite fp16 super-block scales.</summary>
+    private static void RandomKQuantRow(GgmlType type, Span<byte> row)
+    {
+        var rng = new Random(row.Length);
+        rng.NextBytes(row);
+        int blockBytes = GgmlTypeTraits.BlockBytes(type);
+        int[] halves = type switch
+        {
+            GgmlType.Q2_K => [80, 82],
+            GgmlType.Q3_K => [108],
+            GgmlType.Q6_K => [208],
+            _ => [0, 2],
+        };
+        for (int b = 0; b < row.Length / blockBytes; b++)
+            foreach (int at in halves)
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(row[(b * blockBytes + at)..], BitConverter.HalfToUInt16Bits((Half)(0.001f * (1 + rng.NextSingle()))));
     }
 
     public long BytesRead(string method) => method switch
@@ -121,6 +142,16 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.Q8_0, KernelPath.Scalar) => Q8_0.DotScalar(w, x),
         (GgmlType.Q8_0, KernelPath.Avx2) => Q8_0.DotAvx2(w, x),
         (GgmlType.Q8_0, _) => Q8_0.DotAvx512(w, x),
+        (GgmlType.Q2_K, KernelPath.Scalar) => Q2_K.DotScalar(w, x),
+        (GgmlType.Q2_K, _) => Q2_K.DotAvx2(w, x),
+        (GgmlType.Q3_K, KernelPath.Scalar) => Q3_K.DotScalar(w, x),
+        (GgmlType.Q3_K, _) => Q3_K.DotAvx2(w, x),
+        (GgmlType.Q4_K, KernelPath.Scalar) => Q4_K.DotScalar(w, x),
+        (GgmlType.Q4_K, _) => Q4_K.DotAvx2(w, x),
+        (GgmlType.Q5_K, KernelPath.Scalar) => Q5_K.DotScalar(w, x),
+        (GgmlType.Q5_K, _) => Q5_K.DotAvx2(w, x),
+        (GgmlType.Q6_K, KernelPath.Scalar) => Q6_K.DotScalar(w, x),
+        (GgmlType.Q6_K, _) => Q6_K.DotAvx2(w, x),
         (_, KernelPath.Scalar) => Q4_0.DotScalar(w, x),
         (_, KernelPath.Avx2) => Q4_0.DotAvx2(w, x),
         _ => Q4_0.DotAvx512(w, x),
@@ -138,6 +169,17 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.Q8_0, KernelPath.Scalar) => Q8_0.DotQ8Scalar(w, xq),
         (GgmlType.Q8_0, KernelPath.Avx2) => Q8_0.DotQ8Avx2(w, xq),
         (GgmlType.Q8_0, _) => Q8_0.DotQ8Avx512(w, xq),
+        // the K-quants have AVX2 kernels only (512-bit variants measured slower on Zen 4): Avx512 rows run them too
+        (GgmlType.Q2_K, KernelPath.Scalar) => Q2_K.DotQ8KScalar(w, xq),
+        (GgmlType.Q2_K, _) => Q2_K.DotQ8KAvx2(w, xq),
+        (GgmlType.Q3_K, KernelPath.Scalar) => Q3_K.DotQ8KScalar(w, xq),
+        (GgmlType.Q3_K, _) => Q3_K.DotQ8KAvx2(w, xq),
+        (GgmlType.Q4_K, KernelPath.Scalar) => Q4_K.DotQ8KScalar(w, xq),
+        (GgmlType.Q4_K, _) => Q4_K.DotQ8KAvx2(w, xq),
+        (GgmlType.Q5_K, KernelPath.Scalar) => Q5_K.DotQ8KScalar(w, xq),
+        (GgmlType.Q5_K, _) => Q5_K.DotQ8KAvx2(w, xq),
+        (GgmlType.Q6_K, KernelPath.Scalar) => Q6_K.DotQ8KScalar(w, xq),
+        (GgmlType.Q6_K, _) => Q6_K.DotQ8KAvx2(w, xq),
         (_, KernelPath.Scalar) => Q4_0.DotQ8Scalar(w, xq),
         (_, KernelPath.Avx2) => Q4_0.DotQ8Avx2(w, xq),
         _ => Q4_0.DotQ8Avx512(w, xq),
@@ -157,6 +199,16 @@ public class RowKernelBenchmarks : IKernelBenchmark
             case (GgmlType.Q8_0, KernelPath.Scalar): Q8_0.DequantizeScalar(w, dst); break;
             case (GgmlType.Q8_0, KernelPath.Avx2): Q8_0.DequantizeAvx2(w, dst); break;
             case (GgmlType.Q8_0, _): Q8_0.DequantizeAvx512(w, dst); break;
+            case (GgmlType.Q2_K, KernelPath.Scalar): Q2_K.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q2_K, _): Q2_K.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q3_K, KernelPath.Scalar): Q3_K.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q3_K, _): Q3_K.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q4_K, KernelPath.Scalar): Q4_K.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q4_K, _): Q4_K.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q5_K, KernelPath.Scalar): Q5_K.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q5_K, _): Q5_K.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q6_K, KernelPath.Scalar): Q6_K.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q6_K, _): Q6_K.DequantizeAvx2(w, dst); break;
             case (_, KernelPath.Scalar): Q4_0.DequantizeScalar(w, dst); break;
             case (_, KernelPath.Avx2): Q4_0.DequantizeAvx2(w, dst); break;
             default: Q4_0.DequantizeAvx512(w, dst); break;
@@ -174,6 +226,8 @@ public class RowKernelBenchmarks : IKernelBenchmark
             case (GgmlType.BF16, KernelPath.Scalar): BF16.QuantizeScalar(x, dst); break;
             case (GgmlType.BF16, KernelPath.Avx2): BF16.QuantizeAvx2(x, dst); break;
             case (GgmlType.BF16, _): BF16.QuantizeAvx512(x, dst); break;
+            case (GgmlType.Q8_K, KernelPath.Scalar): Q8_K.QuantizeScalar(x, dst); break;
+            case (GgmlType.Q8_K, _): Q8_K.QuantizeAvx2(x, dst); break;
             case (_, KernelPath.Scalar): Q8_0.QuantizeScalar(x, dst); break;
             case (_, KernelPath.Avx2): Q8_0.QuantizeAvx2(x, dst); break;
             default: Q8_0.QuantizeAvx512(x, dst); break;

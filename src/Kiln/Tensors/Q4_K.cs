@@ -88,6 +88,8 @@ public static class Q4_K
     public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         RowArguments.CheckBlockPair("Q4_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
+        // Measured on Zen 4: a 512-bit variant with the same lanes (64 elements per maddubs, vpermw scale
+        // broadcast, halves folded per super-block) was 14% slower than this AVX2 path.
         if (CpuPaths.CanAvx2)
             return DotQ8KAvx2(w, xq);
         return DotQ8KScalar(w, xq);

@@ -84,6 +84,8 @@ public static class Q6_K
     public static float DotQ8K(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         RowArguments.CheckBlockPair("Q6_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
+        // Measured on Zen 4: a 512-bit variant with the same lanes (two groups per maddubs, vpsllvw for the high
+        // bits, vpermw scale broadcast) was 12% slower than this AVX2 path.
         if (CpuPaths.CanAvx2)
             return DotQ8KAvx2(w, xq);
         return DotQ8KScalar(w, xq);

@@ -26,10 +26,12 @@ internal static class KQuantLanes
         return r.ToScalar() + Sse3.MoveHighAndDuplicate(r).ToScalar();
     }
 
-    /// <summary>Scalar twin of <see cref="HorizontalSum(Vector256{float})"/> over 8 lanes, or of the 4-lane form over 4.</summary>
-    public static float HorizontalSum(ReadOnlySpan<float> x) => x.Length == 8
-        ? ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]))
-        : (x[0] + x[2]) + (x[1] + x[3]);
+    /// <summary>Scalar twin of <see cref="HorizontalSum(Vector256{float})"/>.</summary>
+    public static float HorizontalSum8(ReadOnlySpan<float> x) =>
+        ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]));
+
+    /// <summary>Scalar twin of <see cref="HorizontalSum(Vector128{float})"/>.</summary>
+    public static float HorizontalSum4(ReadOnlySpan<float> x) => (x[0] + x[2]) + (x[1] + x[3]);
 
     /// <summary>The 4-lane tail of the same reduction: (x0+x2) + (x1+x3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

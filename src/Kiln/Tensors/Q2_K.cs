@@ -113,7 +113,7 @@ public static class Q2_K
             for (int k = 0; k < 8; k++)
                 acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return KQuantLanes.HorizontalSum(acc);
+        return KQuantLanes.HorizontalSum8(acc);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----

@@ -130,7 +130,7 @@ public static class Q4_K
                 accMin[k] = MathF.FusedMultiplyAdd(negativeDmin, mins, accMin[k]);
             }
         }
-        return KQuantLanes.HorizontalSum(acc) + KQuantLanes.HorizontalSum(accMin);
+        return KQuantLanes.HorizontalSum8(acc) + KQuantLanes.HorizontalSum4(accMin);
     }
 
     /// <summary>ggml's get_scale_min_k4: scale and min of sub-block j (0..7) from the 12 packed bytes.</summary>

@@ -125,7 +125,7 @@ public static class Q5_K
             for (int k = 0; k < 8; k++)
                 acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return KQuantLanes.HorizontalSum(acc) + summs;
+        return KQuantLanes.HorizontalSum8(acc) + summs;
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Kiln.Tensors;
 using Kiln.Threading;
 
@@ -52,6 +53,18 @@ public sealed unsafe class MatMul : IParallelWork
         var type = w.Type;
         int rows = w.Rows;
         ReadOnlySpan<byte> act = _activations;
+        if (type == GgmlType.F32 && _batch >= 2 && w.Columns % F32.Lanes == 0)
+        {
+            // llama.cpp multiplies F32 batches with tinyBLAS tiles and single rows with ggml_vec_dot_f32; the two
+            // sum in different orders, and F32 models are where those last bits show (see F32).
+            for (int r = begin; r < end; r++)
+            {
+                var row = MemoryMarshal.Cast<byte, float>(w.Row(r));
+                for (int t = 0; t < _batch; t++)
+                    _y[(long)t * rows + r] = F32.DotSingleAccumulator(row, MemoryMarshal.Cast<byte, float>(act.Slice(t * _activationRowBytes, _activationRowBytes)));
+            }
+            return;
+        }
         for (int r = begin; r < end; r++)
         {
             var row = w.Row(r);

@@ -21,7 +21,8 @@ public class RowKernelBenchmarks : IKernelBenchmark
 
     // KILN_BENCH_TYPES=Q4_0,Q8_0 / KILN_BENCH_PATHS=Avx2,Avx512 narrow a run (the full matrix takes minutes).
     public static IEnumerable<GgmlType> Types() =>
-        FromEnvironment("KILN_BENCH_TYPES", [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0]);
+        FromEnvironment("KILN_BENCH_TYPES", [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0,
+            GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1]);
 
     public static IEnumerable<KernelPath> Paths() =>
         FromEnvironment("KILN_BENCH_PATHS", [KernelPath.Scalar, KernelPath.Avx2, KernelPath.Avx512]);
@@ -64,6 +65,12 @@ public class RowKernelBenchmarks : IKernelBenchmark
             System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()).CopyTo(row);
         else if (type == GgmlType.Q4_0)
             Q4_0.Quantize(f, row);
+        else if (type == GgmlType.Q4_1)
+            Q4_1.Quantize(f, row);
+        else if (type == GgmlType.Q5_0)
+            Q5_0.Quantize(f, row);
+        else if (type == GgmlType.Q5_1)
+            Q5_1.Quantize(f, row);
         else
             RowKernels.QuantizeActivations(type, f, row); // F16, BF16 and Q8_0 store weights as their activations
     }
@@ -121,6 +128,15 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.Q8_0, KernelPath.Scalar) => Q8_0.DotScalar(w, x),
         (GgmlType.Q8_0, KernelPath.Avx2) => Q8_0.DotAvx2(w, x),
         (GgmlType.Q8_0, _) => Q8_0.DotAvx512(w, x),
+        (GgmlType.Q4_1, KernelPath.Scalar) => Q4_1.DotScalar(w, x),
+        (GgmlType.Q4_1, KernelPath.Avx2) => Q4_1.DotAvx2(w, x),
+        (GgmlType.Q4_1, _) => Q4_1.DotAvx512(w, x),
+        (GgmlType.Q5_0, KernelPath.Scalar) => Q5_0.DotScalar(w, x),
+        (GgmlType.Q5_0, KernelPath.Avx2) => Q5_0.DotAvx2(w, x),
+        (GgmlType.Q5_0, _) => Q5_0.DotAvx512(w, x),
+        (GgmlType.Q5_1, KernelPath.Scalar) => Q5_1.DotScalar(w, x),
+        (GgmlType.Q5_1, KernelPath.Avx2) => Q5_1.DotAvx2(w, x),
+        (GgmlType.Q5_1, _) => Q5_1.DotAvx512(w, x),
         (_, KernelPath.Scalar) => Q4_0.DotScalar(w, x),
         (_, KernelPath.Avx2) => Q4_0.DotAvx2(w, x),
         _ => Q4_0.DotAvx512(w, x),
@@ -138,6 +154,15 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.Q8_0, KernelPath.Scalar) => Q8_0.DotQ8Scalar(w, xq),
         (GgmlType.Q8_0, KernelPath.Avx2) => Q8_0.DotQ8Avx2(w, xq),
         (GgmlType.Q8_0, _) => Q8_0.DotQ8Avx512(w, xq),
+        (GgmlType.Q4_1, KernelPath.Scalar) => Q4_1.DotQ8Scalar(w, xq),
+        (GgmlType.Q4_1, KernelPath.Avx2) => Q4_1.DotQ8Avx2(w, xq),
+        (GgmlType.Q4_1, _) => Q4_1.DotQ8Avx512(w, xq),
+        (GgmlType.Q5_0, KernelPath.Scalar) => Q5_0.DotQ8Scalar(w, xq),
+        (GgmlType.Q5_0, KernelPath.Avx2) => Q5_0.DotQ8Avx2(w, xq),
+        (GgmlType.Q5_0, _) => Q5_0.DotQ8Avx512(w, xq),
+        (GgmlType.Q5_1, KernelPath.Scalar) => Q5_1.DotQ8Scalar(w, xq),
+        (GgmlType.Q5_1, KernelPath.Avx2) => Q5_1.DotQ8Avx2(w, xq),
+        (GgmlType.Q5_1, _) => Q5_1.DotQ8Avx512(w, xq),
         (_, KernelPath.Scalar) => Q4_0.DotQ8Scalar(w, xq),
         (_, KernelPath.Avx2) => Q4_0.DotQ8Avx2(w, xq),
         _ => Q4_0.DotQ8Avx512(w, xq),
@@ -157,6 +182,15 @@ public class RowKernelBenchmarks : IKernelBenchmark
             case (GgmlType.Q8_0, KernelPath.Scalar): Q8_0.DequantizeScalar(w, dst); break;
             case (GgmlType.Q8_0, KernelPath.Avx2): Q8_0.DequantizeAvx2(w, dst); break;
             case (GgmlType.Q8_0, _): Q8_0.DequantizeAvx512(w, dst); break;
+            case (GgmlType.Q4_1, KernelPath.Scalar): Q4_1.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q4_1, KernelPath.Avx2): Q4_1.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q4_1, _): Q4_1.DequantizeAvx512(w, dst); break;
+            case (GgmlType.Q5_0, KernelPath.Scalar): Q5_0.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q5_0, KernelPath.Avx2): Q5_0.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q5_0, _): Q5_0.DequantizeAvx512(w, dst); break;
+            case (GgmlType.Q5_1, KernelPath.Scalar): Q5_1.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q5_1, KernelPath.Avx2): Q5_1.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q5_1, _): Q5_1.DequantizeAvx512(w, dst); break;
             case (_, KernelPath.Scalar): Q4_0.DequantizeScalar(w, dst); break;
             case (_, KernelPath.Avx2): Q4_0.DequantizeAvx2(w, dst); break;
             default: Q4_0.DequantizeAvx512(w, dst); break;
@@ -174,6 +208,9 @@ public class RowKernelBenchmarks : IKernelBenchmark
             case (GgmlType.BF16, KernelPath.Scalar): BF16.QuantizeScalar(x, dst); break;
             case (GgmlType.BF16, KernelPath.Avx2): BF16.QuantizeAvx2(x, dst); break;
             case (GgmlType.BF16, _): BF16.QuantizeAvx512(x, dst); break;
+            case (GgmlType.Q8_1, KernelPath.Scalar): Q8_1.QuantizeScalar(x, dst); break;
+            case (GgmlType.Q8_1, KernelPath.Avx2): Q8_1.QuantizeAvx2(x, dst); break;
+            case (GgmlType.Q8_1, _): Q8_1.QuantizeAvx512(x, dst); break;
             case (_, KernelPath.Scalar): Q8_0.QuantizeScalar(x, dst); break;
             case (_, KernelPath.Avx2): Q8_0.QuantizeAvx2(x, dst); break;
             default: Q8_0.QuantizeAvx512(x, dst); break;

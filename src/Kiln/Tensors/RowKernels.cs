@@ -9,9 +9,10 @@ namespace Kiln.Tensors;
 /// </summary>
 public static class RowKernels
 {
-    /// <summary>True for the types these kernels compute with: F32, F16, BF16, Q8_0, Q4_0.</summary>
+    /// <summary>True for the types these kernels compute with: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1.</summary>
     public static bool Supports(GgmlType type) =>
-        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0;
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0
+            or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1;
 
     /// <summary>Expands one stored row to floats; <paramref name="dst"/> has one slot per element.</summary>
     public static void Dequantize(GgmlType type, ReadOnlySpan<byte> row, Span<float> dst)
@@ -26,6 +27,9 @@ public static class RowKernels
             case GgmlType.BF16: BF16.Dequantize(row, dst); break;
             case GgmlType.Q8_0: Q8_0.Dequantize(row, dst); break;
             case GgmlType.Q4_0: Q4_0.Dequantize(row, dst); break;
+            case GgmlType.Q4_1: Q4_1.Dequantize(row, dst); break;
+            case GgmlType.Q5_0: Q5_0.Dequantize(row, dst); break;
+            case GgmlType.Q5_1: Q5_1.Dequantize(row, dst); break;
             default: throw Unsupported(type);
         }
     }
@@ -38,12 +42,15 @@ public static class RowKernels
         GgmlType.BF16 => BF16.Dot(row, x),
         GgmlType.Q8_0 => Q8_0.Dot(row, x),
         GgmlType.Q4_0 => Q4_0.Dot(row, x),
+        GgmlType.Q4_1 => Q4_1.Dot(row, x),
+        GgmlType.Q5_0 => Q5_0.Dot(row, x),
+        GgmlType.Q5_1 => Q5_1.Dot(row, x),
         _ => throw Unsupported(type),
     };
 
     /// <summary>
     /// What llama.cpp's CPU backend converts activations to before dotting them with weights of this type:
-    /// F32→F32, F16→F16, BF16→BF16, Q8_0→Q8_0, Q4_0→Q8_0.
+    /// F32→F32, F16→F16, BF16→BF16, Q8_0/Q4_0/Q5_0→Q8_0, Q4_1/Q5_1→Q8_1.
     /// </summary>
     public static GgmlType ActivationType(GgmlType weightType) => weightType switch
     {
@@ -51,6 +58,8 @@ public static class RowKernels
         GgmlType.F16 => GgmlType.F16,
         GgmlType.BF16 => GgmlType.BF16,
         GgmlType.Q8_0 or GgmlType.Q4_0 => GgmlType.Q8_0,
+        GgmlType.Q5_0 => GgmlType.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
         _ => throw Unsupported(weightType),
     };
 
@@ -69,6 +78,7 @@ public static class RowKernels
                 break;
             case GgmlType.F16: F16.Quantize(x, dst); break;
             case GgmlType.BF16: BF16.Quantize(x, dst); break;
+            case GgmlType.Q8_1: Q8_1.Quantize(x, dst); break;
             default: Q8_0.Quantize(x, dst); break;
         }
     }
@@ -87,6 +97,9 @@ public static class RowKernels
             case GgmlType.BF16: return BF16.DotBF16(row, xq);
             case GgmlType.Q8_0: return Q8_0.DotQ8(row, xq);
             case GgmlType.Q4_0: return Q4_0.DotQ8(row, xq);
+            case GgmlType.Q4_1: return Q4_1.DotQ8(row, xq);
+            case GgmlType.Q5_0: return Q5_0.DotQ8(row, xq);
+            case GgmlType.Q5_1: return Q5_1.DotQ8(row, xq);
             default: throw Unsupported(weightType);
         }
     }
@@ -98,5 +111,5 @@ public static class RowKernels
     }
 
     private static NotSupportedException Unsupported(GgmlType type) =>
-        new($"no compute kernel for ggml type {GgmlTypeTraits.Name(type)}; supported: f32, f16, bf16, q8_0, q4_0");
+        new($"no compute kernel for ggml type {GgmlTypeTraits.Name(type)}; supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1");
 }

@@ -16,10 +16,10 @@ public sealed class StoriesPerplexityReferenceTests(ITestOutputHelper output)
         Assert.Equal(reference.TokenCount, a.TokenCount);
         Assert.Equal(reference.Chunks, a.Result.Chunks);
         Assert.Equal(reference.Chunks * (PerplexityReference.ContextLength / 2 - 1), a.Result.ScoredTokens);
-        // Measured: 2e-5 (the reference's own %.4f rounding is up to 1e-5); the bound leaves room for
-        // summation-order changes in the kernels and is still 10× inside the 0.5% the task asks for.
-        Assert.True(a.PerplexityRelativeDifference < 5e-4, a.Describe());
-        Assert.True(a.UncertaintyRelativeDifference < 2e-3, a.Describe());
-        Assert.True(a.WorstChunkRelativeDifference < 5e-4, a.Describe());
+        // Measured: 9e-6 (the reference's own %.4f rounding is up to 1e-5) and 230 of 231 running values
+        // printed identically; the bounds leave room for summation-order changes in the kernels.
+        Assert.True(a.PerplexityRelativeDifference < 1e-4, a.Describe());
+        Assert.True(a.UncertaintyRelativeDifference < 5e-4, a.Describe());
+        Assert.True(a.WorstChunkRelativeDifference < 1e-4, a.Describe());
     }
 }

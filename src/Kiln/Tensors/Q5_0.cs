@@ -278,7 +278,7 @@ public static class Q5_0
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Vector256.Create(d), acc);
             }
         }
-        return Vector256.Sum(acc);
+        return F32.SumLanesHalving(acc);
     }
 
     internal static unsafe float DotQ8Avx512(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)

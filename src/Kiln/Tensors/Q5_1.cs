@@ -276,10 +276,10 @@ public static class Q5_1
                 Vector256<int> sums = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Q5_0.Unpack(pw + 4, pw + 8), y), ones);
                 float d = HalfBits.Lookup(pw) * HalfBits.Lookup(px);
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sums), Vector256.Create(d), acc);
-                offsets += HalfBits.Lookup(pw + 2) * HalfBits.Lookup(px + 2);
+                offsets = MathF.FusedMultiplyAdd(HalfBits.Lookup(pw + 2), HalfBits.Lookup(px + 2), offsets); // the C compiler contracts summs += m*s
             }
         }
-        return Vector256.Sum(acc) + offsets;
+        return F32.SumLanesHalving(acc) + offsets;
     }
 
     internal static unsafe float DotQ8Avx512(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)

@@ -79,7 +79,7 @@ public static class RowKernels
             case GgmlType.F16: F16.Quantize(x, dst); break;
             case GgmlType.BF16: BF16.Quantize(x, dst); break;
             case GgmlType.Q8_1: Q8_1.Quantize(x, dst); break;
-            default: Q8_0.Quantize(x, dst); break;
+            default: Q8_0.QuantizeActivations(x, dst); break;
         }
     }
 

@@ -6,18 +6,15 @@ using Xunit.Abstractions;
 namespace Kiln.Tests.Models;
 
 /// <summary>
-/// The tiny256 model quantized by llama.cpp to Q4_1, Q5_0 and Q5_1 (--pure), run by Kiln against llama-server's
-/// top-5 log-probabilities. The random model's logits are nearly tied, so Kiln is teacher-forced along
-/// llama.cpp's own greedy tokens and compared token by token, never by argmax order.
+/// The tiny256 model in F32 and quantized by llama.cpp to Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1, run by Kiln against
+/// llama-server's top-5 log-probabilities. The random model's logits are nearly tied, so Kiln is teacher-forced
+/// along llama.cpp's own greedy tokens and compared token by token, never by argmax order.
 /// </summary>
 /// <remarks>
-/// Where both sides round the same way Kiln agrees to about 1e-6 (measured max: Q5_0 6.8e-7 over all 16 steps,
-/// Q5_1 9.7e-7, Q4_1 8e-7 up to step 4). From step 5 of the Q4_1 run the agreement is 0.5–1.75e-2: evaluating
-/// that step, one element of Kiln's layer-0 ffn_down input lands at -69.50003 Q8_1 steps, 3e-5 from a rounding
-/// boundary, where float differences of ~1e-7 between the two implementations decide between -69 and -70 (the
-/// quantizers themselves agree: llama.cpp's AVX2 variant gives Kiln's bytes on every block of this run); one step
-/// of one activation then moves the logits by ~1e-2 and stays in the KV cache. So the prompt step is held to 1e-4 and
-/// every step to 0.03, which still fails loudly on any kernel error (a wrong offset or bit is off by far more).
+/// Issue 3 asks for 0.01; Kiln holds 1e-4 at every step (measured max 1.5e-6 over all files) because its quantized
+/// dots sum in llama.cpp's orders and its activations round as llama.cpp's AVX2 quantizer does. Before that, one
+/// activation landing 3e-5 from a Q8 rounding boundary was enough to move a whole run by 1.6e-2, so this bound
+/// catches any drift in those orders, not only gross kernel errors.
 /// </remarks>
 public class LegacyQuantReferenceTests(ITestOutputHelper output)
 {
@@ -25,6 +22,10 @@ public class LegacyQuantReferenceTests(ITestOutputHelper output)
 
     public static TheoryData<string, GgmlType> Files() => new()
     {
+        { "tiny256-f32.gguf", GgmlType.F32 },
+        { "tiny256-Q8_0-pure.gguf", GgmlType.Q8_0 },
+        { "tiny256-Q8_0.gguf", GgmlType.Q8_0 },
+        { "tiny256-Q4_0-pure.gguf", GgmlType.Q4_0 },
         { "tiny256-Q4_1-pure.gguf", GgmlType.Q4_1 },
         { "tiny256-Q5_0-pure.gguf", GgmlType.Q5_0 },
         { "tiny256-Q5_1-pure.gguf", GgmlType.Q5_1 },
@@ -66,7 +67,7 @@ public class LegacyQuantReferenceTests(ITestOutputHelper output)
             while (step < generated.Length && generated[step] != s.Id)
                 step++;
             Assert.True(step < generated.Length, $"{file}: llama.cpp's entry for token {s.Id} matches no generated step");
-            double tolerance = step == 0 ? 1e-4 : 0.03;
+            const double tolerance = 1e-4;
             foreach ((int id, double logProb) in s.Top)
             {
                 double diff = Math.Abs(logProbs[step][id] - logProb);

@@ -57,15 +57,31 @@ public sealed unsafe class MatMul : IParallelWork
         {
             // llama.cpp multiplies F32 batches with tinyBLAS tiles and single rows with ggml_vec_dot_f32; the two
             // sum in different orders, and F32 models are where those last bits show (see F32).
-            for (int r = begin; r < end; r++)
+            for (int i = begin; i < end; i++)
             {
-                var row = MemoryMarshal.Cast<byte, float>(w.Row(r));
+                var row = MemoryMarshal.Cast<byte, float>(w.Row(i));
                 for (int t = 0; t < _batch; t++)
-                    _y[(long)t * rows + r] = F32.DotSingleAccumulator(row, MemoryMarshal.Cast<byte, float>(act.Slice(t * _activationRowBytes, _activationRowBytes)));
+                    _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, MemoryMarshal.Cast<byte, float>(act.Slice(t * _activationRowBytes, _activationRowBytes)));
             }
             return;
         }
-        for (int r = begin; r < end; r++)
+        int r = begin;
+        if (type == GgmlType.Q4_0)
+        {
+            // Four rows at a time: four independent FMA chains instead of one, each summing in the same order.
+            Span<float> four = stackalloc float[4];
+            for (; r + 4 <= end; r += 4)
+            {
+                var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
+                for (int t = 0; t < _batch; t++)
+                {
+                    Q4_0.DotQ8Rows4(rows4, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
+                    for (int i = 0; i < 4; i++)
+                        _y[(long)t * rows + r + i] = four[i];
+                }
+            }
+        }
+        for (; r < end; r++)
         {
             var row = w.Row(r);
             for (int t = 0; t < _batch; t++)

@@ -139,10 +139,67 @@ public static class Q4_0
                 sumi += ((wb[2 + j] & 0x0F) - 8) * (sbyte)xb[2 + j];
                 sumi += ((wb[2 + j] >> 4) - 8) * (sbyte)xb[18 + j];
             }
-            sum += sumi * (HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
-                           * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)));
+            // one FMA per block, as the SIMD paths (and llama.cpp's repacked kernels) do: the same bits
+            sum = MathF.FusedMultiplyAdd(sumi, HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
+                                               * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)), sum);
         }
         return sum;
+    }
+
+    /// <summary>
+    /// Four weight rows (<paramref name="w"/> holds them back to back) · one Q8_0 activation row, each result
+    /// bit-identical to <see cref="DotQ8"/> of that row: the rows' integer block dots are reduced together and
+    /// their four FMA chains run side by side, which hides the chains' latency and shares the activation loads.
+    /// </summary>
+    public static void DotQ8Rows4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8, Span<float> results)
+    {
+        if (w.Length % 4 != 0 || results.Length < 4)
+            throw new ArgumentException("four rows of equal length and four results are needed", nameof(w));
+        int rowBytes = w.Length / 4;
+        RowArguments.CheckBlockPair("Q4_0", BlockBytes, rowBytes, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
+        if (CpuPaths.CanAvx2)
+        {
+            DotQ8Rows4Avx2(w, rowBytes, xq8, results);
+            return;
+        }
+        for (int r = 0; r < 4; r++)
+            results[r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq8);
+    }
+
+    internal static unsafe void DotQ8Rows4Avx2(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq8, Span<float> results)
+    {
+        int blocks = rowBytes / BlockBytes;
+        Vector128<float> acc = Vector128<float>.Zero;
+        Vector128<byte> mask = Vector128.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq8)
+        {
+            byte* p0 = w0, p1 = w0 + rowBytes, p2 = w0 + 2 * rowBytes, p3 = w0 + 3 * rowBytes, px = x0;
+            for (int b = 0; b < blocks; b++, p0 += BlockBytes, p1 += BlockBytes, p2 += BlockBytes, p3 += BlockBytes, px += Q8_0.BlockBytes)
+            {
+                Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
+                // 8·y, subtracted from each row's unsigned-nibble products, turns them into the signed dot
+                Vector256<short> eightY = Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), y);
+                Vector256<int> s0 = RowSums(p0, y, eightY, mask, ones), s1 = RowSums(p1, y, eightY, mask, ones);
+                Vector256<int> s2 = RowSums(p2, y, eightY, mask, ones), s3 = RowSums(p3, y, eightY, mask, ones);
+                // hadd per 128-bit half, twice, then the halves added: lane r = row r's whole integer dot
+                Vector256<int> h = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s0, s1), Avx2.HorizontalAdd(s2, s3));
+                Vector128<float> sums = Sse2.ConvertToVector128Single(h.GetLower() + h.GetUpper());
+                float dx = HalfBits.Lookup(px);
+                Vector128<float> scales = Vector128.Create(HalfBits.Lookup(p0), HalfBits.Lookup(p1), HalfBits.Lookup(p2), HalfBits.Lookup(p3)) * Vector128.Create(dx);
+                acc = Fma.MultiplyAdd(sums, scales, acc);
+            }
+        }
+        acc.CopyTo(results);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<int> RowSums(byte* pw, Vector256<sbyte> y, Vector256<short> eightY, Vector128<byte> mask, Vector256<short> ones)
+    {
+        Vector128<byte> q = Vector128.Load(pw + 2);
+        Vector256<byte> nibbles = Vector256.Create(q & mask, (q >>> 4) & mask);
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, y) - eightY, ones);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----

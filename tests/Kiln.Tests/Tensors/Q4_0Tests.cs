@@ -250,4 +250,23 @@ public class Q4_0Tests
         Assert.Throws<ArgumentException>(() => Q4_0.DotQ8(new byte[36], new byte[36])); // Q8_0 side needs 68
         Assert.Throws<ArgumentException>(() => Q4_0.DotQ8(new byte[17], new byte[34]));
     }
+
+    /// <summary>The four-row kernel gives each row exactly the bits of the one-row kernels (same order per row).</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void FourRowDotGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q4Blocks(4 * blocks, 90 + blocks);
+        byte[] x = new byte[blocks * Q8_0.BlockBytes];
+        Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 91 + blocks, 2f), x);
+        var four = new float[4];
+        Q4_0.DotQ8Rows4(w, x, four);
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        for (int r = 0; r < 4; r++)
+        {
+            var row = w.AsSpan(r * rowBytes, rowBytes);
+            Assert.Equal(Q4_0.DotQ8Scalar(row, x), four[r]);
+            Assert.Equal(Q4_0.DotQ8(row, x), four[r]);
+        }
+    }
 }

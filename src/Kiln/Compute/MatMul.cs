@@ -70,10 +70,21 @@ public sealed unsafe class MatMul : IParallelWork
         {
             // Four rows at a time: four independent FMA chains instead of one, each summing in the same order.
             Span<float> four = stackalloc float[4];
+            Span<float> tile = stackalloc float[16];
             for (; r + 4 <= end; r += 4)
             {
                 var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
-                for (int t = 0; t < _batch; t++)
+                int t = 0;
+                for (; t + 4 <= _batch; t += 4)
+                {
+                    Q4_0.DotQ8Tile4x4(rows4, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
+                    for (int j = 0; j < 4; j++)
+                    {
+                        for (int i = 0; i < 4; i++)
+                            _y[(long)(t + j) * rows + r + i] = tile[j * 4 + i];
+                    }
+                }
+                for (; t < _batch; t++)
                 {
                     Q4_0.DotQ8Rows4(rows4, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
                     for (int i = 0; i < 4; i++)

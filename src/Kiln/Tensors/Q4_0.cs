@@ -194,6 +194,81 @@ public static class Q4_0
         acc.CopyTo(results);
     }
 
+    /// <summary>
+    /// A 4 × 4 tile of a matrix product: four weight rows (back to back in <paramref name="w"/>) · four Q8_0
+    /// activation rows (<paramref name="activationStride"/> bytes apart in <paramref name="xq8"/>); results[t·4 + r]
+    /// is bit-identical to <see cref="DotQ8"/> of row r and activation t. Each unpacked weight block is used for
+    /// four tokens while it is in registers, which is what makes prompt processing compute-bound.
+    /// </summary>
+    public static void DotQ8Tile4x4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8, int activationStride, Span<float> results)
+    {
+        if (w.Length % 4 != 0 || results.Length < 16)
+            throw new ArgumentException("four rows of equal length and sixteen results are needed", nameof(w));
+        int rowBytes = w.Length / 4;
+        if (rowBytes % BlockBytes != 0)
+            throw new ArgumentException($"a Q4_0 row is a whole number of {BlockBytes}-byte blocks; got {rowBytes} bytes", nameof(w));
+        int activationBytes = rowBytes / BlockBytes * Q8_0.BlockBytes;
+        if (activationStride < activationBytes || xq8.Length < 3L * activationStride + activationBytes)
+            throw new ArgumentException($"four activation rows of {activationBytes} bytes, {activationStride} bytes apart, are needed", nameof(xq8));
+        if (CpuPaths.CanAvx2)
+        {
+            DotQ8Tile4x4Avx2(w, rowBytes, xq8, activationStride, results);
+            return;
+        }
+        for (int t = 0; t < 4; t++)
+            DotQ8Rows4(w, xq8.Slice(t * activationStride, activationBytes), results.Slice(t * 4, 4));
+    }
+
+    internal static unsafe void DotQ8Tile4x4Avx2(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq8, int stride, Span<float> results)
+    {
+        int blocks = rowBytes / BlockBytes;
+        Vector128<float> acc0 = Vector128<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector128<byte> mask = Vector128.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<byte> eights = Vector256.Create((byte)8);
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq8)
+        {
+            byte* p0 = w0, p1 = w0 + rowBytes, p2 = w0 + 2 * rowBytes, p3 = w0 + 3 * rowBytes, px = x0;
+            for (int b = 0; b < blocks; b++, p0 += BlockBytes, p1 += BlockBytes, p2 += BlockBytes, p3 += BlockBytes, px += Q8_0.BlockBytes)
+            {
+                Vector256<byte> n0 = Nibbles(p0, mask), n1 = Nibbles(p1, mask), n2 = Nibbles(p2, mask), n3 = Nibbles(p3, mask);
+                Vector128<float> rowScales = Vector128.Create(HalfBits.Lookup(p0), HalfBits.Lookup(p1), HalfBits.Lookup(p2), HalfBits.Lookup(p3));
+                acc0 = TileColumn(n0, n1, n2, n3, rowScales, px, eights, ones, acc0);
+                acc1 = TileColumn(n0, n1, n2, n3, rowScales, px + stride, eights, ones, acc1);
+                acc2 = TileColumn(n0, n1, n2, n3, rowScales, px + 2 * stride, eights, ones, acc2);
+                acc3 = TileColumn(n0, n1, n2, n3, rowScales, px + 3 * stride, eights, ones, acc3);
+            }
+        }
+        acc0.CopyTo(results);
+        acc1.CopyTo(results[4..]);
+        acc2.CopyTo(results[8..]);
+        acc3.CopyTo(results[12..]);
+    }
+
+    /// <summary>One activation block against four unpacked weight blocks: the four rows' FMA step for this token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector128<float> TileColumn(Vector256<byte> n0, Vector256<byte> n1, Vector256<byte> n2, Vector256<byte> n3,
+        Vector128<float> rowScales, byte* px, Vector256<byte> eights, Vector256<short> ones, Vector128<float> acc)
+    {
+        Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
+        Vector256<short> eightY = Avx2.MultiplyAddAdjacent(eights, y);
+        Vector256<int> s0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n0, y) - eightY, ones);
+        Vector256<int> s1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n1, y) - eightY, ones);
+        Vector256<int> s2 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n2, y) - eightY, ones);
+        Vector256<int> s3 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n3, y) - eightY, ones);
+        Vector256<int> h = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s0, s1), Avx2.HorizontalAdd(s2, s3));
+        Vector128<float> sums = Sse2.ConvertToVector128Single(h.GetLower() + h.GetUpper());
+        return Fma.MultiplyAdd(sums, rowScales * Vector128.Create(HalfBits.Lookup(px)), acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<byte> Nibbles(byte* pw, Vector128<byte> mask)
+    {
+        Vector128<byte> q = Vector128.Load(pw + 2);
+        return Vector256.Create(q & mask, (q >>> 4) & mask);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe Vector256<int> RowSums(byte* pw, Vector256<sbyte> y, Vector256<short> eightY, Vector128<byte> mask, Vector256<short> ones)
     {

@@ -269,4 +269,24 @@ public class Q4_0Tests
             Assert.Equal(Q4_0.DotQ8(row, x), four[r]);
         }
     }
+
+    /// <summary>The 4 × 4 tile gives every (row, token) exactly the bits of the one-row kernels.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void TileDotGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q4Blocks(4 * blocks, 95 + blocks);
+        int stride = blocks * Q8_0.BlockBytes + 6; // activation rows need not be packed
+        var x = new byte[4 * stride];
+        for (int t = 0; t < 4; t++)
+            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 96 + blocks + t, 2f), x.AsSpan(t * stride, blocks * Q8_0.BlockBytes));
+        var tile = new float[16];
+        Q4_0.DotQ8Tile4x4(w, x, stride, tile);
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 4; r++)
+                Assert.Equal(Q4_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, blocks * Q8_0.BlockBytes)), tile[t * 4 + r]);
+        }
+    }
 }

@@ -92,6 +92,30 @@ public sealed unsafe class MatMul : IParallelWork
                 }
             }
         }
+        else if (type == GgmlType.Q8_0 && _batch >= 4)
+        {
+            Span<float> tile = stackalloc float[8];
+            for (; r + 2 <= end; r += 2)
+            {
+                var rows2 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 2 * w.RowBytes);
+                int t = 0;
+                for (; t + 4 <= _batch; t += 4)
+                {
+                    Q8_0.DotQ8Tile2x4(rows2, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
+                    for (int j = 0; j < 4; j++)
+                    {
+                        _y[(long)(t + j) * rows + r] = tile[j * 2];
+                        _y[(long)(t + j) * rows + r + 1] = tile[j * 2 + 1];
+                    }
+                }
+                for (; t < _batch; t++)
+                {
+                    var a = act.Slice(t * _activationRowBytes, _activationRowBytes);
+                    _y[(long)t * rows + r] = Q8_0.DotQ8(rows2[..w.RowBytes], a);
+                    _y[(long)t * rows + r + 1] = Q8_0.DotQ8(rows2[w.RowBytes..], a);
+                }
+            }
+        }
         for (; r < end; r++)
         {
             var row = w.Row(r);

@@ -260,4 +260,29 @@ public class Q8_0Tests
         var e = Assert.Throws<ArgumentException>(() => Q8_0.DotScalar(new byte[34], new float[33]));
         Assert.Contains("32-element blocks", e.Message);
     }
+
+    /// <summary>The 2 × 4 tile gives every (row, token) exactly the bits of the one-row kernel, −128 weights included.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void TileDotGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q8Blocks(2 * blocks, 60 + blocks);
+        w[2] = 0x80; // a -128 weight
+        int rowBytes = blocks * Q8_0.BlockBytes;
+        int stride = rowBytes + 2;
+        var x = new byte[4 * stride];
+        for (int t = 0; t < 4; t++)
+            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 61 + blocks + t, 2f), x.AsSpan(t * stride, rowBytes));
+        var tile = new float[8];
+        Q8_0.DotQ8Tile2x4(w, x, stride, tile);
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 2; r++)
+            {
+                var row = w.AsSpan(r * rowBytes, rowBytes);
+                var a = x.AsSpan(t * stride, rowBytes);
+                Assert.Equal(Q8_0.DotQ8(row, a), tile[t * 2 + r]);
+            }
+        }
+    }
 }

@@ -22,6 +22,7 @@ public class RowKernelBenchmarks : IKernelBenchmark
     // KILN_BENCH_TYPES=Q4_0,Q8_0 / KILN_BENCH_PATHS=Avx2,Avx512 narrow a run (the full matrix takes minutes).
     public static IEnumerable<GgmlType> Types() =>
         FromEnvironment("KILN_BENCH_TYPES", [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0,
+            GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
             GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
 
     public static IEnumerable<KernelPath> Paths() =>
@@ -65,6 +66,12 @@ public class RowKernelBenchmarks : IKernelBenchmark
             System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.AsSpan()).CopyTo(row);
         else if (type == GgmlType.Q4_0)
             Q4_0.Quantize(f, row);
+        else if (type == GgmlType.Q4_1)
+            Q4_1.Quantize(f, row);
+        else if (type == GgmlType.Q5_0)
+            Q5_0.Quantize(f, row);
+        else if (type == GgmlType.Q5_1)
+            Q5_1.Quantize(f, row);
         else if (RowKernels.ActivationType(type) == GgmlType.Q8_K)
             RandomKQuantRow(type, row);
         else
@@ -132,7 +139,7 @@ public class RowKernelBenchmarks : IKernelBenchmark
     {
         (GgmlType.F32, KernelPath.Scalar) => F32.DotScalar(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(w), x),
         (GgmlType.F32, KernelPath.Avx2) => F32.DotAvx2(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(w), x),
-        (GgmlType.F32, _) => F32.DotAvx512(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(w), x),
+        (GgmlType.F32, _) => F32.DotAvx2(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(w), x), // one order, one SIMD path
         (GgmlType.F16, KernelPath.Scalar) => F16.DotScalar(w, x),
         (GgmlType.F16, KernelPath.Avx2) => F16.DotAvx2(w, x),
         (GgmlType.F16, _) => F16.DotAvx512(w, x),
@@ -142,6 +149,15 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.Q8_0, KernelPath.Scalar) => Q8_0.DotScalar(w, x),
         (GgmlType.Q8_0, KernelPath.Avx2) => Q8_0.DotAvx2(w, x),
         (GgmlType.Q8_0, _) => Q8_0.DotAvx512(w, x),
+        (GgmlType.Q4_1, KernelPath.Scalar) => Q4_1.DotScalar(w, x),
+        (GgmlType.Q4_1, KernelPath.Avx2) => Q4_1.DotAvx2(w, x),
+        (GgmlType.Q4_1, _) => Q4_1.DotAvx512(w, x),
+        (GgmlType.Q5_0, KernelPath.Scalar) => Q5_0.DotScalar(w, x),
+        (GgmlType.Q5_0, KernelPath.Avx2) => Q5_0.DotAvx2(w, x),
+        (GgmlType.Q5_0, _) => Q5_0.DotAvx512(w, x),
+        (GgmlType.Q5_1, KernelPath.Scalar) => Q5_1.DotScalar(w, x),
+        (GgmlType.Q5_1, KernelPath.Avx2) => Q5_1.DotAvx2(w, x),
+        (GgmlType.Q5_1, _) => Q5_1.DotAvx512(w, x),
         (GgmlType.Q2_K, KernelPath.Scalar) => Q2_K.DotScalar(w, x),
         (GgmlType.Q2_K, _) => Q2_K.DotAvx2(w, x),
         (GgmlType.Q3_K, KernelPath.Scalar) => Q3_K.DotScalar(w, x),
@@ -169,6 +185,15 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.Q8_0, KernelPath.Scalar) => Q8_0.DotQ8Scalar(w, xq),
         (GgmlType.Q8_0, KernelPath.Avx2) => Q8_0.DotQ8Avx2(w, xq),
         (GgmlType.Q8_0, _) => Q8_0.DotQ8Avx512(w, xq),
+        (GgmlType.Q4_1, KernelPath.Scalar) => Q4_1.DotQ8Scalar(w, xq),
+        (GgmlType.Q4_1, KernelPath.Avx2) => Q4_1.DotQ8Avx2(w, xq),
+        (GgmlType.Q4_1, _) => Q4_1.DotQ8Avx512(w, xq),
+        (GgmlType.Q5_0, KernelPath.Scalar) => Q5_0.DotQ8Scalar(w, xq),
+        (GgmlType.Q5_0, KernelPath.Avx2) => Q5_0.DotQ8Avx2(w, xq),
+        (GgmlType.Q5_0, _) => Q5_0.DotQ8Avx512(w, xq),
+        (GgmlType.Q5_1, KernelPath.Scalar) => Q5_1.DotQ8Scalar(w, xq),
+        (GgmlType.Q5_1, KernelPath.Avx2) => Q5_1.DotQ8Avx2(w, xq),
+        (GgmlType.Q5_1, _) => Q5_1.DotQ8Avx512(w, xq),
         // the K-quants have AVX2 kernels only (512-bit variants measured slower on Zen 4): Avx512 rows run them too
         (GgmlType.Q2_K, KernelPath.Scalar) => Q2_K.DotQ8KScalar(w, xq),
         (GgmlType.Q2_K, _) => Q2_K.DotQ8KAvx2(w, xq),
@@ -199,6 +224,15 @@ public class RowKernelBenchmarks : IKernelBenchmark
             case (GgmlType.Q8_0, KernelPath.Scalar): Q8_0.DequantizeScalar(w, dst); break;
             case (GgmlType.Q8_0, KernelPath.Avx2): Q8_0.DequantizeAvx2(w, dst); break;
             case (GgmlType.Q8_0, _): Q8_0.DequantizeAvx512(w, dst); break;
+            case (GgmlType.Q4_1, KernelPath.Scalar): Q4_1.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q4_1, KernelPath.Avx2): Q4_1.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q4_1, _): Q4_1.DequantizeAvx512(w, dst); break;
+            case (GgmlType.Q5_0, KernelPath.Scalar): Q5_0.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q5_0, KernelPath.Avx2): Q5_0.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q5_0, _): Q5_0.DequantizeAvx512(w, dst); break;
+            case (GgmlType.Q5_1, KernelPath.Scalar): Q5_1.DequantizeScalar(w, dst); break;
+            case (GgmlType.Q5_1, KernelPath.Avx2): Q5_1.DequantizeAvx2(w, dst); break;
+            case (GgmlType.Q5_1, _): Q5_1.DequantizeAvx512(w, dst); break;
             case (GgmlType.Q2_K, KernelPath.Scalar): Q2_K.DequantizeScalar(w, dst); break;
             case (GgmlType.Q2_K, _): Q2_K.DequantizeAvx2(w, dst); break;
             case (GgmlType.Q3_K, KernelPath.Scalar): Q3_K.DequantizeScalar(w, dst); break;
@@ -226,6 +260,9 @@ public class RowKernelBenchmarks : IKernelBenchmark
             case (GgmlType.BF16, KernelPath.Scalar): BF16.QuantizeScalar(x, dst); break;
             case (GgmlType.BF16, KernelPath.Avx2): BF16.QuantizeAvx2(x, dst); break;
             case (GgmlType.BF16, _): BF16.QuantizeAvx512(x, dst); break;
+            case (GgmlType.Q8_1, KernelPath.Scalar): Q8_1.QuantizeScalar(x, dst); break;
+            case (GgmlType.Q8_1, KernelPath.Avx2): Q8_1.QuantizeAvx2(x, dst); break;
+            case (GgmlType.Q8_1, _): Q8_1.QuantizeAvx512(x, dst); break;
             case (GgmlType.Q8_K, KernelPath.Scalar): Q8_K.QuantizeScalar(x, dst); break;
             case (GgmlType.Q8_K, _): Q8_K.QuantizeAvx2(x, dst); break;
             case (_, KernelPath.Scalar): Q8_0.QuantizeScalar(x, dst); break;

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Kiln.Tensors;
 using Kiln.Threading;
 
@@ -52,7 +53,70 @@ public sealed unsafe class MatMul : IParallelWork
         var type = w.Type;
         int rows = w.Rows;
         ReadOnlySpan<byte> act = _activations;
-        for (int r = begin; r < end; r++)
+        if (type == GgmlType.F32 && _batch >= 2 && w.Columns % F32.Lanes == 0)
+        {
+            // llama.cpp multiplies F32 batches with tinyBLAS tiles and single rows with ggml_vec_dot_f32; the two
+            // sum in different orders, and F32 models are where those last bits show (see F32).
+            for (int i = begin; i < end; i++)
+            {
+                var row = MemoryMarshal.Cast<byte, float>(w.Row(i));
+                for (int t = 0; t < _batch; t++)
+                    _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, MemoryMarshal.Cast<byte, float>(act.Slice(t * _activationRowBytes, _activationRowBytes)));
+            }
+            return;
+        }
+        int r = begin;
+        if (type == GgmlType.Q4_0)
+        {
+            // Four rows at a time: four independent FMA chains instead of one, each summing in the same order.
+            Span<float> four = stackalloc float[4];
+            Span<float> tile = stackalloc float[16];
+            for (; r + 4 <= end; r += 4)
+            {
+                var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
+                int t = 0;
+                for (; t + 4 <= _batch; t += 4)
+                {
+                    Q4_0.DotQ8Tile4x4(rows4, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
+                    for (int j = 0; j < 4; j++)
+                    {
+                        for (int i = 0; i < 4; i++)
+                            _y[(long)(t + j) * rows + r + i] = tile[j * 4 + i];
+                    }
+                }
+                for (; t < _batch; t++)
+                {
+                    Q4_0.DotQ8Rows4(rows4, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
+                    for (int i = 0; i < 4; i++)
+                        _y[(long)t * rows + r + i] = four[i];
+                }
+            }
+        }
+        else if (type == GgmlType.Q8_0 && _batch >= 4)
+        {
+            Span<float> tile = stackalloc float[8];
+            for (; r + 2 <= end; r += 2)
+            {
+                var rows2 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 2 * w.RowBytes);
+                int t = 0;
+                for (; t + 4 <= _batch; t += 4)
+                {
+                    Q8_0.DotQ8Tile2x4(rows2, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
+                    for (int j = 0; j < 4; j++)
+                    {
+                        _y[(long)(t + j) * rows + r] = tile[j * 2];
+                        _y[(long)(t + j) * rows + r + 1] = tile[j * 2 + 1];
+                    }
+                }
+                for (; t < _batch; t++)
+                {
+                    var a = act.Slice(t * _activationRowBytes, _activationRowBytes);
+                    _y[(long)t * rows + r] = Q8_0.DotQ8(rows2[..w.RowBytes], a);
+                    _y[(long)t * rows + r + 1] = Q8_0.DotQ8(rows2[w.RowBytes..], a);
+                }
+            }
+        }
+        for (; r < end; r++)
         {
             var row = w.Row(r);
             for (int t = 0; t < _batch; t++)

@@ -4,27 +4,61 @@ using System.Runtime.Intrinsics;
 
 namespace Kiln.Tensors;
 
-/// <summary>Kernels for plain float32 rows.</summary>
+/// <summary>
+/// Kernels for plain float32 rows. Both dot products fix their summation order, on every path and every CPU,
+/// to the one llama.cpp's CPU backend (ggml built for AVX2) uses: float addition is not associative, and behind
+/// an F16 KV cache a last-bit difference can flip an F16 rounding and grow from there. With the same orders,
+/// Kiln's log-probabilities for a real F32 model agree with llama.cpp's to about 1e-6 instead of 1e-3
+/// (docs/architecture.md, "Agreement with llama.cpp").
+/// </summary>
 public static class F32
 {
-    /// <summary>Dot product of two equal-length float rows.</summary>
+    /// <summary>Floats per accumulator register in both orders.</summary>
+    public const int Lanes = 8;
+
+    /// <summary>Elements per step of <see cref="Dot"/>: four accumulators of <see cref="Lanes"/>.</summary>
+    public const int DotStep = 4 * Lanes;
+
+    /// <summary>
+    /// The matrix-vector order (ggml_vec_dot_f32): elements [0, n − n mod 32) go through four 8-lane FMA accumulators
+    /// (element i into accumulator (i mod 32) / 8, lane i mod 8), which are combined as (a0 + a2) + (a1 + a3) and
+    /// whose lanes are summed as ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)); the remaining elements are then
+    /// added one at a time, product and sum each rounded.
+    /// </summary>
     public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         RowArguments.CheckSameLength(a.Length, b.Length, nameof(b));
-        if (CpuPaths.PreferAvx512)
-            return DotAvx512(a, b);
+        // 512-bit registers would need a different order (or the same work split in halves); the 256-bit
+        // loop is already limited by memory for rows that do not fit in cache.
         if (CpuPaths.CanAvx2)
             return DotAvx2(a, b);
         return DotScalar(a, b);
     }
 
-    /// <summary>Reference: one float accumulator, in element order.</summary>
+    /// <summary>Reference for <see cref="Dot"/>: the same operations in the same order, one lane at a time.</summary>
     public static float DotScalar(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         RowArguments.CheckSameLength(a.Length, b.Length, nameof(b));
-        float sum = 0f;
-        for (int i = 0; i < a.Length; i++)
-            sum += a[i] * b[i];
+        int n = a.Length, blocked = n - n % DotStep;
+        Span<float> acc = stackalloc float[DotStep];
+        acc.Clear();
+        for (int i = 0; i < blocked; i += DotStep)
+        {
+            for (int j = 0; j < DotStep; j++)
+                acc[j] = MathF.FusedMultiplyAdd(a[i + j], b[i + j], acc[j]);
+        }
+        for (int l = 0; l < Lanes; l++)
+        {
+            acc[l] += acc[2 * Lanes + l];
+            acc[Lanes + l] += acc[3 * Lanes + l];
+            acc[l] += acc[Lanes + l];
+        }
+        float sum = SumLanesPairwise(acc[..Lanes]);
+        for (int i = blocked; i < n; i++)
+        {
+            float product = a[i] * b[i];
+            sum += product;
+        }
         return sum;
     }
 
@@ -33,41 +67,90 @@ public static class F32
         ref float pa = ref MemoryMarshal.GetReference(a);
         ref float pb = ref MemoryMarshal.GetReference(b);
         int n = a.Length, i = 0;
-        // Four accumulators cover the FMA latency; a single one would serialize every step.
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        for (; i + 32 <= n; i += 32)
+        for (; i + DotStep <= n; i += DotStep)
         {
             acc0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i), Vector256.LoadUnsafe(ref pb, (nuint)i), acc0);
             acc1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i + 8), Vector256.LoadUnsafe(ref pb, (nuint)i + 8), acc1);
             acc2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i + 16), Vector256.LoadUnsafe(ref pb, (nuint)i + 16), acc2);
             acc3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i + 24), Vector256.LoadUnsafe(ref pb, (nuint)i + 24), acc3);
         }
-        for (; i + 8 <= n; i += 8)
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i), Vector256.LoadUnsafe(ref pb, (nuint)i), acc0);
-        float sum = Vector256.Sum((acc0 + acc1) + (acc2 + acc3));
+        float sum = SumLanesPairwise((acc0 + acc2) + (acc1 + acc3));
         for (; i < n; i++)
-            sum += Unsafe.Add(ref pa, i) * Unsafe.Add(ref pb, i);
+        {
+            float product = Unsafe.Add(ref pa, i) * Unsafe.Add(ref pb, i);
+            sum += product;
+        }
         return sum;
     }
 
-    internal static float DotAvx512(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    /// <summary>
+    /// The matrix-matrix order (llama.cpp's tinyBLAS tiles, used for batches of two or more rows): one 8-lane FMA
+    /// accumulator runs over the whole row (element i into lane i mod 8) and its lanes are summed as
+    /// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). The length must be a multiple of 8.
+    /// </summary>
+    public static float DotSingleAccumulator(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        CheckSingleAccumulatorLengths(a.Length, b.Length);
+        if (CpuPaths.CanAvx2)
+            return DotSingleAccumulatorAvx2(a, b);
+        return DotSingleAccumulatorScalar(a, b);
+    }
+
+    /// <summary>Reference for <see cref="DotSingleAccumulator"/>, one lane at a time.</summary>
+    public static float DotSingleAccumulatorScalar(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        CheckSingleAccumulatorLengths(a.Length, b.Length);
+        Span<float> acc = stackalloc float[Lanes];
+        acc.Clear();
+        for (int i = 0; i < a.Length; i += Lanes)
+        {
+            for (int l = 0; l < Lanes; l++)
+                acc[l] = MathF.FusedMultiplyAdd(a[i + l], b[i + l], acc[l]);
+        }
+        return SumLanesHalving(acc);
+    }
+
+    internal static float DotSingleAccumulatorAvx2(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         ref float pa = ref MemoryMarshal.GetReference(a);
         ref float pb = ref MemoryMarshal.GetReference(b);
-        int n = a.Length, i = 0;
-        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        for (; i + 64 <= n; i += 64)
-        {
-            acc0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i), Vector512.LoadUnsafe(ref pb, (nuint)i), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i + 16), Vector512.LoadUnsafe(ref pb, (nuint)i + 16), acc1);
-            acc2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i + 32), Vector512.LoadUnsafe(ref pb, (nuint)i + 32), acc2);
-            acc3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i + 48), Vector512.LoadUnsafe(ref pb, (nuint)i + 48), acc3);
-        }
-        for (; i + 16 <= n; i += 16)
-            acc0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref pa, (nuint)i), Vector512.LoadUnsafe(ref pb, (nuint)i), acc0);
-        float sum = Vector512.Sum((acc0 + acc1) + (acc2 + acc3));
-        for (; i < n; i++)
-            sum += Unsafe.Add(ref pa, i) * Unsafe.Add(ref pb, i);
-        return sum;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int i = 0; i < a.Length; i += Lanes)
+            acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref pa, (nuint)i), Vector256.LoadUnsafe(ref pb, (nuint)i), acc);
+        return SumLanesHalving(acc);
+    }
+
+    /// <summary>((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)): the lane sum of <see cref="Dot"/>.</summary>
+    public static float SumLanesPairwise(Vector256<float> v)
+    {
+        Vector128<float> t = v.GetLower() + v.GetUpper();
+        return (t.GetElement(0) + t.GetElement(1)) + (t.GetElement(2) + t.GetElement(3));
+    }
+
+    /// <summary>((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)): the lane sum of <see cref="DotSingleAccumulator"/>.</summary>
+    public static float SumLanesHalving(Vector256<float> v)
+    {
+        Vector128<float> t = v.GetLower() + v.GetUpper();
+        return (t.GetElement(0) + t.GetElement(2)) + (t.GetElement(1) + t.GetElement(3));
+    }
+
+    internal static float SumLanesPairwise(ReadOnlySpan<float> lanes)
+    {
+        float t0 = lanes[0] + lanes[4], t1 = lanes[1] + lanes[5], t2 = lanes[2] + lanes[6], t3 = lanes[3] + lanes[7];
+        return (t0 + t1) + (t2 + t3);
+    }
+
+    internal static float SumLanesHalving(ReadOnlySpan<float> lanes)
+    {
+        float t0 = lanes[0] + lanes[4], t1 = lanes[1] + lanes[5], t2 = lanes[2] + lanes[6], t3 = lanes[3] + lanes[7];
+        return (t0 + t2) + (t1 + t3);
+    }
+
+    private static void CheckSingleAccumulatorLengths(int a, int b)
+    {
+        RowArguments.CheckSameLength(a, b, nameof(b));
+        if (a % Lanes != 0)
+            throw new ArgumentException($"the single-accumulator order needs a length that is a multiple of {Lanes}; got {a}", nameof(a));
     }
 }

@@ -78,6 +78,7 @@ public static class GgmlTypeTraits
     /// <summary>Types the inference kernels can compute with.</summary>
     public static bool IsSupportedForCompute(GgmlType type) =>
         type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0
+            or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
             or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary>Lower-case name as llama.cpp prints it (q4_0, f16 …).</summary>

@@ -73,6 +73,39 @@ public static class Q8_0
         }
     }
 
+    /// <summary>
+    /// Quantizes activations the way llama.cpp's CPU backend does before a Q8_0 or Q5_0 product (quantize_row_q8_0
+    /// as built for AVX2): the same d as <see cref="Quantize"/>, but values are multiplied by 127/amax and rounded
+    /// half to even. Weights files use the reference rounding instead; activations this way keep Kiln's products of
+    /// quantized models on the same side of every rounding boundary as llama.cpp's.
+    /// </summary>
+    public static void QuantizeActivations(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (CpuPaths.CanAvx2)
+            QuantizeActivationsAvx2(src, dst);
+        else
+            QuantizeActivationsScalar(src, dst);
+    }
+
+    public static void QuantizeActivationsScalar(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q8_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        for (int b = 0; b < src.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
+            Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            float amax = 0f;
+            for (int j = 0; j < BlockSize; j++)
+                amax = MathF.Max(amax, MathF.Abs(x[j]));
+            float d = amax / 127f;
+            float id = amax != 0f ? 127f / amax : 0f;
+            BinaryPrimitives.WriteUInt16LittleEndian(block, HalfBits.FromSingle(d));
+            for (int j = 0; j < BlockSize; j++)
+                block[2 + j] = (byte)(sbyte)MathF.Round(x[j] * id, MidpointRounding.ToEven);
+        }
+    }
+
     /// <summary>Q8_0 weights row · float activations.</summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {
@@ -189,7 +222,11 @@ public static class Q8_0
         return t + Vector512.Truncate(frac + frac);
     }
 
-    internal static unsafe void QuantizeAvx2(ReadOnlySpan<float> src, Span<byte> dst)
+    internal static void QuantizeAvx2(ReadOnlySpan<float> src, Span<byte> dst) => QuantizeAvx2(src, dst, activationRounding: false);
+
+    internal static void QuantizeActivationsAvx2(ReadOnlySpan<float> src, Span<byte> dst) => QuantizeAvx2(src, dst, activationRounding: true);
+
+    private static unsafe void QuantizeAvx2(ReadOnlySpan<float> src, Span<byte> dst, bool activationRounding)
     {
         int blocks = src.Length / BlockSize;
         Vector256<int> order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
@@ -208,13 +245,24 @@ public static class Q8_0
                     Vector256.MaxNative(Vector256.Abs(v2), Vector256.Abs(v3)));
                 float amax = HorizontalMax(m);
                 float d = amax / 127f;
-                float id = d != 0f ? 1.0f / d : 0f;
+                float id = activationRounding ? (amax != 0f ? 127f / amax : 0f) : d != 0f ? 1.0f / d : 0f;
                 Unsafe.WriteUnaligned(o, HalfBits.FromSingle(d));
                 Vector256<float> vid = Vector256.Create(id);
-                Vector256<int> i0 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v0 * vid));
-                Vector256<int> i1 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v1 * vid));
-                Vector256<int> i2 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v2 * vid));
-                Vector256<int> i3 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v3 * vid));
+                Vector256<int> i0, i1, i2, i3;
+                if (activationRounding)
+                {
+                    i0 = Vector256.ConvertToInt32Native(Vector256.Round(v0 * vid));
+                    i1 = Vector256.ConvertToInt32Native(Vector256.Round(v1 * vid));
+                    i2 = Vector256.ConvertToInt32Native(Vector256.Round(v2 * vid));
+                    i3 = Vector256.ConvertToInt32Native(Vector256.Round(v3 * vid));
+                }
+                else
+                {
+                    i0 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v0 * vid));
+                    i1 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v1 * vid));
+                    i2 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v2 * vid));
+                    i3 = Vector256.ConvertToInt32Native(RoundHalfAwayFromZero(v3 * vid));
+                }
                 // packs work within 128-bit lanes; the dword permute puts the 4-byte groups back in order
                 Vector256<sbyte> packed = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(i0, i1), Avx2.PackSignedSaturate(i2, i3));
                 Avx2.PermuteVar8x32(packed.AsInt32(), order).AsSByte().Store((sbyte*)(o + 2));
@@ -300,6 +348,11 @@ public static class Q8_0
 
     // Sign-extending both sides to 16 bits and using vpmaddwd keeps every product exact, -128 included (the
     // maddubs sign trick ggml uses saturates or flips sign when a value is -128).
+    /// <remarks>
+    /// The order is ggml_vec_dot_q8_0_q8_0's (AVX2), which tinyBLAS also uses for batches: lane k of a block holds
+    /// the integer dot of elements 4k..4k+3, each block adds d_w·d_x × lanes into one accumulator by FMA, and the
+    /// lanes are summed halving.
+    /// </remarks>
     internal static unsafe float DotQ8Avx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = w.Length / BlockBytes;
@@ -309,16 +362,94 @@ public static class Q8_0
         {
             byte* pw = w0, px = x0;
             for (int b = 0; b < blocks; b++, pw += BlockBytes, px += BlockBytes)
+                acc = Fma.MultiplyAdd(Vector256.Create(HalfBits.Lookup(pw) * HalfBits.Lookup(px)), BlockDot(pw, px), acc);
+        }
+        return F32.SumLanesHalving(acc);
+    }
+
+    /// <summary>
+    /// A 2 × 4 tile of a matrix product: two weight rows (back to back in <paramref name="w"/>) · four activation
+    /// rows (<paramref name="activationStride"/> bytes apart) quantized by <see cref="QuantizeActivations"/>;
+    /// results[t·2 + r] is bit-identical to <see cref="DotQ8"/> of row r and activation t. Activation bytes must
+    /// lie in [−127, 127], as that quantizer guarantees: the maddubs sign trick used here is wrong only for −128.
+    /// </summary>
+    public static void DotQ8Tile2x4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq, int activationStride, Span<float> results)
+    {
+        if (w.Length % 2 != 0 || results.Length < 8)
+            throw new ArgumentException("two rows of equal length and eight results are needed", nameof(w));
+        int rowBytes = w.Length / 2;
+        if (rowBytes % BlockBytes != 0)
+            throw new ArgumentException($"a Q8_0 row is a whole number of {BlockBytes}-byte blocks; got {rowBytes} bytes", nameof(w));
+        if (activationStride < rowBytes || xq.Length < 3L * activationStride + rowBytes)
+            throw new ArgumentException($"four activation rows of {rowBytes} bytes, {activationStride} bytes apart, are needed", nameof(xq));
+        if (CpuPaths.CanAvx2)
+        {
+            DotQ8Tile2x4Avx2(w, rowBytes, xq, activationStride, results);
+            return;
+        }
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 2; r++)
+                results[t * 2 + r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq.Slice(t * activationStride, rowBytes));
+        }
+    }
+
+    internal static unsafe void DotQ8Tile2x4Avx2(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq, int stride, Span<float> results)
+    {
+        int blocks = rowBytes / BlockBytes;
+        Vector256<float> a00 = Vector256<float>.Zero, a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+        Vector256<short> ones = Vector256.Create((short)1);
+        fixed (byte* w0 = w)
+        fixed (byte* x0 = xq)
+        {
+            byte* p0 = w0, p1 = w0 + rowBytes, px = x0;
+            for (int b = 0; b < blocks; b++, p0 += BlockBytes, p1 += BlockBytes, px += BlockBytes)
             {
-                Vector256<int> lo = Avx2.MultiplyAddAdjacent(
-                    Avx2.ConvertToVector256Int16((sbyte*)(pw + 2)), Avx2.ConvertToVector256Int16((sbyte*)(px + 2)));
-                Vector256<int> hi = Avx2.MultiplyAddAdjacent(
-                    Avx2.ConvertToVector256Int16((sbyte*)(pw + 18)), Avx2.ConvertToVector256Int16((sbyte*)(px + 18)));
-                float d = HalfBits.Lookup(pw) * HalfBits.Lookup(px);
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(lo + hi), Vector256.Create(d), acc);
+                Vector256<sbyte> q0 = Vector256.Load((sbyte*)(p0 + 2)), q1 = Vector256.Load((sbyte*)(p1 + 2));
+                Vector256<byte> m0 = Avx2.Abs(q0), m1 = Avx2.Abs(q1);
+                float d0 = HalfBits.Lookup(p0), d1 = HalfBits.Lookup(p1);
+                Step(px, q0, q1, m0, m1, d0, d1, ones, ref a00, ref a01);
+                Step(px + stride, q0, q1, m0, m1, d0, d1, ones, ref a10, ref a11);
+                Step(px + 2 * stride, q0, q1, m0, m1, d0, d1, ones, ref a20, ref a21);
+                Step(px + 3 * stride, q0, q1, m0, m1, d0, d1, ones, ref a30, ref a31);
             }
         }
-        return Vector256.Sum(acc);
+        results[0] = F32.SumLanesHalving(a00);
+        results[1] = F32.SumLanesHalving(a01);
+        results[2] = F32.SumLanesHalving(a10);
+        results[3] = F32.SumLanesHalving(a11);
+        results[4] = F32.SumLanesHalving(a20);
+        results[5] = F32.SumLanesHalving(a21);
+        results[6] = F32.SumLanesHalving(a30);
+        results[7] = F32.SumLanesHalving(a31);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Step(byte* px, Vector256<sbyte> q0, Vector256<sbyte> q1, Vector256<byte> m0, Vector256<byte> m1,
+        float d0, float d1, Vector256<short> ones, ref Vector256<float> acc0, ref Vector256<float> acc1)
+    {
+        Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
+        float dx = HalfBits.Lookup(px);
+        // |w| × (y with w's sign): the same 4-element lane sums as BlockDot, exactly, for y in [-127, 127]
+        Vector256<float> s0 = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m0, Avx2.Sign(y, q0)), ones));
+        Vector256<float> s1 = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m1, Avx2.Sign(y, q1)), ones));
+        acc0 = Fma.MultiplyAdd(Vector256.Create(d0 * dx), s0, acc0);
+        acc1 = Fma.MultiplyAdd(Vector256.Create(d1 * dx), s1, acc1);
+    }
+
+    /// <summary>
+    /// The integer dot of two blocks' quants, elements 4k..4k+3 in lane k, as floats. Widening to 16 bits keeps it
+    /// exact for every byte (maddubs with |w| and a sign-moved x would overflow when both are −128); one
+    /// horizontal add and a qword permute then pair the 2-element sums into 4-element ones in order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<float> BlockDot(byte* pw, byte* px)
+    {
+        Vector256<int> lo = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16((sbyte*)(pw + 2)), Avx2.ConvertToVector256Int16((sbyte*)(px + 2)));
+        Vector256<int> hi = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16((sbyte*)(pw + 18)), Avx2.ConvertToVector256Int16((sbyte*)(px + 18)));
+        // hadd works per 128-bit half: [q0 q1 q4 q5 | q2 q3 q6 q7]; qwords 0,2,1,3 restore q0..q7
+        Vector256<int> quads = Avx2.Permute4x64(Avx2.HorizontalAdd(lo, hi).AsInt64(), 0b11_01_10_00).AsInt32();
+        return Avx.ConvertToVector256Single(quads);
     }
 
     internal static unsafe float DotQ8Avx512(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)

@@ -12,6 +12,7 @@ public static class RowKernels
     /// <summary>True for the types these kernels compute with.</summary>
     public static bool Supports(GgmlType type) =>
         type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0
+            or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
             or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary>Expands one stored row to floats; <paramref name="dst"/> has one slot per element.</summary>
@@ -27,6 +28,9 @@ public static class RowKernels
             case GgmlType.BF16: BF16.Dequantize(row, dst); break;
             case GgmlType.Q8_0: Q8_0.Dequantize(row, dst); break;
             case GgmlType.Q4_0: Q4_0.Dequantize(row, dst); break;
+            case GgmlType.Q4_1: Q4_1.Dequantize(row, dst); break;
+            case GgmlType.Q5_0: Q5_0.Dequantize(row, dst); break;
+            case GgmlType.Q5_1: Q5_1.Dequantize(row, dst); break;
             case GgmlType.Q2_K: Q2_K.Dequantize(row, dst); break;
             case GgmlType.Q3_K: Q3_K.Dequantize(row, dst); break;
             case GgmlType.Q4_K: Q4_K.Dequantize(row, dst); break;
@@ -44,6 +48,9 @@ public static class RowKernels
         GgmlType.BF16 => BF16.Dot(row, x),
         GgmlType.Q8_0 => Q8_0.Dot(row, x),
         GgmlType.Q4_0 => Q4_0.Dot(row, x),
+        GgmlType.Q4_1 => Q4_1.Dot(row, x),
+        GgmlType.Q5_0 => Q5_0.Dot(row, x),
+        GgmlType.Q5_1 => Q5_1.Dot(row, x),
         GgmlType.Q2_K => Q2_K.Dot(row, x),
         GgmlType.Q3_K => Q3_K.Dot(row, x),
         GgmlType.Q4_K => Q4_K.Dot(row, x),
@@ -54,7 +61,8 @@ public static class RowKernels
 
     /// <summary>
     /// What llama.cpp's CPU backend converts activations to before dotting them with weights of this type:
-    /// F32→F32, F16→F16, BF16→BF16, Q8_0→Q8_0, Q4_0→Q8_0, the K-quants (256-element super-blocks)→Q8_K.
+    /// F32→F32, F16→F16, BF16→BF16, Q8_0/Q4_0/Q5_0→Q8_0, Q4_1/Q5_1→Q8_1, the K-quants (256-element
+    /// super-blocks)→Q8_K.
     /// </summary>
     public static GgmlType ActivationType(GgmlType weightType) => weightType switch
     {
@@ -62,6 +70,8 @@ public static class RowKernels
         GgmlType.F16 => GgmlType.F16,
         GgmlType.BF16 => GgmlType.BF16,
         GgmlType.Q8_0 or GgmlType.Q4_0 => GgmlType.Q8_0,
+        GgmlType.Q5_0 => GgmlType.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
         GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
         _ => throw Unsupported(weightType),
     };
@@ -81,8 +91,9 @@ public static class RowKernels
                 break;
             case GgmlType.F16: F16.Quantize(x, dst); break;
             case GgmlType.BF16: BF16.Quantize(x, dst); break;
+            case GgmlType.Q8_1: Q8_1.Quantize(x, dst); break;
             case GgmlType.Q8_K: Q8_K.Quantize(x, dst); break;
-            default: Q8_0.Quantize(x, dst); break;
+            default: Q8_0.QuantizeActivations(x, dst); break;
         }
     }
 
@@ -100,6 +111,9 @@ public static class RowKernels
             case GgmlType.BF16: return BF16.DotBF16(row, xq);
             case GgmlType.Q8_0: return Q8_0.DotQ8(row, xq);
             case GgmlType.Q4_0: return Q4_0.DotQ8(row, xq);
+            case GgmlType.Q4_1: return Q4_1.DotQ8(row, xq);
+            case GgmlType.Q5_0: return Q5_0.DotQ8(row, xq);
+            case GgmlType.Q5_1: return Q5_1.DotQ8(row, xq);
             case GgmlType.Q2_K: return Q2_K.DotQ8K(row, xq);
             case GgmlType.Q3_K: return Q3_K.DotQ8K(row, xq);
             case GgmlType.Q4_K: return Q4_K.DotQ8K(row, xq);

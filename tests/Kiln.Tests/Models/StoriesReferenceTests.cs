@@ -57,17 +57,15 @@ public class StoriesReferenceTests
     }
 
     /// <summary>
-    /// Top-5 log-probabilities at all 240 generated positions against llama-server's. With llama.cpp's
-    /// F16 KV cache, rounding to F16 turns float summation-order differences into ~1e-4 changes that
-    /// accumulate along the sequence: re-ordering only Kiln's own Q·K sums moves its log-probs by a mean
-    /// of 1.0e-4 (worst 2.9e-3). So agreement is asserted as measured (median 4.8e-5, 65% within 1e-4,
-    /// worst 3.8e-3) with margin; exact 1e-4 everywhere needs bit-identical reduction orders.
+    /// Top-5 log-probabilities at all 240 generated positions against llama-server's, within 1e-4 each. This holds
+    /// only because Kiln sums in llama.cpp's orders and rounds where it rounds (F32, PolynomialExp, Attention):
+    /// with an F16 KV cache any other order moves log-probabilities by up to ~3e-3 along a sequence.
     /// </summary>
     [SharedFact]
-    public void LogProbabilitiesTrackLlamaCpp()
+    public void LogProbabilitiesAgreeWithLlamaCpp()
     {
         using var model = LlamaModel.Load(StoriesReferences.ModelPath);
-        var diffs = new List<double>();
+        double worst = 0;
         foreach (var c in StoriesReferences.Cases)
         {
             using var context = new LlamaContext(model, new LlamaContextOptions { ContextLength = 128, Threads = 2 });
@@ -78,30 +76,14 @@ public class StoriesReferenceTests
                 foreach (var top in c.Positions[pos].Top)
                 {
                     double diff = Math.Abs(logProbs[pos][top.Id] - top.LogProb);
-                    Assert.True(diff < 5e-3,
+                    Assert.True(diff <= 1e-4,
                         $"prompt '{c.Prompt}', position {pos}, token {top.Id}: kiln {logProbs[pos][top.Id]:F7}, llama.cpp {top.LogProb:F7}");
-                    diffs.Add(diff);
+                    worst = Math.Max(worst, diff);
                 }
             }
         }
-        diffs.Sort();
-        double median = diffs[diffs.Count / 2];
-        Assert.True(median <= 1e-4, $"median |Δ log-prob| {median:E2} over {diffs.Count} values");
-    }
-
-    /// <summary>The logits of the prompt itself, before generated tokens enter the cache, agree tightly.</summary>
-    [SharedFact]
-    public void PromptLogProbabilitiesAgreeWithLlamaCpp()
-    {
-        using var model = LlamaModel.Load(StoriesReferences.ModelPath);
-        foreach (var c in StoriesReferences.Cases)
-        {
-            using var context = new LlamaContext(model, new LlamaContextOptions { ContextLength = 128, Threads = 2 });
-            var logProbs = new List<double[]>();
-            Greedy(context, c.PromptIds, 1, logProbs);
-            foreach (var top in c.Positions[0].Top)
-                Assert.True(Math.Abs(logProbs[0][top.Id] - top.LogProb) < 2e-4, $"prompt '{c.Prompt}', token {top.Id}: kiln {logProbs[0][top.Id]:F7}, llama.cpp {top.LogProb:F7}");
-        }
+        // measured: 2.2e-6; the rest is llama-server computing its probabilities in float
+        Assert.True(worst < 1e-5, $"worst |Δ log-prob| {worst:E2}");
     }
 
     [SharedFact]
@@ -109,8 +91,10 @@ public class StoriesReferenceTests
     {
         var c = StoriesReferences.Cases[2];
         using var model = LlamaModel.Load(StoriesReferences.ModelPath);
-        using var batched = new LlamaContext(model, new LlamaContextOptions { ContextLength = 128, Threads = 2 });
-        using var single = new LlamaContext(model, new LlamaContextOptions { ContextLength = 128, Threads = 1, MaxBatch = 1 });
+        // An F32 cache: batches and single tokens sum in different orders (as in llama.cpp), and an F16 cache would
+        // turn those last-bit differences into F16 rounding flips; here only the orders differ.
+        using var batched = new LlamaContext(model, new LlamaContextOptions { ContextLength = 128, Threads = 2, KvCacheType = KvCacheType.F32 });
+        using var single = new LlamaContext(model, new LlamaContextOptions { ContextLength = 128, Threads = 1, MaxBatch = 1, KvCacheType = KvCacheType.F32 });
         var all = new float[c.PromptIds.Length * model.Config.VocabSize];
         batched.Evaluate(c.PromptIds, all, allLogits: true);
         var one = new float[model.Config.VocabSize];
@@ -159,15 +143,22 @@ public class StoriesReferenceTests
         context.Truncate(c.PromptIds.Length);
         context.Evaluate([c.GeneratedIds[0]], logits);
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 50; i++)
+        // One-time runtime work can still land in a window and only ever adds bytes: the least of three windows
+        // is the loop's own cost.
+        long least = long.MaxValue;
+        for (int attempt = 0; attempt < 3 && least > 0; attempt++)
         {
-            token[0] = sampler.Sample(logits);
-            sampler.Accept(token[0]);
-            context.Evaluate(token, logits);
+            context.Truncate(c.PromptIds.Length);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 50; i++)
+            {
+                token[0] = sampler.Sample(logits);
+                sampler.Accept(token[0]);
+                context.Evaluate(token, logits);
+            }
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
         }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
+        Assert.Equal(0, least);
     }
 
     private sealed class NullSink : Kiln.Inference.Generation.ITextSink
@@ -209,8 +200,10 @@ public class StoriesReferenceTests
         }
         Cost(60);
         Cost(60);
-        Thread.Sleep(300);
-        Assert.Equal(Cost(10), Cost(60));
+        // One-time runtime work (tier-up, a lazily created wait handle in the pool) occasionally lands inside a
+        // window and only ever adds bytes; the least of three runs is the loop's own cost.
+        long Least(int tokens) => Enumerable.Range(0, 3).Min(_ => Cost(tokens));
+        Assert.Equal(Least(10), Least(60));
     }
 
     [SharedFact]

@@ -6,16 +6,71 @@ public class F32Tests
 {
     [Theory]
     [MemberData(nameof(KernelTestData.LengthData), MemberType = typeof(KernelTestData))]
-    public void DotPathsMatchExactDot(int n)
+    public void DotPathsGiveTheSameBitsAndAreAccurate(int n)
     {
         float[] a = KernelTestData.Floats(n, 1 + n), b = KernelTestData.Floats(n, 2 + n, 3f);
         double[] ad = KernelTestData.Widen(a), bd = KernelTestData.Widen(b);
-        KernelTestData.AssertDot(ad, bd, F32.DotScalar(a, b), "scalar");
-        KernelTestData.AssertDot(ad, bd, F32.Dot(a, b), "dispatch");
+        float scalar = F32.DotScalar(a, b);
+        KernelTestData.AssertDot(ad, bd, scalar, "scalar");
+        Assert.Equal(scalar, F32.Dot(a, b));
         if (KernelTestData.Avx2)
-            KernelTestData.AssertDot(ad, bd, F32.DotAvx2(a, b), "avx2");
-        if (KernelTestData.Avx512)
-            KernelTestData.AssertDot(ad, bd, F32.DotAvx512(a, b), "avx512");
+            Assert.Equal(scalar, F32.DotAvx2(a, b));
+    }
+
+    [Theory]
+    [InlineData(8)]
+    [InlineData(16)]
+    [InlineData(64)]
+    [InlineData(172 * 8)]
+    [InlineData(4096)]
+    public void SingleAccumulatorPathsGiveTheSameBitsAndAreAccurate(int n)
+    {
+        float[] a = KernelTestData.Floats(n, 5 + n), b = KernelTestData.Floats(n, 6 + n, 2f);
+        float scalar = F32.DotSingleAccumulatorScalar(a, b);
+        KernelTestData.AssertDot(KernelTestData.Widen(a), KernelTestData.Widen(b), scalar, "scalar");
+        Assert.Equal(scalar, F32.DotSingleAccumulator(a, b));
+        if (KernelTestData.Avx2)
+            Assert.Equal(scalar, F32.DotSingleAccumulatorAvx2(a, b));
+    }
+
+    /// <summary>
+    /// The documented orders, written out for one 40-element row whose terms cancel so that any other order
+    /// gives a different float: llama.cpp's ggml_vec_dot_f32 (AVX2) and tinyBLAS sum exactly like this.
+    /// </summary>
+    [Fact]
+    public void OrdersAreTheDocumentedOnes()
+    {
+        const int n = 40;
+        var a = new float[n];
+        var b = new float[n];
+        var rng = new Random(3);
+        for (int i = 0; i < n; i++)
+        {
+            a[i] = (float)Math.ScaleB(rng.NextDouble() - 0.5, rng.Next(-12, 12));
+            b[i] = (float)(rng.NextDouble() - 0.5);
+        }
+
+        // ggml_vec_dot_f32: four accumulators over [0, 32), (a0+a2)+(a1+a3), hadd-style lane sum, float tail
+        var acc = new float[4, 8];
+        for (int i = 0; i < 32; i++)
+            acc[i / 8, i % 8] = MathF.FusedMultiplyAdd(a[i], b[i], acc[i / 8, i % 8]);
+        var l = new float[8];
+        for (int k = 0; k < 8; k++)
+            l[k] = (acc[0, k] + acc[2, k]) + (acc[1, k] + acc[3, k]);
+        float expected = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+        for (int i = 32; i < n; i++)
+        {
+            float p = a[i] * b[i];
+            expected += p;
+        }
+        Assert.Equal(expected, F32.Dot(a, b));
+
+        // tinyBLAS: one accumulator over the row, lanes halved
+        var one = new float[8];
+        for (int i = 0; i < n; i++)
+            one[i % 8] = MathF.FusedMultiplyAdd(a[i], b[i], one[i % 8]);
+        float tiled = ((one[0] + one[4]) + (one[2] + one[6])) + ((one[1] + one[5]) + (one[3] + one[7]));
+        Assert.Equal(tiled, F32.DotSingleAccumulator(a, b));
     }
 
     [Fact]
@@ -27,6 +82,9 @@ public class F32Tests
     }
 
     [Fact]
-    public void LengthMismatchThrows() =>
+    public void BadLengthsThrow()
+    {
         Assert.Throws<ArgumentException>(() => F32.Dot(new float[3], new float[4]));
+        Assert.Throws<ArgumentException>(() => F32.DotSingleAccumulator(new float[12], new float[12]));
+    }
 }

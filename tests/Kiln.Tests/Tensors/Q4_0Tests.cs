@@ -250,4 +250,43 @@ public class Q4_0Tests
         Assert.Throws<ArgumentException>(() => Q4_0.DotQ8(new byte[36], new byte[36])); // Q8_0 side needs 68
         Assert.Throws<ArgumentException>(() => Q4_0.DotQ8(new byte[17], new byte[34]));
     }
+
+    /// <summary>The four-row kernel gives each row exactly the bits of the one-row kernels (same order per row).</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void FourRowDotGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q4Blocks(4 * blocks, 90 + blocks);
+        byte[] x = new byte[blocks * Q8_0.BlockBytes];
+        Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 91 + blocks, 2f), x);
+        var four = new float[4];
+        Q4_0.DotQ8Rows4(w, x, four);
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        for (int r = 0; r < 4; r++)
+        {
+            var row = w.AsSpan(r * rowBytes, rowBytes);
+            Assert.Equal(Q4_0.DotQ8Scalar(row, x), four[r]);
+            Assert.Equal(Q4_0.DotQ8(row, x), four[r]);
+        }
+    }
+
+    /// <summary>The 4 × 4 tile gives every (row, token) exactly the bits of the one-row kernels.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void TileDotGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q4Blocks(4 * blocks, 95 + blocks);
+        int stride = blocks * Q8_0.BlockBytes + 6; // activation rows need not be packed
+        var x = new byte[4 * stride];
+        for (int t = 0; t < 4; t++)
+            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 96 + blocks + t, 2f), x.AsSpan(t * stride, blocks * Q8_0.BlockBytes));
+        var tile = new float[16];
+        Q4_0.DotQ8Tile4x4(w, x, stride, tile);
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 4; r++)
+                Assert.Equal(Q4_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, blocks * Q8_0.BlockBytes)), tile[t * 4 + r]);
+        }
+    }
 }

@@ -63,6 +63,43 @@ public class Q8_0Tests
         }
     }
 
+    /// <summary>
+    /// Activations are quantized as llama.cpp's AVX2 quantize_row_q8_0 does: ×127/amax and ties to even, where the
+    /// weight quantizer rounds ties away from zero. With amax = 127 the multiplier is exactly 1.
+    /// </summary>
+    [Fact]
+    public void ActivationsRoundHalfToEvenWeightsAwayFromZero()
+    {
+        var x = new float[32];
+        float[] head = [127f, 0.5f, 1.5f, 2.5f, -0.5f, -2.5f, 3.25f];
+        head.CopyTo(x, 0);
+        var activations = new byte[34];
+        var weights = new byte[34];
+        Q8_0.QuantizeActivations(x, activations);
+        Q8_0.Quantize(x, weights);
+        Assert.Equal(new sbyte[] { 127, 0, 2, 2, 0, -2, 3 }, activations.AsSpan(2, 7).ToArray().Select(b => (sbyte)b));
+        Assert.Equal(new sbyte[] { 127, 1, 2, 3, -1, -3, 3 }, weights.AsSpan(2, 7).ToArray().Select(b => (sbyte)b));
+        Assert.Equal(activations.AsSpan(0, 2).ToArray(), weights.AsSpan(0, 2).ToArray()); // same d
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void ActivationQuantizerPathsGiveTheSameBytes(int blocks)
+    {
+        float[] x = KernelTestData.Floats(blocks * 32, 70 + blocks, 5f);
+        var scalar = new byte[blocks * 34];
+        Q8_0.QuantizeActivationsScalar(x, scalar);
+        var dispatch = new byte[blocks * 34];
+        Q8_0.QuantizeActivations(x, dispatch);
+        Assert.Equal(scalar, dispatch);
+        if (KernelTestData.Avx2)
+        {
+            var avx2 = new byte[blocks * 34];
+            Q8_0.QuantizeActivationsAvx2(x, avx2);
+            Assert.Equal(scalar, avx2);
+        }
+    }
+
     [Fact]
     public void ZeroBlockHasZeroScale()
     {
@@ -222,5 +259,30 @@ public class Q8_0Tests
         Assert.Throws<ArgumentException>(() => Q8_0.DotQ8(new byte[35], new byte[35]));
         var e = Assert.Throws<ArgumentException>(() => Q8_0.DotScalar(new byte[34], new float[33]));
         Assert.Contains("32-element blocks", e.Message);
+    }
+
+    /// <summary>The 2 × 4 tile gives every (row, token) exactly the bits of the one-row kernel, −128 weights included.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void TileDotGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q8Blocks(2 * blocks, 60 + blocks);
+        w[2] = 0x80; // a -128 weight
+        int rowBytes = blocks * Q8_0.BlockBytes;
+        int stride = rowBytes + 2;
+        var x = new byte[4 * stride];
+        for (int t = 0; t < 4; t++)
+            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 61 + blocks + t, 2f), x.AsSpan(t * stride, rowBytes));
+        var tile = new float[8];
+        Q8_0.DotQ8Tile2x4(w, x, stride, tile);
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 2; r++)
+            {
+                var row = w.AsSpan(r * rowBytes, rowBytes);
+                var a = x.AsSpan(t * stride, rowBytes);
+                Assert.Equal(Q8_0.DotQ8(row, a), tile[t * 2 + r]);
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ namespace Kiln.Tests.Tensors;
 
 /// <summary>
 /// Byte identity with llama.cpp's llama-quantize (--pure): quantizing the F32 source tensors of the tiny256
-/// model must reproduce the sha256 of every Q8_0 / Q4_0 tensor it wrote. Tensor offsets come from
+/// model must reproduce the sha256 of every quantized tensor it wrote. Tensor offsets come from
 /// quant_refs.json (checked against the source sha256 first), so no GGUF reader is needed here.
 /// </summary>
 public class QuantizationReferenceTests
@@ -19,6 +19,9 @@ public class QuantizationReferenceTests
         { "tiny256-Q8_0-pure.gguf", true },
         { "tiny256-Q4_0-pure.gguf", false },
         { "tiny256-Q4_0-pure.gguf", true },
+        { "tiny256-Q4_1-pure.gguf", false },
+        { "tiny256-Q5_0-pure.gguf", false },
+        { "tiny256-Q5_1-pure.gguf", false },
     };
 
     [SharedTheory]
@@ -40,7 +43,7 @@ public class QuantizationReferenceTests
         foreach (JsonElement t in output.GetProperty("tensors").EnumerateArray())
         {
             string type = t.GetProperty("ggml_type").GetString()!;
-            if (type is not ("Q8_0" or "Q4_0"))
+            if (type == "F32")
                 continue;
             string name = t.GetProperty("name").GetString()!;
             SourceTensor src = sources[name];
@@ -53,9 +56,15 @@ public class QuantizationReferenceTests
             Buffer.BlockCopy(raw, 0, values, 0, raw.Length);
 
             // ggml blocks never straddle rows here (row lengths are multiples of 32), so one call covers the tensor
-            byte[] quantized = type == "Q8_0"
-                ? Quantize(values, Q8_0.BlockSize, Q8_0.BlockBytes, scalar ? Q8_0.QuantizeScalar : Q8_0.Quantize)
-                : Quantize(values, Q4_0.BlockSize, Q4_0.BlockBytes, scalar ? Q4_0.QuantizeScalar : Q4_0.Quantize);
+            byte[] quantized = type switch
+            {
+                "Q8_0" => Quantize(values, Q8_0.BlockSize, Q8_0.BlockBytes, scalar ? Q8_0.QuantizeScalar : Q8_0.Quantize),
+                "Q4_0" => Quantize(values, Q4_0.BlockSize, Q4_0.BlockBytes, scalar ? Q4_0.QuantizeScalar : Q4_0.Quantize),
+                "Q4_1" => Quantize(values, Q4_1.BlockSize, Q4_1.BlockBytes, Q4_1.Quantize),
+                "Q5_0" => Quantize(values, Q5_0.BlockSize, Q5_0.BlockBytes, Q5_0.Quantize),
+                "Q5_1" => Quantize(values, Q5_1.BlockSize, Q5_1.BlockBytes, Q5_1.Quantize),
+                _ => throw new InvalidOperationException($"{file} {name}: no quantizer for {type}"),
+            };
             Assert.True(t.GetProperty("sha256").GetString() == Convert.ToHexStringLower(SHA256.HashData(quantized)),
                 $"{file} {name}: quantized bytes differ from llama.cpp's");
             checkedTensors++;

@@ -6,7 +6,8 @@ namespace Kiln.Tests.Tensors;
 public class RowKernelsTests
 {
     public static TheoryData<GgmlType> ComputeTypes() =>
-        new(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0);
+        new(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0,
+            GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1);
 
     /// <summary>A row of the type made from known floats, plus those floats as the type represents them.</summary>
     private static (byte[] Row, double[] Values) MakeRow(GgmlType type, int n, int seed)
@@ -20,6 +21,9 @@ public class RowKernelsTests
             case GgmlType.BF16: BF16.QuantizeScalar(f, row); break;
             case GgmlType.Q8_0: Q8_0.QuantizeScalar(f, row); return (row, KernelTestData.DecodeQ8(row));
             case GgmlType.Q4_0: Q4_0.QuantizeScalar(f, row); return (row, KernelTestData.DecodeQ4(row));
+            case GgmlType.Q4_1: Q4_1.Quantize(f, row); return (row, LegacyQuantTestData.DecodeQ4_1(row));
+            case GgmlType.Q5_0: Q5_0.Quantize(f, row); return (row, LegacyQuantTestData.DecodeQ5_0(row));
+            case GgmlType.Q5_1: Q5_1.Quantize(f, row); return (row, LegacyQuantTestData.DecodeQ5_1(row));
         }
         var back = new float[n];
         if (type == GgmlType.F16) F16.DequantizeScalar(row, back); else BF16.DequantizeScalar(row, back);
@@ -49,6 +53,9 @@ public class RowKernelsTests
     [InlineData(GgmlType.BF16, GgmlType.BF16, 4096 * 2)]
     [InlineData(GgmlType.Q8_0, GgmlType.Q8_0, 4096 / 32 * 34)]
     [InlineData(GgmlType.Q4_0, GgmlType.Q8_0, 4096 / 32 * 34)]
+    [InlineData(GgmlType.Q4_1, GgmlType.Q8_1, 4096 / 32 * 36)]
+    [InlineData(GgmlType.Q5_0, GgmlType.Q8_0, 4096 / 32 * 34)]
+    [InlineData(GgmlType.Q5_1, GgmlType.Q8_1, 4096 / 32 * 36)]
     [InlineData(GgmlType.Q2_K, GgmlType.Q8_K, 4096 / 256 * 292)]
     [InlineData(GgmlType.Q3_K, GgmlType.Q8_K, 4096 / 256 * 292)]
     [InlineData(GgmlType.Q4_K, GgmlType.Q8_K, 4096 / 256 * 292)]
@@ -73,19 +80,24 @@ public class RowKernelsTests
         float quantized = RowKernels.DotQuantized(type, row, xq);
         float full = RowKernels.Dot(type, row, x);
         // the activations lose at most: nothing (F32), 2^-11 relative (F16), 2^-8 relative (BF16), and
-        // 0.562 of a Q8_0 step of their block (Q8_0 activations)
+        // 0.562 of a Q8_0 step of their block (Q8_0 activations); Q8_1 adds the rounding of its sum field
         double bound = 0, magnitude = 0;
-        for (int i = 0; i < n; i++)
+        if (RowKernels.ActivationType(type) == GgmlType.Q8_1)
+            bound = LegacyQuantTestData.Q8_1ActivationBound(values, xq, row, GgmlTypeTraits.BlockBytes(type), x, out magnitude);
+        else
         {
-            double err = RowKernels.ActivationType(type) switch
+            for (int i = 0; i < n; i++)
             {
-                GgmlType.F32 => 0,
-                GgmlType.F16 => Math.Abs(x[i]) / 2048,
-                GgmlType.BF16 => Math.Abs(x[i]) / 256,
-                _ => KernelTestData.HalfAt(xq.AsSpan(i / 32 * 34)) * (1 + 1.0 / 1024) * (0.5 + 127.0 / 2048),
-            };
-            bound += Math.Abs(values[i]) * err;
-            magnitude += Math.Abs(values[i] * x[i]);
+                double err = RowKernels.ActivationType(type) switch
+                {
+                    GgmlType.F32 => 0,
+                    GgmlType.F16 => Math.Abs(x[i]) / 2048,
+                    GgmlType.BF16 => Math.Abs(x[i]) / 256,
+                    _ => KernelTestData.HalfAt(xq.AsSpan(i / 32 * 34)) * (1 + 1.0 / 1024) * (0.5 + 127.0 / 2048),
+                };
+                bound += Math.Abs(values[i]) * err;
+                magnitude += Math.Abs(values[i] * x[i]);
+            }
         }
         Assert.True(Math.Abs(quantized - full) <= bound + 2e-5 * magnitude, $"{type}: {quantized} vs {full}, bound {bound}");
         if (type == GgmlType.F32)
@@ -93,7 +105,7 @@ public class RowKernelsTests
     }
 
     [Theory]
-    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.IQ2_XXS)]
     [InlineData(GgmlType.Q8_K)]
     [InlineData(GgmlType.I8)]

@@ -1,29 +1,41 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using Kiln.Tensors;
 using Kiln.Threading;
 
 namespace Kiln.Models.Llama;
 
 /// <summary>
-/// Causal grouped-query attention of a batch of query rows over the KV cache, one (token, head) pair
-/// per work item. With an F16 cache it rounds exactly where llama.cpp's CPU path does (the query to F16
-/// for QKᵀ, the probabilities to F16 for ·V), which brings log-probabilities within a median 5e-5 of llama.cpp's
-/// (the rest is F16 rounding amplifying float summation-order differences; see docs/architecture.md).
-/// The score row is materialized per item (O(context) per worker); the tiled online-softmax form
-/// belongs to the kernels work.
+/// Causal grouped-query attention of a batch of query rows over the KV cache, one (token, head) pair per work
+/// item. It computes what llama.cpp's CPU graph computes (K·Q, scale, masked softmax, V·P) in the same
+/// summation orders and with the same roundings, so that log-probabilities agree to about 1e-6:
+/// <list type="bullet">
+/// <item>with an F16 cache the query is rounded to F16 for K·Q and the probabilities to F16 for V·P;</item>
+/// <item>a batch of two or more tokens sums like tinyBLAS (one 8-lane accumulator per output), a single token
+/// like ggml_vec_dot (four 8-lane accumulators over steps of 32, then the remainder in double for F16);</item>
+/// <item>softmax exponentials are <see cref="PolynomialExp"/> in groups of eight, summed per group and then in double.</item>
+/// </list>
+/// Masked positions count as zeros in those groups, exactly as llama.cpp's −∞ mask makes them. The score row is
+/// materialized per item (O(context) per worker); the tiled online-softmax form belongs to the kernels work.
 /// </summary>
 internal sealed unsafe class Attention : IParallelWork
 {
+    private const int Lanes = F32.Lanes;
+    private const int VecDotLanes = F32.DotStep;
+
     private readonly int _heads;
     private readonly int _headDim;
     private readonly int _groupSize;
     private readonly int _kvDim;
     private readonly float[][] _scores;
-    private readonly float[][] _rowScratch;
+    private readonly float[][] _keyScratch;
     private readonly float[][] _queryScratch;
+    private readonly float[][] _valueLanes;
 
     private KvCache? _cache;
     private int _layer;
     private int _startPosition;
+    private int _batch;
     private float* _q;
     private float* _out;
 
@@ -34,13 +46,16 @@ internal sealed unsafe class Attention : IParallelWork
         _groupSize = config.GroupSize;
         _kvDim = config.KvDim;
         _scores = new float[threads][];
-        _rowScratch = new float[threads][];
+        _keyScratch = new float[threads][];
         _queryScratch = new float[threads][];
+        _valueLanes = new float[threads][];
         for (int i = 0; i < threads; i++)
         {
-            _scores[i] = new float[contextLength];
-            _rowScratch[i] = new float[_headDim];
+            // room for whole groups of eight past the last position
+            _scores[i] = new float[contextLength + Lanes];
+            _keyScratch[i] = new float[_headDim];
             _queryScratch[i] = new float[_headDim];
+            _valueLanes[i] = new float[VecDotLanes * _headDim];
         }
     }
 
@@ -53,6 +68,7 @@ internal sealed unsafe class Attention : IParallelWork
         _cache = cache;
         _layer = layer;
         _startPosition = startPosition;
+        _batch = batch;
         _q = q;
         _out = output;
         pool.For(batch * _heads, this);
@@ -63,10 +79,13 @@ internal sealed unsafe class Attention : IParallelWork
     {
         var cache = _cache!;
         bool f16 = cache.Type == KvCacheType.F16;
+        // llama.cpp hands products of two or more rows to tinyBLAS when the inner length allows it.
+        bool batched = _batch >= 2;
         float scale = 1f / MathF.Sqrt(_headDim);
         Span<float> scoresAll = _scores[worker];
-        Span<float> row = _rowScratch[worker];
+        Span<float> key = _keyScratch[worker];
         Span<float> query = _queryScratch[worker];
+        Span<float> lanes = _valueLanes[worker];
         int qDim = _heads * _headDim;
 
         for (int item = begin; item < end; item++)
@@ -77,11 +96,11 @@ internal sealed unsafe class Attention : IParallelWork
             int length = _startPosition + t + 1;
             var q = new ReadOnlySpan<float>(_q + (long)t * qDim + h * _headDim, _headDim);
             var output = new Span<float>(_out + (long)t * qDim + h * _headDim, _headDim);
-            var scores = scoresAll[..length];
+            int groups = (length + Lanes - 1) / Lanes * Lanes;
+            var scores = scoresAll[..groups];
 
             if (f16)
             {
-                // ggml converts the F32 query to the F16 type of the cache before the dot product.
                 for (int d = 0; d < _headDim; d++)
                     query[d] = (float)(Half)q[d];
             }
@@ -93,28 +112,97 @@ internal sealed unsafe class Attention : IParallelWork
             for (int p = 0; p < length; p++)
             {
                 long offset = (long)p * _kvDim + kvHead * _headDim;
-                ReadOnlySpan<float> key = f16 ? Widen(cache.KeysF16(_layer) + offset, row) : new(cache.KeysF32(_layer) + offset, _headDim);
-                scores[p] = TensorPrimitives.Dot(query, key) * scale;
+                ReadOnlySpan<float> k = f16 ? Widen(cache.KeysF16(_layer) + offset, key) : new(cache.KeysF32(_layer) + offset, _headDim);
+                scores[p] = KeyDot(k, query, f16, batched) * scale;
             }
 
-            float max = TensorPrimitives.Max(scores);
-            double sum = 0;
-            for (int p = 0; p < length; p++)
+            Softmax(scores, length);
+            if (f16)
             {
-                float e = MathF.Exp(scores[p] - max);
-                scores[p] = e;
-                sum += e;
+                for (int p = 0; p < length; p++)
+                    scores[p] = (float)(Half)scores[p];
             }
-            float inv = (float)(1.0 / sum);
-            TensorPrimitives.Multiply(scores, inv, scores);
 
-            output.Clear();
-            for (int p = 0; p < length; p++)
+            WeightedValues(cache, kvHead, scores[..length], f16, batched, lanes, key, output);
+        }
+    }
+
+    /// <summary>One K·Q entry in the order llama.cpp's matmul would use for it.</summary>
+    private float KeyDot(ReadOnlySpan<float> k, ReadOnlySpan<float> q, bool f16, bool batched)
+    {
+        if (batched && _headDim % Lanes == 0)
+            return F32.DotSingleAccumulator(k, q);
+        if (!f16)
+            return F32.Dot(k, q);
+        // ggml_vec_dot_f16: whole steps of 32 in float lanes, the rest in double. Products of two F16 values are
+        // exact in float, so the float lanes round only when adding.
+        int blocked = _headDim - _headDim % VecDotLanes;
+        double sum = F32.Dot(k[..blocked], q[..blocked]);
+        for (int d = blocked; d < _headDim; d++)
+            sum += k[d] * q[d];
+        return (float)sum;
+    }
+
+    /// <summary>
+    /// ggml_soft_max_f32 over positions [0, length) with everything after masked: exponentials in groups of eight
+    /// from position 0, each group summed as a register is (lanes halved), the group sums added in double.
+    /// </summary>
+    private static void Softmax(Span<float> scores, int length)
+    {
+        float max = TensorPrimitives.Max(scores[..length]);
+        scores[length..].Fill(float.NegativeInfinity);
+        double sum = 0;
+        for (int g = 0; g < scores.Length; g += Lanes)
+        {
+            var group = scores.Slice(g, Lanes);
+            Vector256<float> e = PolynomialExp.Exp(Vector256.Create((ReadOnlySpan<float>)group) - Vector256.Create(max));
+            e.CopyTo(group);
+            sum += F32.SumLanesHalving(e);
+        }
+        float inverse = (float)(1.0 / sum);
+        TensorPrimitives.Multiply(scores[..length], inverse, scores[..length]);
+    }
+
+    /// <summary>
+    /// output[d] = Σ_p probabilities[p]·V[p, d], summed per d in the order of llama.cpp's V·P product: position p
+    /// feeds lane p mod 8 of one accumulator (a batch, tinyBLAS) or lane p mod 32 of four (one token,
+    /// ggml_vec_dot_f16, whose padded cache length is a whole number of 32-steps). Vectorized across d by keeping
+    /// every lane as a row of head-size accumulators.
+    /// </summary>
+    private void WeightedValues(KvCache cache, int kvHead, ReadOnlySpan<float> probabilities, bool f16, bool batched,
+        Span<float> lanes, Span<float> scratch, Span<float> output)
+    {
+        int laneCount = batched ? Lanes : VecDotLanes;
+        int hd = _headDim;
+        lanes = lanes[..(laneCount * hd)];
+        lanes.Clear();
+        for (int p = 0; p < probabilities.Length; p++)
+        {
+            long offset = (long)p * _kvDim + kvHead * hd;
+            ReadOnlySpan<float> v = f16 ? Widen(cache.ValuesF16(_layer) + offset, scratch) : new(cache.ValuesF32(_layer) + offset, hd);
+            var lane = lanes.Slice(p % laneCount * hd, hd);
+            TensorPrimitives.FusedMultiplyAdd(v, probabilities[p], lane, lane);
+        }
+
+        Span<float> eight = stackalloc float[Lanes];
+        for (int d = 0; d < hd; d++)
+        {
+            if (batched)
             {
-                long offset = (long)p * _kvDim + kvHead * _headDim;
-                float weight = f16 ? (float)(Half)scores[p] : scores[p];
-                ReadOnlySpan<float> value = f16 ? Widen(cache.ValuesF16(_layer) + offset, row) : new(cache.ValuesF32(_layer) + offset, _headDim);
-                TensorPrimitives.MultiplyAdd(value, weight, output, output);
+                for (int l = 0; l < Lanes; l++)
+                    eight[l] = lanes[l * hd + d];
+                output[d] = F32.SumLanesHalving(eight);
+            }
+            else
+            {
+                // accumulators (a0 + a2) + (a1 + a3), then the lanes pairwise, as F32.Dot
+                for (int l = 0; l < Lanes; l++)
+                {
+                    float a0 = lanes[l * hd + d], a1 = lanes[(Lanes + l) * hd + d];
+                    float a2 = lanes[(2 * Lanes + l) * hd + d], a3 = lanes[(3 * Lanes + l) * hd + d];
+                    eight[l] = (a0 + a2) + (a1 + a3);
+                }
+                output[d] = F32.SumLanesPairwise(eight);
             }
         }
     }

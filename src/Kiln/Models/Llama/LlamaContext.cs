@@ -115,16 +115,23 @@ public sealed unsafe class LlamaContext : IDisposable
         for (int done = 0; done < tokens.Length;)
         {
             int n = Math.Min(MaxBatch, tokens.Length - done);
-            EvaluateBatch(tokens.Slice(done, n));
+            bool last = done + n == tokens.Length;
+            int outputs = allLogits ? n : last ? 1 : 0;
+            EvaluateBatch(tokens.Slice(done, n), outputs);
             if (allLogits)
-                ComputeLogits(0, n, logits.Slice(done * vocab, n * vocab));
-            else if (done + n == tokens.Length)
-                ComputeLogits(n - 1, 1, logits[..vocab]);
+                ComputeLogits(n, logits.Slice(done * vocab, n * vocab));
+            else if (last)
+                ComputeLogits(1, logits[..vocab]);
             done += n;
         }
     }
 
-    private void EvaluateBatch(ReadOnlySpan<int> tokens)
+    /// <summary>
+    /// Runs the batch through every layer. Only the last <paramref name="outputs"/> rows need logits, so, as
+    /// llama.cpp does, the last layer's feed-forward block runs on those rows alone; they end up in rows
+    /// [0, outputs) of the residual stream.
+    /// </summary>
+    private void EvaluateBatch(ReadOnlySpan<int> tokens, int outputs)
     {
         int n = tokens.Length;
         int dim = _c.EmbeddingLength;
@@ -166,24 +173,38 @@ public sealed unsafe class LlamaContext : IDisposable
                 _attention.Run(_pool, _cache, l, start, n, pq, patt);
 
             _matmul.Run(layer.Output, _att, n, _xb2);
-            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
 
-            for (int t = 0; t < n; t++)
+            int rows = n;
+            if (l == _c.BlockCount - 1 && outputs < n)
+            {
+                // Rows without logits are finished here; keep the trailing output rows and move them to the top.
+                int from = (n - outputs) * dim;
+                _x.AsSpan(from, outputs * dim).CopyTo(_x);
+                _xb2.AsSpan(from, outputs * dim).CopyTo(_xb2);
+                rows = outputs;
+            }
+            TensorPrimitives.Add(_x.AsSpan(0, rows * dim), _xb2.AsSpan(0, rows * dim), _x.AsSpan(0, rows * dim));
+            if (rows == 0)
+                continue;
+
+            for (int t = 0; t < rows; t++)
                 RmsNorm(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _xb.AsSpan(t * dim, dim));
-            _matmul.Run(layer.Gate, _xb, n, _hb);
-            _matmul.Run(layer.Up, _xb, n, _hb2);
-            SwiGlu(_hb.AsSpan(0, n * ffn), _hb2.AsSpan(0, n * ffn));
-            _matmul.Run(layer.Down, _hb, n, _xb2);
-            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
+            _matmul.Run(layer.Gate, _xb, rows, _hb);
+            _matmul.Run(layer.Up, _xb, rows, _hb2);
+            for (int t = 0; t < rows; t++)
+                SwiGlu(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
+            _matmul.Run(layer.Down, _hb, rows, _xb2);
+            TensorPrimitives.Add(_x.AsSpan(0, rows * dim), _xb2.AsSpan(0, rows * dim), _x.AsSpan(0, rows * dim));
         }
         Position = start + n;
     }
 
-    private void ComputeLogits(int firstRow, int rows, Span<float> logits)
+    /// <summary>Logits of residual rows [0, rows).</summary>
+    private void ComputeLogits(int rows, Span<float> logits)
     {
         int dim = _c.EmbeddingLength;
         for (int t = 0; t < rows; t++)
-            RmsNorm(_x.AsSpan((firstRow + t) * dim, dim), _model.OutputNorm, _xb.AsSpan(t * dim, dim));
+            RmsNorm(_x.AsSpan(t * dim, dim), _model.OutputNorm, _xb.AsSpan(t * dim, dim));
         _matmul.Run(_model.Output, _xb, rows, logits);
     }
 
@@ -199,14 +220,11 @@ public sealed unsafe class LlamaContext : IDisposable
         TensorPrimitives.Multiply(y, weight, y);
     }
 
+    /// <summary>silu(gate) · up for one row, as ggml_silu then ggml_mul (two roundings).</summary>
     private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
-        // silu(g) · u, as ggml_silu then ggml_mul.
-        for (int i = 0; i < gate.Length; i++)
-        {
-            float g = gate[i];
-            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
-        }
+        Activations.Silu(gate);
+        TensorPrimitives.Multiply(gate, up, gate);
     }
 
     /// <summary>
@@ -245,8 +263,9 @@ public sealed unsafe class LlamaContext : IDisposable
                 int a = neox ? i : 2 * i;
                 int b = neox ? i + half : 2 * i + 1;
                 float x0 = x[a], x1 = x[b];
-                x[a] = x0 * cos[i] - x1 * sin[i];
-                x[b] = x0 * sin[i] + x1 * cos[i];
+                // x0·cos − x1·sin with the first product fused, as the C compiler contracts ggml's expression
+                x[a] = MathF.FusedMultiplyAdd(x0, cos[i], -(x1 * sin[i]));
+                x[b] = MathF.FusedMultiplyAdd(x0, sin[i], x1 * cos[i]);
             }
         }
     }

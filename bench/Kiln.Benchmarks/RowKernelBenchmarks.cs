@@ -72,10 +72,12 @@ public class RowKernelBenchmarks : IKernelBenchmark
             Q5_0.Quantize(f, row);
         else if (type == GgmlType.Q5_1)
             Q5_1.Quantize(f, row);
+        else if (type == GgmlType.F16)
+            F16.Quantize(f, row);
         else if (RowKernels.ActivationType(type) == GgmlType.Q8_K)
             RandomKQuantRow(type, row);
         else
-            RowKernels.QuantizeActivations(type, f, row); // F16, BF16 and Q8_0 store weights as their activations
+            RowKernels.QuantizeActivations(type, f, row); // BF16 and Q8_0 store weights as their activations
     }
 
     /// <summary>K-quants have no quantizer here: random quants and packed scales, small finite fp16 super-block scales.</summary>
@@ -142,7 +144,7 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.F32, _) => F32.DotAvx2(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(w), x), // one order, one SIMD path
         (GgmlType.F16, KernelPath.Scalar) => F16.DotScalar(w, x),
         (GgmlType.F16, KernelPath.Avx2) => F16.DotAvx2(w, x),
-        (GgmlType.F16, _) => F16.DotAvx512(w, x),
+        (GgmlType.F16, _) => F16.DotAvx2(w, x), // one order, one SIMD path
         (GgmlType.BF16, KernelPath.Scalar) => BF16.DotScalar(w, x),
         (GgmlType.BF16, KernelPath.Avx2) => BF16.DotAvx2(w, x),
         (GgmlType.BF16, _) => BF16.DotAvx512(w, x),
@@ -176,9 +178,8 @@ public class RowKernelBenchmarks : IKernelBenchmark
     private float DotQuantized(ReadOnlySpan<byte> w, byte[] xq) => (Type, Path) switch
     {
         (GgmlType.F32, _) => DotFloat(w, _x),
-        (GgmlType.F16, KernelPath.Scalar) => F16.DotF16Scalar(w, xq),
-        (GgmlType.F16, KernelPath.Avx2) => F16.DotF16Avx2(w, xq),
-        (GgmlType.F16, _) => F16.DotF16Avx512(w, xq),
+        (GgmlType.F16, KernelPath.Scalar) => F16.DotScalar(w, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(xq)),
+        (GgmlType.F16, _) => F16.DotAvx2(w, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(xq)),
         (GgmlType.BF16, KernelPath.Scalar) => BF16.DotBF16Scalar(w, xq),
         (GgmlType.BF16, KernelPath.Avx2) => BF16.DotBF16Avx2(w, xq),
         (GgmlType.BF16, _) => BF16.DotBF16Avx512(w, xq),
@@ -254,9 +255,6 @@ public class RowKernelBenchmarks : IKernelBenchmark
         switch (RowKernels.ActivationType(Type), Path)
         {
             case (GgmlType.F32, _): RowKernels.QuantizeActivations(Type, x, dst); break;
-            case (GgmlType.F16, KernelPath.Scalar): F16.QuantizeScalar(x, dst); break;
-            case (GgmlType.F16, KernelPath.Avx2): F16.QuantizeAvx2(x, dst); break;
-            case (GgmlType.F16, _): F16.QuantizeAvx512(x, dst); break;
             case (GgmlType.BF16, KernelPath.Scalar): BF16.QuantizeScalar(x, dst); break;
             case (GgmlType.BF16, KernelPath.Avx2): BF16.QuantizeAvx2(x, dst); break;
             case (GgmlType.BF16, _): BF16.QuantizeAvx512(x, dst); break;

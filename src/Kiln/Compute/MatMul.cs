@@ -53,6 +53,16 @@ public sealed unsafe class MatMul : IParallelWork
         var type = w.Type;
         int rows = w.Rows;
         ReadOnlySpan<byte> act = _activations;
+        if (type == GgmlType.F16 && _batch >= 2 && w.Columns % F32.Lanes == 0)
+        {
+            for (int i = begin; i < end; i++)
+            {
+                var row = w.Row(i);
+                for (int t = 0; t < _batch; t++)
+                    _y[(long)t * rows + i] = F16.DotSingleAccumulator(row, MemoryMarshal.Cast<byte, float>(act.Slice(t * _activationRowBytes, _activationRowBytes)));
+            }
+            return;
+        }
         if (type == GgmlType.F32 && _batch >= 2 && w.Columns % F32.Lanes == 0)
         {
             // llama.cpp multiplies F32 batches with tinyBLAS tiles and single rows with ggml_vec_dot_f32; the two

@@ -49,55 +49,91 @@ public static class F16
             BinaryPrimitives.WriteUInt16LittleEndian(dst[(2 * i)..], HalfBits.FromSingle(src[i]));
     }
 
-    /// <summary>Half weights row · float activations, accumulated in float.</summary>
+    /// <summary>
+    /// Half weights row · float activations in the order of llama.cpp's matrix-vector kernel (ggml_vec_dot_f16,
+    /// AVX2): elements [0, n − n mod 32) in four 8-lane FMA accumulators combined as <see cref="F32.Dot"/> combines
+    /// them, the remaining elements added in double. The matmul path passes activations already rounded to F16
+    /// (<see cref="RoundActivations"/>), so every product is exact and only the additions round, as in llama.cpp.
+    /// </summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {
         RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, x.Length, nameof(w));
-        if (CpuPaths.PreferAvx512)
-            return DotAvx512(w, x);
         if (CpuPaths.CanAvx2)
             return DotAvx2(w, x);
         return DotScalar(w, x);
     }
 
+    /// <summary>Reference for <see cref="Dot"/>: the same operations in the same order, one lane at a time.</summary>
     public static float DotScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {
         RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, x.Length, nameof(w));
-        float sum = 0f;
-        for (int i = 0; i < x.Length; i++)
-            sum += HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(w[(2 * i)..])) * x[i];
-        return sum;
+        int n = x.Length, blocked = n - n % F32.DotStep;
+        Span<float> acc = stackalloc float[F32.DotStep];
+        acc.Clear();
+        for (int i = 0; i < blocked; i += F32.DotStep)
+        {
+            for (int j = 0; j < F32.DotStep; j++)
+                acc[j] = MathF.FusedMultiplyAdd(WeightAt(w, i + j), x[i + j], acc[j]);
+        }
+        for (int l = 0; l < F32.Lanes; l++)
+        {
+            acc[l] += acc[2 * F32.Lanes + l];
+            acc[F32.Lanes + l] += acc[3 * F32.Lanes + l];
+            acc[l] += acc[F32.Lanes + l];
+        }
+        double sum = F32.SumLanesPairwise(acc[..F32.Lanes]);
+        for (int i = blocked; i < n; i++)
+            sum += WeightAt(w, i) * x[i];
+        return (float)sum;
     }
 
     /// <summary>
-    /// Half weights · half activations (llama.cpp's ggml_vec_dot_f16: activations are converted to F16 once per
-    /// matmul, then every row dot converts both sides to float and accumulates in float).
+    /// The matrix-matrix order (tinyBLAS, batches of two or more rows): one 8-lane FMA accumulator over the row,
+    /// lanes summed as <see cref="F32.SumLanesHalving(Vector256{float})"/>. The length must be a multiple of 8.
     /// </summary>
-    public static float DotF16(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xf16)
+    public static float DotSingleAccumulator(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {
-        CheckHalfPair(w, xf16);
-        // Measured on Zen 4 (512-bit ops double-pumped): the AVX2 path is as fast or faster here.
+        RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, x.Length, nameof(w));
+        if (x.Length % F32.Lanes != 0)
+            throw new ArgumentException($"the single-accumulator order needs a length that is a multiple of {F32.Lanes}; got {x.Length}", nameof(x));
         if (CpuPaths.CanAvx2)
-            return DotF16Avx2(w, xf16);
-        return DotF16Scalar(w, xf16);
+            return DotSingleAccumulatorAvx2(w, x);
+        return DotSingleAccumulatorScalar(w, x);
     }
 
-    public static float DotF16Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xf16)
+    public static float DotSingleAccumulatorScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {
-        CheckHalfPair(w, xf16);
-        float sum = 0f;
-        for (int i = 0; i < w.Length; i += 2)
-            sum += HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(w[i..]))
-                   * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xf16[i..]));
-        return sum;
+        RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, x.Length, nameof(w));
+        Span<float> acc = stackalloc float[F32.Lanes];
+        acc.Clear();
+        for (int i = 0; i + F32.Lanes <= x.Length; i += F32.Lanes)
+        {
+            for (int l = 0; l < F32.Lanes; l++)
+                acc[l] = MathF.FusedMultiplyAdd(WeightAt(w, i + l), x[i + l], acc[l]);
+        }
+        return F32.SumLanesHalving(acc);
     }
 
-    private static void CheckHalfPair(ReadOnlySpan<byte> w, ReadOnlySpan<byte> x)
+    /// <summary>
+    /// Rounds activations to F16 precision and keeps them as floats: what llama.cpp's conversion of activations to
+    /// F16 before an F16 product computes, without converting them back in every row's dot.
+    /// </summary>
+    public static void RoundActivations(ReadOnlySpan<float> x, Span<float> rounded)
     {
-        if (w.Length % BlockBytes != 0)
-            throw new ArgumentException($"an F16 row is 2 bytes per element; {w.Length} bytes is odd", nameof(w));
-        RowArguments.CheckSameLength(w.Length, x.Length, "xf16");
+        RowArguments.CheckSameLength(x.Length, rounded.Length, nameof(rounded));
+        int i = 0;
+        if (CpuPaths.CanAvx2)
+        {
+            ref float px = ref MemoryMarshal.GetReference(x);
+            ref float pr = ref MemoryMarshal.GetReference(rounded);
+            for (; i + 8 <= x.Length; i += 8)
+                HalfBits.ToSingle(HalfBits.FromSingle(Vector256.LoadUnsafe(ref px, (nuint)i))).StoreUnsafe(ref pr, (nuint)i);
+        }
+        for (; i < x.Length; i++)
+            rounded[i] = HalfBits.ToSingle(HalfBits.FromSingle(x[i]));
     }
+
+    private static float WeightAt(ReadOnlySpan<byte> w, int i) => HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(w[(2 * i)..]));
 
     // ---- SIMD paths: callers have checked the lengths. ----
 
@@ -166,72 +202,32 @@ public static class F16
         ref ushort pw = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(w));
         ref float px = ref MemoryMarshal.GetReference(x);
         int n = x.Length, i = 0;
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0;
-        for (; i + 16 <= n; i += 16)
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (; i + F32.DotStep <= n; i += F32.DotStep)
         {
-            (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(Vector256.LoadUnsafe(ref pw, (nuint)i));
-            acc0 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(lo), Vector256.LoadUnsafe(ref px, (nuint)i), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(hi), Vector256.LoadUnsafe(ref px, (nuint)i + 8), acc1);
+            (Vector256<uint> w0, Vector256<uint> w1) = Vector256.Widen(Vector256.LoadUnsafe(ref pw, (nuint)i));
+            (Vector256<uint> w2, Vector256<uint> w3) = Vector256.Widen(Vector256.LoadUnsafe(ref pw, (nuint)i + 16));
+            acc0 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(w0), Vector256.LoadUnsafe(ref px, (nuint)i), acc0);
+            acc1 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(w1), Vector256.LoadUnsafe(ref px, (nuint)i + 8), acc1);
+            acc2 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(w2), Vector256.LoadUnsafe(ref px, (nuint)i + 16), acc2);
+            acc3 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(w3), Vector256.LoadUnsafe(ref px, (nuint)i + 24), acc3);
         }
-        float sum = Vector256.Sum(acc0 + acc1);
+        double sum = F32.SumLanesPairwise((acc0 + acc2) + (acc1 + acc3));
         for (; i < n; i++)
             sum += HalfBits.ToSingle(Unsafe.Add(ref pw, i)) * Unsafe.Add(ref px, i);
-        return sum;
+        return (float)sum;
     }
 
-    internal static float DotAvx512(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    internal static float DotSingleAccumulatorAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {
         ref ushort pw = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(w));
         ref float px = ref MemoryMarshal.GetReference(x);
-        int n = x.Length, i = 0;
-        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = acc0;
-        for (; i + 32 <= n; i += 32)
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int i = 0; i < x.Length; i += F32.Lanes)
         {
-            (Vector512<uint> lo, Vector512<uint> hi) = Vector512.Widen(Vector512.LoadUnsafe(ref pw, (nuint)i));
-            acc0 = Vector512.FusedMultiplyAdd(HalfBits.ToSingle(lo), Vector512.LoadUnsafe(ref px, (nuint)i), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(HalfBits.ToSingle(hi), Vector512.LoadUnsafe(ref px, (nuint)i + 16), acc1);
+            Vector256<uint> h = Vector256.WidenLower(Vector128.LoadUnsafe(ref pw, (nuint)i).ToVector256Unsafe());
+            acc = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(h), Vector256.LoadUnsafe(ref px, (nuint)i), acc);
         }
-        float sum = Vector512.Sum(acc0 + acc1);
-        for (; i < n; i++)
-            sum += HalfBits.ToSingle(Unsafe.Add(ref pw, i)) * Unsafe.Add(ref px, i);
-        return sum;
-    }
-
-    internal static float DotF16Avx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xf16)
-    {
-        ref ushort pw = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(w));
-        ref ushort px = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(xf16));
-        int n = w.Length / 2, i = 0;
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0;
-        for (; i + 16 <= n; i += 16)
-        {
-            (Vector256<uint> wl, Vector256<uint> wh) = Vector256.Widen(Vector256.LoadUnsafe(ref pw, (nuint)i));
-            (Vector256<uint> xl, Vector256<uint> xh) = Vector256.Widen(Vector256.LoadUnsafe(ref px, (nuint)i));
-            acc0 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(wl), HalfBits.ToSingle(xl), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(HalfBits.ToSingle(wh), HalfBits.ToSingle(xh), acc1);
-        }
-        float sum = Vector256.Sum(acc0 + acc1);
-        for (; i < n; i++)
-            sum += HalfBits.ToSingle(Unsafe.Add(ref pw, i)) * HalfBits.ToSingle(Unsafe.Add(ref px, i));
-        return sum;
-    }
-
-    internal static float DotF16Avx512(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xf16)
-    {
-        ref ushort pw = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(w));
-        ref ushort px = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(xf16));
-        int n = w.Length / 2, i = 0;
-        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = acc0;
-        for (; i + 32 <= n; i += 32)
-        {
-            (Vector512<uint> wl, Vector512<uint> wh) = Vector512.Widen(Vector512.LoadUnsafe(ref pw, (nuint)i));
-            (Vector512<uint> xl, Vector512<uint> xh) = Vector512.Widen(Vector512.LoadUnsafe(ref px, (nuint)i));
-            acc0 = Vector512.FusedMultiplyAdd(HalfBits.ToSingle(wl), HalfBits.ToSingle(xl), acc0);
-            acc1 = Vector512.FusedMultiplyAdd(HalfBits.ToSingle(wh), HalfBits.ToSingle(xh), acc1);
-        }
-        float sum = Vector512.Sum(acc0 + acc1);
-        for (; i < n; i++)
-            sum += HalfBits.ToSingle(Unsafe.Add(ref pw, i)) * HalfBits.ToSingle(Unsafe.Add(ref px, i));
-        return sum;
+        return F32.SumLanesHalving(acc);
     }
 }

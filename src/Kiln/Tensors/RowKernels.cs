@@ -61,13 +61,14 @@ public static class RowKernels
 
     /// <summary>
     /// What llama.cpp's CPU backend converts activations to before dotting them with weights of this type:
-    /// F32→F32, F16→F16, BF16→BF16, Q8_0/Q4_0/Q5_0→Q8_0, Q4_1/Q5_1→Q8_1, the K-quants (256-element
-    /// super-blocks)→Q8_K.
+    /// F32→F32, BF16→BF16, Q8_0/Q4_0/Q5_0→Q8_0, Q4_1/Q5_1→Q8_1, the K-quants (256-element super-blocks)→Q8_K;
+    /// for F16 llama.cpp converts to F16, and Kiln keeps those F16-rounded values as F32 (the same products, one
+    /// conversion fewer per dot).
     /// </summary>
     public static GgmlType ActivationType(GgmlType weightType) => weightType switch
     {
         GgmlType.F32 => GgmlType.F32,
-        GgmlType.F16 => GgmlType.F16,
+        GgmlType.F16 => GgmlType.F32, // F16-rounded floats, see QuantizeActivations
         GgmlType.BF16 => GgmlType.BF16,
         GgmlType.Q8_0 or GgmlType.Q4_0 => GgmlType.Q8_0,
         GgmlType.Q5_0 => GgmlType.Q8_0,
@@ -85,11 +86,16 @@ public static class RowKernels
     {
         switch (ActivationType(weightType))
         {
+            case GgmlType.F32 when weightType == GgmlType.F16:
+                // llama.cpp converts activations to F16 for F16 weights; rounding them once and keeping floats
+                // gives the same exact products without a conversion in every row's dot.
+                RowArguments.CheckBlocks("F32", 1, sizeof(float), dst.Length, x.Length, nameof(dst));
+                F16.RoundActivations(x, MemoryMarshal.Cast<byte, float>(dst));
+                break;
             case GgmlType.F32:
                 RowArguments.CheckBlocks("F32", 1, sizeof(float), dst.Length, x.Length, nameof(dst));
                 MemoryMarshal.AsBytes(x).CopyTo(dst);
                 break;
-            case GgmlType.F16: F16.Quantize(x, dst); break;
             case GgmlType.BF16: BF16.Quantize(x, dst); break;
             case GgmlType.Q8_1: Q8_1.Quantize(x, dst); break;
             case GgmlType.Q8_K: Q8_K.Quantize(x, dst); break;
@@ -107,7 +113,9 @@ public static class RowKernels
                     throw new ArgumentException($"an F32 row is 4 bytes per element; {row.Length} bytes is not", nameof(row));
                 RowArguments.CheckSameLength(row.Length, xq.Length, nameof(xq));
                 return F32.Dot(MemoryMarshal.Cast<byte, float>(row), MemoryMarshal.Cast<byte, float>(xq));
-            case GgmlType.F16: return F16.DotF16(row, xq);
+            case GgmlType.F16:
+                RowArguments.CheckSameLength(row.Length * 2, xq.Length, nameof(xq));
+                return F16.Dot(row, MemoryMarshal.Cast<byte, float>(xq));
             case GgmlType.BF16: return BF16.DotBF16(row, xq);
             case GgmlType.Q8_0: return Q8_0.DotQ8(row, xq);
             case GgmlType.Q4_0: return Q4_0.DotQ8(row, xq);

@@ -29,9 +29,13 @@ public sealed class WorkerPool : IDisposable
         ThreadCount = threadCount;
         _threads = new Thread[threadCount - 1];
         _start = new ManualResetEventSlim[threadCount - 1];
+        // A ManualResetEventSlim allocates its lock object the first time a wait has to block; block once here
+        // (1 ms, unset) so that allocation happens now and not in the middle of some later decode step.
+        _done.Wait(1);
         for (int i = 0; i < _threads.Length; i++)
         {
             _start[i] = new ManualResetEventSlim(false, SpinCount);
+            _start[i].Wait(1);
             int worker = i + 1;
             _threads[i] = new Thread(() => WorkerLoop(worker))
             {

@@ -63,30 +63,42 @@ public class F16Tests
 
     [Theory]
     [MemberData(nameof(KernelTestData.LengthData), MemberType = typeof(KernelTestData))]
-    public void DotPathsMatchExactDot(int n)
+    public void DotPathsGiveTheSameBitsAndAreAccurate(int n)
     {
         float[] wf = KernelTestData.Floats(n, 11 + n, 0.5f);
         float[] x = KernelTestData.Floats(n, 12 + n, 2f);
         var w = new byte[2 * n];
         F16.QuantizeScalar(wf, w);
-        var xh = new byte[2 * n];
-        F16.QuantizeScalar(x, xh);
-        double[] wd = Decode(w), xd = KernelTestData.Widen(x), xhd = Decode(xh);
+        var xr = new float[n];
+        F16.RoundActivations(x, xr);
+        double[] wd = Decode(w), xd = KernelTestData.Widen(x), xrd = KernelTestData.Widen(xr);
 
-        KernelTestData.AssertDot(wd, xd, F16.DotScalar(w, x), "scalar");
-        KernelTestData.AssertDot(wd, xd, F16.Dot(w, x), "dispatch");
-        KernelTestData.AssertDot(wd, xhd, F16.DotF16Scalar(w, xh), "f16 scalar");
-        KernelTestData.AssertDot(wd, xhd, F16.DotF16(w, xh), "f16 dispatch");
+        float scalar = F16.DotScalar(w, x);
+        KernelTestData.AssertDot(wd, xd, scalar, "scalar");
+        Assert.Equal(scalar, F16.Dot(w, x));
+        KernelTestData.AssertDot(wd, xrd, F16.Dot(w, xr), "rounded activations");
         if (KernelTestData.Avx2)
+            Assert.Equal(scalar, F16.DotAvx2(w, x));
+        if (n % 8 == 0)
         {
-            KernelTestData.AssertDot(wd, xd, F16.DotAvx2(w, x), "avx2");
-            KernelTestData.AssertDot(wd, xhd, F16.DotF16Avx2(w, xh), "f16 avx2");
+            float single = F16.DotSingleAccumulatorScalar(w, xr);
+            KernelTestData.AssertDot(wd, xrd, single, "single accumulator");
+            Assert.Equal(single, F16.DotSingleAccumulator(w, xr));
+            if (KernelTestData.Avx2)
+                Assert.Equal(single, F16.DotSingleAccumulatorAvx2(w, xr));
         }
-        if (KernelTestData.Avx512)
-        {
-            KernelTestData.AssertDot(wd, xd, F16.DotAvx512(w, x), "avx512");
-            KernelTestData.AssertDot(wd, xhd, F16.DotF16Avx512(w, xh), "f16 avx512");
-        }
+    }
+
+    /// <summary>Rounded activations are exactly the F16 values llama.cpp converts activations to, as floats.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.LengthData), MemberType = typeof(KernelTestData))]
+    public void RoundedActivationsAreTheHalfValues(int n)
+    {
+        float[] x = KernelTestData.Floats(n, 13 + n, 300f);
+        var rounded = new float[n];
+        F16.RoundActivations(x, rounded);
+        for (int i = 0; i < n; i++)
+            Assert.Equal((float)(Half)x[i], rounded[i]);
     }
 
     [Fact]
@@ -108,8 +120,7 @@ public class F16Tests
         Assert.Throws<ArgumentException>(() => F16.Dequantize(new byte[10], new float[4]));
         Assert.Throws<ArgumentException>(() => F16.Quantize(new float[4], new byte[9]));
         Assert.Throws<ArgumentException>(() => F16.Dot(new byte[8], new float[3]));
-        Assert.Throws<ArgumentException>(() => F16.DotF16(new byte[8], new byte[6]));
-        Assert.Throws<ArgumentException>(() => F16.DotF16(new byte[7], new byte[7]));
+        Assert.Throws<ArgumentException>(() => F16.DotSingleAccumulator(new byte[24], new float[12]));
     }
 
     private static double[] Decode(byte[] halves)

@@ -15,6 +15,15 @@ public sealed class QuantPerplexityReferenceTests(ITestOutputHelper output)
     [InlineData("tiny256-Q8_0-pure.gguf")]
     [InlineData("tiny256-Q8_0.gguf")]
     [InlineData("tiny256-Q4_0-pure.gguf")]
+    [InlineData("tiny256-Q4_1-pure.gguf")]
+    [InlineData("tiny256-Q5_0-pure.gguf")]
+    [InlineData("tiny256-Q5_1-pure.gguf")]
+    [InlineData("tiny256-Q2_K-pure.gguf")]
+    [InlineData("tiny256-Q3_K-pure.gguf")]
+    [InlineData("tiny256-Q4_K-pure.gguf")]
+    [InlineData("tiny256-Q5_K-pure.gguf")]
+    [InlineData("tiny256-Q6_K-pure.gguf")]
+    [InlineData("tiny256-Q4_K_M.gguf")]
     public void PerplexityEqualsLlamaCppWithinHalfAPercent(string file)
     {
         var reference = PerplexityReference.Quant(file);

@@ -25,6 +25,7 @@ public static class CliApp
         root.Subcommands.Add(InfoCommand.Create(io));
         root.Subcommands.Add(TokenizeCommand.Create(io));
         root.Subcommands.Add(ConvertCommand.Create(io));
+        root.Subcommands.Add(BenchCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);
         bool verbose = args.Contains("--verbose") || args.Contains("-v");

@@ -65,9 +65,9 @@ public sealed class SyntheticModel : IDisposable
     }
 
     /// <summary>
-    /// A writer holding the model's metadata and tensors, whose data is generated as it is written: write it to
-    /// a file to get a random-weight GGUF that llama.cpp loads too (it has no vocabulary, so tools that need a
-    /// tokenizer will not run it).
+    /// A writer holding the model's metadata and tensors, whose data is generated as it is written (so even a
+    /// multi-gigabyte model never sits in memory twice). The file has no vocabulary: only kiln bench's
+    /// random token ids can drive it.
     /// </summary>
     public static GgufWriter CreateWriter(SyntheticModelShape shape, SyntheticWeightScheme scheme, ulong seed = 1)
     {

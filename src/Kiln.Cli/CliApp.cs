@@ -26,6 +26,7 @@ public static class CliApp
         root.Subcommands.Add(TokenizeCommand.Create(io));
         root.Subcommands.Add(ConvertCommand.Create(io));
         root.Subcommands.Add(PerplexityCommand.Create(io));
+        root.Subcommands.Add(BenchCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);
         bool verbose = args.Contains("--verbose") || args.Contains("-v");

@@ -198,7 +198,7 @@ public sealed class CommandTests : IDisposable
     [Fact]
     public void HelpDescribesEachCommand()
     {
-        foreach (string command in new[] { "run", "chat", "info", "tokenize", "convert" })
+        foreach (string command in new[] { "run", "chat", "info", "tokenize", "convert", "bench" })
         {
             var r = KilnRunner.Run(command, "--help");
             Assert.Equal(0, r.ExitCode);

@@ -14,6 +14,7 @@ public sealed unsafe class MatMul : IParallelWork
 {
     private readonly WorkerPool _pool;
     private byte[] _activations = [];
+    private float[][] _rowScratch = [];
     private WeightMatrix? _w;
     private int _batch;
     private int _activationRowBytes;
@@ -27,6 +28,12 @@ public sealed unsafe class MatMul : IParallelWork
         int cols = w.Columns;
         if (x.Length < batch * cols || y.Length < batch * w.Rows)
             throw new ArgumentException("matmul buffers too small");
+        if (_rowScratch.Length < _pool.ThreadCount || _rowScratch[0].Length < cols)
+        {
+            _rowScratch = new float[_pool.ThreadCount][];
+            for (int i = 0; i < _rowScratch.Length; i++)
+                _rowScratch[i] = GC.AllocateUninitializedArray<float>(cols);
+        }
         int rowBytes = checked((int)RowKernels.ActivationBytes(w.Type, cols));
         int need = rowBytes * batch;
         if (_activations.Length < need)
@@ -53,25 +60,36 @@ public sealed unsafe class MatMul : IParallelWork
         var type = w.Type;
         int rows = w.Rows;
         ReadOnlySpan<byte> act = _activations;
-        if (type == GgmlType.F16 && _batch >= 2 && w.Columns % F32.Lanes == 0)
+        if (type is GgmlType.F16 or GgmlType.F32 && _batch >= 2 && w.Columns % F32.Lanes == 0)
         {
+            // llama.cpp multiplies float batches with tinyBLAS tiles and single rows with ggml_vec_dot; the two sum in
+            // different orders, and float weights are where those last bits show (see F32). An F16 row is widened
+            // once into this worker's scratch and then serves every token of the batch.
+            ReadOnlySpan<float> xs = MemoryMarshal.Cast<byte, float>(act[..(_batch * _activationRowBytes)]);
+            int stride = _activationRowBytes / sizeof(float);
+            Span<float> widened = _rowScratch[worker].AsSpan(0, w.Columns);
+            Span<float> four = stackalloc float[4];
             for (int i = begin; i < end; i++)
             {
-                var row = w.Row(i);
-                for (int t = 0; t < _batch; t++)
-                    _y[(long)t * rows + i] = F16.DotSingleAccumulator(row, MemoryMarshal.Cast<byte, float>(act.Slice(t * _activationRowBytes, _activationRowBytes)));
-            }
-            return;
-        }
-        if (type == GgmlType.F32 && _batch >= 2 && w.Columns % F32.Lanes == 0)
-        {
-            // llama.cpp multiplies F32 batches with tinyBLAS tiles and single rows with ggml_vec_dot_f32; the two
-            // sum in different orders, and F32 models are where those last bits show (see F32).
-            for (int i = begin; i < end; i++)
-            {
-                var row = MemoryMarshal.Cast<byte, float>(w.Row(i));
-                for (int t = 0; t < _batch; t++)
-                    _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, MemoryMarshal.Cast<byte, float>(act.Slice(t * _activationRowBytes, _activationRowBytes)));
+                ReadOnlySpan<float> row;
+                if (type == GgmlType.F16)
+                {
+                    F16.Dequantize(w.Row(i), widened);
+                    row = widened;
+                }
+                else
+                {
+                    row = MemoryMarshal.Cast<byte, float>(w.Row(i));
+                }
+                int t = 0;
+                for (; t + 4 <= _batch; t += 4)
+                {
+                    F32.DotSingleAccumulator4(row, xs.Slice(t * stride, 4 * stride), stride, four);
+                    for (int j = 0; j < 4; j++)
+                        _y[(long)(t + j) * rows + i] = four[j];
+                }
+                for (; t < _batch; t++)
+                    _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, xs.Slice(t * stride, stride));
             }
             return;
         }

@@ -121,6 +121,43 @@ public static class F32
         return SumLanesHalving(acc);
     }
 
+    /// <summary>
+    /// One row · four activation rows (<paramref name="activationStride"/> floats apart), each result bit-identical to
+    /// <see cref="DotSingleAccumulator"/>: every weight load serves four tokens and four chains run side by side.
+    /// </summary>
+    public static void DotSingleAccumulator4(ReadOnlySpan<float> a, ReadOnlySpan<float> x, int activationStride, Span<float> results)
+    {
+        int n = a.Length;
+        if (n % Lanes != 0)
+            throw new ArgumentException($"the single-accumulator order needs a length that is a multiple of {Lanes}; got {n}", nameof(a));
+        if (activationStride < n || x.Length < 3L * activationStride + n || results.Length < 4)
+            throw new ArgumentException($"four activation rows of {n} floats, {activationStride} apart, and four results are needed", nameof(x));
+        if (!CpuPaths.CanAvx2)
+        {
+            for (int t = 0; t < 4; t++)
+                results[t] = DotSingleAccumulatorScalar(a, x.Slice(t * activationStride, n));
+            return;
+        }
+        ref float pa = ref MemoryMarshal.GetReference(a);
+        ref float p0 = ref MemoryMarshal.GetReference(x);
+        ref float p1 = ref Unsafe.Add(ref p0, activationStride);
+        ref float p2 = ref Unsafe.Add(ref p1, activationStride);
+        ref float p3 = ref Unsafe.Add(ref p2, activationStride);
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < n; i += Lanes)
+        {
+            Vector256<float> w = Vector256.LoadUnsafe(ref pa, (nuint)i);
+            a0 = Vector256.FusedMultiplyAdd(w, Vector256.LoadUnsafe(ref p0, (nuint)i), a0);
+            a1 = Vector256.FusedMultiplyAdd(w, Vector256.LoadUnsafe(ref p1, (nuint)i), a1);
+            a2 = Vector256.FusedMultiplyAdd(w, Vector256.LoadUnsafe(ref p2, (nuint)i), a2);
+            a3 = Vector256.FusedMultiplyAdd(w, Vector256.LoadUnsafe(ref p3, (nuint)i), a3);
+        }
+        results[0] = SumLanesHalving(a0);
+        results[1] = SumLanesHalving(a1);
+        results[2] = SumLanesHalving(a2);
+        results[3] = SumLanesHalving(a3);
+    }
+
     /// <summary>((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)): the lane sum of <see cref="Dot"/>.</summary>
     public static float SumLanesPairwise(Vector256<float> v)
     {

@@ -33,6 +33,21 @@ public class F32Tests
             Assert.Equal(scalar, F32.DotSingleAccumulatorAvx2(a, b));
     }
 
+    [Theory]
+    [InlineData(8)]
+    [InlineData(64)]
+    [InlineData(2048 + 8)]
+    public void FourTokenDotGivesTheOneTokenBits(int n)
+    {
+        float[] a = KernelTestData.Floats(n, 31 + n);
+        int stride = n + 3;
+        float[] x = KernelTestData.Floats(4 * stride, 32 + n, 2f);
+        var four = new float[4];
+        F32.DotSingleAccumulator4(a, x, stride, four);
+        for (int t = 0; t < 4; t++)
+            Assert.Equal(F32.DotSingleAccumulatorScalar(a, x.AsSpan(t * stride, n)), four[t]);
+    }
+
     /// <summary>
     /// The documented orders, written out for one 40-element row whose terms cancel so that any other order
     /// gives a different float: llama.cpp's ggml_vec_dot_f32 (AVX2) and tinyBLAS sum exactly like this.

@@ -21,6 +21,17 @@ public sealed class CommandTests : IDisposable
         Assert.Matches(@"prompt 5 tokens .* t/s\); generated 48 tokens", r.Stderr);
     }
 
+    [Fact]
+    public void Q8_0CacheRunsWhereHeadsAreWholeBlocksAndIsRefusedClearlyElsewhere()
+    {
+        string good = new RandomLlama { Dim = 64, Heads = 2, KvHeads = 1 }.Write(Path.Combine(_dir, "q8-heads.gguf"));
+        var ok = KilnRunner.Run("run", "-m", good, "-p", "Once", "-n", "4", "--temp", "0", "--cache-type", "q8_0");
+        Assert.Equal(0, ok.ExitCode);
+        var bad = KilnRunner.Run("run", "-m", RandomModel(), "-p", "Once", "-n", "4", "--cache-type", "q8_0");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Equal("kiln: error: a Q8_0 KV cache needs a head size that is a multiple of 32; this model's is 16 (use f16 or f32)", bad.Stderr.Trim());
+    }
+
     [SharedFact]
     public void SameSeedSameTextDifferentSeedDifferentText()
     {

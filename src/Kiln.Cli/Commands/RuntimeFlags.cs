@@ -12,11 +12,11 @@ internal sealed class RuntimeFlags
     public readonly Option<int> Threads = new("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
     public readonly Option<int> ContextSize = new("--ctx-size", "-c") { Description = "Context length in tokens; default: the model's, at most 4096" };
     public readonly Option<int> BatchSize = new("--batch-size", "-b") { Description = "Prompt tokens per forward pass", DefaultValueFactory = _ => 512 };
-    public readonly Option<string> CacheType = new("--cache-type") { Description = "KV cache element type: f16 or f32", DefaultValueFactory = _ => "f16" };
+    public readonly Option<string> CacheType = new("--cache-type") { Description = "KV cache element type: f16, f32 or q8_0", DefaultValueFactory = _ => "f16" };
 
     public RuntimeFlags()
     {
-        CacheType.AcceptOnlyFromAmong("f16", "f32");
+        CacheType.AcceptOnlyFromAmong("f16", "f32", "q8_0");
     }
 
     public void AddTo(Command command)
@@ -50,7 +50,12 @@ internal sealed class RuntimeFlags
                 ContextLength = ctx,
                 MaxBatch = batch,
                 Threads = threads,
-                KvCacheType = r.GetValue(CacheType) == "f32" ? KvCacheType.F32 : KvCacheType.F16,
+                KvCacheType = r.GetValue(CacheType) switch
+                {
+                    "f32" => KvCacheType.F32,
+                    "q8_0" => KvCacheType.Q8_0,
+                    _ => KvCacheType.F16,
+                },
             });
             return new LoadedModel(model, tokenizer, context);
         }

@@ -63,6 +63,40 @@ public sealed class LlamaForwardTests : IDisposable
         }
     }
 
+    /// <summary>A Q8_0 cache (32-element blocks, so a head size of 32 here) stays within its rounding of the reference.</summary>
+    [Fact]
+    public void Q8_0CacheTracksTheNaiveReference()
+    {
+        var spec = new RandomLlama { Dim = 64, Heads = 2, KvHeads = 1, Ffn = 96 };
+        string path = spec.Write(Path.Combine(_dir, "q8cache.gguf"));
+        double[][] expected = NaiveLlama.Logits(spec, Prompt);
+        using var model = LlamaModel.Load(path);
+        using var context = new LlamaContext(model, new LlamaContextOptions { Threads = 2, KvCacheType = KvCacheType.Q8_0, MaxBatch = 5 });
+        using (var f16 = new KvCache(spec.Layers, 64, 32, KvCacheType.F16))
+            Assert.True(context.KvCacheBytes < f16.ByteSize);
+        var logits = new float[Prompt.Length * spec.Vocab];
+        context.Evaluate(Prompt, logits, allLogits: true);
+        double scale = expected.SelectMany(r => r).Max(Math.Abs), worst = 0;
+        for (int t = 0; t < Prompt.Length; t++)
+        {
+            for (int i = 0; i < spec.Vocab; i++)
+                worst = Math.Max(worst, Math.Abs(logits[t * spec.Vocab + i] - expected[t][i]) / scale);
+        }
+        // measured 1.3e-2: Q8_0 steps are ~8x F16's (whose cache test allows 5e-3)
+        Assert.True(worst < 3e-2, $"worst |Δ logit| / scale {worst:E2}");
+        Assert.True(worst > 1e-6, "a Q8_0 cache must round: identical results mean the cache type was ignored");
+    }
+
+    [Fact]
+    public void Q8_0CacheRefusesHeadsThatAreNotWholeBlocks()
+    {
+        var spec = new RandomLlama(); // head size 16
+        string path = spec.Write(Path.Combine(_dir, "q8cache-bad.gguf"));
+        using var model = LlamaModel.Load(path);
+        var e = Assert.Throws<ArgumentException>(() => new LlamaContext(model, new LlamaContextOptions { Threads = 1, KvCacheType = KvCacheType.Q8_0 }));
+        Assert.Contains("head size", e.Message);
+    }
+
     [Fact]
     public void IncrementalEvaluationEqualsOneBatch()
     {

@@ -111,8 +111,7 @@ internal sealed unsafe class Attention : IParallelWork
 
             for (int p = 0; p < length; p++)
             {
-                long offset = (long)p * _kvDim + kvHead * _headDim;
-                ReadOnlySpan<float> k = f16 ? Widen(cache.KeysF16(_layer) + offset, key) : new(cache.KeysF32(_layer) + offset, _headDim);
+                ReadOnlySpan<float> k = cache.ReadKey(_layer, p, kvHead * _headDim, _headDim, key);
                 scores[p] = KeyDot(k, query, f16, batched) * scale;
             }
 
@@ -178,8 +177,7 @@ internal sealed unsafe class Attention : IParallelWork
         lanes.Clear();
         for (int p = 0; p < probabilities.Length; p++)
         {
-            long offset = (long)p * _kvDim + kvHead * hd;
-            ReadOnlySpan<float> v = f16 ? Widen(cache.ValuesF16(_layer) + offset, scratch) : new(cache.ValuesF32(_layer) + offset, hd);
+            ReadOnlySpan<float> v = cache.ReadValue(_layer, p, kvHead * hd, hd, scratch);
             var lane = lanes.Slice(p % laneCount * hd, hd);
             TensorPrimitives.FusedMultiplyAdd(v, probabilities[p], lane, lane);
         }
@@ -205,11 +203,5 @@ internal sealed unsafe class Attention : IParallelWork
                 output[d] = F32.SumLanesPairwise(eight);
             }
         }
-    }
-
-    private ReadOnlySpan<float> Widen(Half* source, Span<float> destination)
-    {
-        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(source, _headDim), destination);
-        return destination;
     }
 }

@@ -40,6 +40,8 @@ public sealed unsafe class LlamaContext : IDisposable
         _model = model;
         _c = model.Config;
         int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(_c.ContextLength, LlamaContextOptions.DefaultMaxContext);
+        if (options.KvCacheType == KvCacheType.Q8_0 && _c.HeadDim % Q8_0.BlockSize != 0)
+            throw new ArgumentException($"a Q8_0 KV cache needs a head size that is a multiple of {Q8_0.BlockSize}; this model's is {_c.HeadDim} (use f16 or f32)");
         if (options.MaxBatch < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxBatch, "batch size must be at least 1");
         ContextLength = ctx;

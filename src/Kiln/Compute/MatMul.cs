@@ -94,7 +94,7 @@ public sealed unsafe class MatMul : IParallelWork
             return;
         }
         int r = begin;
-        if (type == GgmlType.Q4_0)
+        if (type == GgmlType.Q4_0 && _batch >= 4)
         {
             // Four rows at a time: four independent FMA chains instead of one, each summing in the same order.
             Span<float> four = stackalloc float[4];

@@ -424,7 +424,36 @@ public static class Q4_0
         fixed (byte* x0 = xq8)
         {
             byte* pw = w0, px = x0;
-            for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_0.BlockBytes)
+            int b = 0;
+            // Eight blocks' integer dots are reduced together (one transpose-add tree instead of eight horizontal
+            // sums) and their scales multiplied as one vector; only the FMA chain itself stays serial, in block order.
+            for (; b + 8 <= blocks; b += 8, pw += 8 * BlockBytes, px += 8 * Q8_0.BlockBytes)
+            {
+                Vector256<int> h0 = Avx2.HorizontalAdd(
+                    Avx2.HorizontalAdd(BlockDotQ8(pw, px), BlockDotQ8(pw + BlockBytes, px + Q8_0.BlockBytes)),
+                    Avx2.HorizontalAdd(BlockDotQ8(pw + 2 * BlockBytes, px + 2 * Q8_0.BlockBytes), BlockDotQ8(pw + 3 * BlockBytes, px + 3 * Q8_0.BlockBytes)));
+                Vector256<int> h1 = Avx2.HorizontalAdd(
+                    Avx2.HorizontalAdd(BlockDotQ8(pw + 4 * BlockBytes, px + 4 * Q8_0.BlockBytes), BlockDotQ8(pw + 5 * BlockBytes, px + 5 * Q8_0.BlockBytes)),
+                    Avx2.HorizontalAdd(BlockDotQ8(pw + 6 * BlockBytes, px + 6 * Q8_0.BlockBytes), BlockDotQ8(pw + 7 * BlockBytes, px + 7 * Q8_0.BlockBytes)));
+                // h0 = [b0..b3 first halves | b0..b3 second halves], h1 likewise for b4..b7
+                Vector256<int> sums = Avx2.Permute2x128(h0, h1, 0x20) + Avx2.Permute2x128(h0, h1, 0x31);
+                Vector256<float> dots = Avx.ConvertToVector256Single(sums);
+                Vector256<float> scales = Vector256.Create(
+                    HalfBits.Lookup(pw), HalfBits.Lookup(pw + BlockBytes), HalfBits.Lookup(pw + 2 * BlockBytes), HalfBits.Lookup(pw + 3 * BlockBytes),
+                    HalfBits.Lookup(pw + 4 * BlockBytes), HalfBits.Lookup(pw + 5 * BlockBytes), HalfBits.Lookup(pw + 6 * BlockBytes), HalfBits.Lookup(pw + 7 * BlockBytes))
+                    * Vector256.Create(
+                    HalfBits.Lookup(px), HalfBits.Lookup(px + Q8_0.BlockBytes), HalfBits.Lookup(px + 2 * Q8_0.BlockBytes), HalfBits.Lookup(px + 3 * Q8_0.BlockBytes),
+                    HalfBits.Lookup(px + 4 * Q8_0.BlockBytes), HalfBits.Lookup(px + 5 * Q8_0.BlockBytes), HalfBits.Lookup(px + 6 * Q8_0.BlockBytes), HalfBits.Lookup(px + 7 * Q8_0.BlockBytes));
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(0), scales.GetElement(0), acc);
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(1), scales.GetElement(1), acc);
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(2), scales.GetElement(2), acc);
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(3), scales.GetElement(3), acc);
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(4), scales.GetElement(4), acc);
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(5), scales.GetElement(5), acc);
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(6), scales.GetElement(6), acc);
+                acc = MathF.FusedMultiplyAdd(dots.GetElement(7), scales.GetElement(7), acc);
+            }
+            for (; b < blocks; b++, pw += BlockBytes, px += Q8_0.BlockBytes)
                 acc = MathF.FusedMultiplyAdd(Vector256.Sum(BlockDotQ8(pw, px)), HalfBits.Lookup(pw) * HalfBits.Lookup(px), acc);
         }
         return acc;

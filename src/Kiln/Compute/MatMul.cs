@@ -7,8 +7,10 @@ namespace Kiln.Compute;
 /// <summary>
 /// y[t, r] = W[r, :] · x[t, :] for a batch of T activation rows, split over the worker pool by weight rows.
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
-/// (Q8_0 for the 32-blocks, F16 for F16 …), so the inner loop is a same-type dot product, and each
-/// weight row is read once for the whole batch while it is hot in cache.
+/// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
+/// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
+/// Batches use tile kernels where a type has them (F32/F16 1×4, Q8_0 2×4, Q4_0 4×4 rows × tokens); every
+/// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
 public sealed unsafe class MatMul : IParallelWork
 {
@@ -56,99 +58,130 @@ public sealed unsafe class MatMul : IParallelWork
 
     void IParallelWork.Execute(int begin, int end, int worker)
     {
-        var w = _w!;
-        var type = w.Type;
-        int rows = w.Rows;
-        ReadOnlySpan<byte> act = _activations;
-        if (type is GgmlType.F16 or GgmlType.F32 && _batch >= 2 && w.Columns % F32.Lanes == 0)
+        var type = _w!.Type;
+        if (type is GgmlType.F16 or GgmlType.F32 && _batch >= 2 && _w.Columns % F32.Lanes == 0)
         {
-            // llama.cpp multiplies float batches with tinyBLAS tiles and single rows with ggml_vec_dot; the two sum in
-            // different orders, and float weights are where those last bits show (see F32). An F16 row is widened
-            // once into this worker's scratch and then serves every token of the batch.
-            ReadOnlySpan<float> xs = MemoryMarshal.Cast<byte, float>(act[..(_batch * _activationRowBytes)]);
-            int stride = _activationRowBytes / sizeof(float);
-            Span<float> widened = _rowScratch[worker].AsSpan(0, w.Columns);
-            Span<float> four = stackalloc float[4];
-            for (int i = begin; i < end; i++)
-            {
-                ReadOnlySpan<float> row;
-                if (type == GgmlType.F16)
-                {
-                    F16.Dequantize(w.Row(i), widened);
-                    row = widened;
-                }
-                else
-                {
-                    row = MemoryMarshal.Cast<byte, float>(w.Row(i));
-                }
-                int t = 0;
-                for (; t + 4 <= _batch; t += 4)
-                {
-                    F32.DotSingleAccumulator4(row, xs.Slice(t * stride, 4 * stride), stride, four);
-                    for (int j = 0; j < 4; j++)
-                        _y[(long)(t + j) * rows + i] = four[j];
-                }
-                for (; t < _batch; t++)
-                    _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, xs.Slice(t * stride, stride));
-            }
+            FloatBatch(begin, end, worker);
             return;
         }
         int r = begin;
         if (type == GgmlType.Q4_0 && _batch >= 4)
-        {
-            // Four rows at a time: four independent FMA chains instead of one, each summing in the same order.
-            Span<float> four = stackalloc float[4];
-            Span<float> tile = stackalloc float[16];
-            for (; r + 4 <= end; r += 4)
-            {
-                var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
-                int t = 0;
-                for (; t + 4 <= _batch; t += 4)
-                {
-                    Q4_0.DotQ8Tile4x4(rows4, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
-                    for (int j = 0; j < 4; j++)
-                    {
-                        for (int i = 0; i < 4; i++)
-                            _y[(long)(t + j) * rows + r + i] = tile[j * 4 + i];
-                    }
-                }
-                for (; t < _batch; t++)
-                {
-                    Q4_0.DotQ8Rows4(rows4, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
-                    for (int i = 0; i < 4; i++)
-                        _y[(long)t * rows + r + i] = four[i];
-                }
-            }
-        }
+            r = Q4_0Tiles(begin, end);
         else if (type == GgmlType.Q8_0 && _batch >= 4)
+            r = Q8_0Tiles(begin, end);
+        OneRowAtATime(r, end);
+    }
+
+    /// <summary>
+    /// llama.cpp multiplies float batches with tinyBLAS tiles and single rows with ggml_vec_dot; the two sum in
+    /// different orders, and float weights are where those last bits show (see F32). An F16 row is widened once
+    /// into this worker's scratch and then serves every token of the batch.
+    /// </summary>
+    private void FloatBatch(int begin, int end, int worker)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        ReadOnlySpan<float> xs = MemoryMarshal.Cast<byte, float>(_activations.AsSpan(0, _batch * _activationRowBytes));
+        int stride = _activationRowBytes / sizeof(float);
+        Span<float> widened = _rowScratch[worker].AsSpan(0, w.Columns);
+        Span<float> four = stackalloc float[4];
+        for (int i = begin; i < end; i++)
         {
-            Span<float> tile = stackalloc float[8];
-            for (; r + 2 <= end; r += 2)
+            ReadOnlySpan<float> row;
+            if (w.Type == GgmlType.F16)
             {
-                var rows2 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 2 * w.RowBytes);
-                int t = 0;
-                for (; t + 4 <= _batch; t += 4)
+                F16.Dequantize(w.Row(i), widened);
+                row = widened;
+            }
+            else
+            {
+                row = MemoryMarshal.Cast<byte, float>(w.Row(i));
+            }
+            int t = 0;
+            for (; t + 4 <= _batch; t += 4)
+            {
+                F32.DotSingleAccumulator4(row, xs.Slice(t * stride, 4 * stride), stride, four);
+                for (int j = 0; j < 4; j++)
+                    _y[(long)(t + j) * rows + i] = four[j];
+            }
+            for (; t < _batch; t++)
+                _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, xs.Slice(t * stride, stride));
+        }
+    }
+
+    /// <summary>Groups of four rows: 4×4 tiles over the tokens, then the four-row kernel for the last tokens.</summary>
+    private int Q4_0Tiles(int begin, int end)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        ReadOnlySpan<byte> act = _activations;
+        Span<float> four = stackalloc float[4];
+        Span<float> tile = stackalloc float[16];
+        int r = begin;
+        for (; r + 4 <= end; r += 4)
+        {
+            var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
+            int t = 0;
+            for (; t + 4 <= _batch; t += 4)
+            {
+                Q4_0.DotQ8Tile4x4(rows4, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
+                for (int j = 0; j < 4; j++)
                 {
-                    Q8_0.DotQ8Tile2x4(rows2, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
-                    for (int j = 0; j < 4; j++)
-                    {
-                        _y[(long)(t + j) * rows + r] = tile[j * 2];
-                        _y[(long)(t + j) * rows + r + 1] = tile[j * 2 + 1];
-                    }
-                }
-                for (; t < _batch; t++)
-                {
-                    var a = act.Slice(t * _activationRowBytes, _activationRowBytes);
-                    _y[(long)t * rows + r] = Q8_0.DotQ8(rows2[..w.RowBytes], a);
-                    _y[(long)t * rows + r + 1] = Q8_0.DotQ8(rows2[w.RowBytes..], a);
+                    for (int i = 0; i < 4; i++)
+                        _y[(long)(t + j) * rows + r + i] = tile[j * 4 + i];
                 }
             }
+            for (; t < _batch; t++)
+            {
+                Q4_0.DotQ8Rows4(rows4, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
+                for (int i = 0; i < 4; i++)
+                    _y[(long)t * rows + r + i] = four[i];
+            }
         }
-        for (; r < end; r++)
+        return r;
+    }
+
+    /// <summary>Pairs of rows: 2×4 tiles over the tokens, then one-row dots for the last tokens.</summary>
+    private int Q8_0Tiles(int begin, int end)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        ReadOnlySpan<byte> act = _activations;
+        Span<float> tile = stackalloc float[8];
+        int r = begin;
+        for (; r + 2 <= end; r += 2)
+        {
+            var rows2 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 2 * w.RowBytes);
+            int t = 0;
+            for (; t + 4 <= _batch; t += 4)
+            {
+                Q8_0.DotQ8Tile2x4(rows2, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
+                for (int j = 0; j < 4; j++)
+                {
+                    _y[(long)(t + j) * rows + r] = tile[j * 2];
+                    _y[(long)(t + j) * rows + r + 1] = tile[j * 2 + 1];
+                }
+            }
+            for (; t < _batch; t++)
+            {
+                var a = act.Slice(t * _activationRowBytes, _activationRowBytes);
+                _y[(long)t * rows + r] = Q8_0.DotQ8(rows2[..w.RowBytes], a);
+                _y[(long)t * rows + r + 1] = Q8_0.DotQ8(rows2[w.RowBytes..], a);
+            }
+        }
+        return r;
+    }
+
+    private void OneRowAtATime(int begin, int end)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        ReadOnlySpan<byte> act = _activations;
+        for (int r = begin; r < end; r++)
         {
             var row = w.Row(r);
             for (int t = 0; t < _batch; t++)
-                _y[(long)t * rows + r] = RowKernels.DotQuantized(type, row, act.Slice(t * _activationRowBytes, _activationRowBytes));
+                _y[(long)t * rows + r] = RowKernels.DotQuantized(w.Type, row, act.Slice(t * _activationRowBytes, _activationRowBytes));
         }
     }
 }

@@ -144,7 +144,7 @@ public class RowKernelBenchmarks : IKernelBenchmark
         (GgmlType.F32, _) => F32.DotAvx2(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(w), x), // one order, one SIMD path
         (GgmlType.F16, KernelPath.Scalar) => F16.DotScalar(w, x),
         (GgmlType.F16, KernelPath.Avx2) => F16.DotAvx2(w, x),
-        (GgmlType.F16, _) => F16.DotAvx2(w, x), // one order, one SIMD path
+        (GgmlType.F16, _) => F16.DotAvx512(w, x),
         (GgmlType.BF16, KernelPath.Scalar) => BF16.DotScalar(w, x),
         (GgmlType.BF16, KernelPath.Avx2) => BF16.DotAvx2(w, x),
         (GgmlType.BF16, _) => BF16.DotAvx512(w, x),
@@ -179,7 +179,8 @@ public class RowKernelBenchmarks : IKernelBenchmark
     {
         (GgmlType.F32, _) => DotFloat(w, _x),
         (GgmlType.F16, KernelPath.Scalar) => F16.DotScalar(w, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(xq)),
-        (GgmlType.F16, _) => F16.DotAvx2(w, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(xq)),
+        (GgmlType.F16, KernelPath.Avx2) => F16.DotAvx2(w, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(xq)),
+        (GgmlType.F16, _) => F16.DotAvx512(w, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(xq)),
         (GgmlType.BF16, KernelPath.Scalar) => BF16.DotBF16Scalar(w, xq),
         (GgmlType.BF16, KernelPath.Avx2) => BF16.DotBF16Avx2(w, xq),
         (GgmlType.BF16, _) => BF16.DotBF16Avx512(w, xq),

@@ -79,6 +79,8 @@ public class F16Tests
         KernelTestData.AssertDot(wd, xrd, F16.Dot(w, xr), "rounded activations");
         if (KernelTestData.Avx2)
             Assert.Equal(scalar, F16.DotAvx2(w, x));
+        if (KernelTestData.Avx512)
+            Assert.Equal(scalar, F16.DotAvx512(w, x));
         if (n % 8 == 0)
         {
             float single = F16.DotSingleAccumulatorScalar(w, xr);

@@ -150,18 +150,23 @@ public static class Q8_0
     public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q8_0", BlockBytes, w.Length, "Q8_0", BlockBytes, xq.Length, nameof(xq));
-        float sum = 0f;
+        // the SIMD order, lane by lane: lane k holds elements 4k..4k+3 of every block
+        Span<float> lanes = stackalloc float[F32.Lanes];
+        lanes.Clear();
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq.Slice(b * BlockBytes, BlockBytes);
-            int sumi = 0;
-            for (int j = 2; j < BlockBytes; j++)
-                sumi += (sbyte)wb[j] * (sbyte)xb[j];
-            sum += sumi * (HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
-                           * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)));
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb)) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb));
+            for (int k = 0; k < F32.Lanes; k++)
+            {
+                int sumi = 0;
+                for (int j = 2 + 4 * k; j < 6 + 4 * k; j++)
+                    sumi += (sbyte)wb[j] * (sbyte)xb[j];
+                lanes[k] = MathF.FusedMultiplyAdd(d, sumi, lanes[k]);
+            }
         }
-        return sum;
+        return F32.SumLanesHalving(lanes);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----

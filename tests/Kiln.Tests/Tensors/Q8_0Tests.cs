@@ -282,6 +282,7 @@ public class Q8_0Tests
                 var row = w.AsSpan(r * rowBytes, rowBytes);
                 var a = x.AsSpan(t * stride, rowBytes);
                 Assert.Equal(Q8_0.DotQ8(row, a), tile[t * 2 + r]);
+                Assert.Equal(Q8_0.DotQ8Scalar(row, a), tile[t * 2 + r]);
             }
         }
     }

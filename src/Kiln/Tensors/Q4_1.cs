@@ -130,23 +130,26 @@ public static class Q4_1
     public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
     {
         int blocks = RowArguments.CheckBlockPair("Q4_1", BlockBytes, w.Length, "Q8_1", Q8_1.BlockBytes, xq8.Length, nameof(xq8));
-        float sum = 0f;
+        // the SIMD order, lane by lane: lane k holds elements 4k..4k+3; the m·s terms in their own FMA chain
+        Span<float> lanes = stackalloc float[F32.Lanes];
+        lanes.Clear();
+        float offsets = 0f;
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq8.Slice(b * Q8_1.BlockBytes, Q8_1.BlockBytes);
-            int sumi = 0;
-            for (int j = 0; j < 16; j++)
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb)) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb));
+            for (int k = 0; k < F32.Lanes; k++)
             {
-                sumi += (wb[4 + j] & 0x0F) * (sbyte)xb[4 + j];
-                sumi += (wb[4 + j] >> 4) * (sbyte)xb[20 + j];
+                int sumi = 0;
+                for (int e = 4 * k; e < 4 * k + 4; e++)
+                    sumi += (e < 16 ? wb[4 + e] & 0x0F : wb[4 + e - 16] >> 4) * (sbyte)xb[4 + e];
+                lanes[k] = MathF.FusedMultiplyAdd(sumi, d, lanes[k]);
             }
-            sum += sumi * (HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
-                           * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)))
-                   + HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..]))
-                     * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb[2..]));
+            offsets = MathF.FusedMultiplyAdd(HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..])),
+                HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb[2..])), offsets);
         }
-        return sum;
+        return F32.SumLanesHalving(lanes) + offsets;
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----

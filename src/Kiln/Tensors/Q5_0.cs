@@ -126,22 +126,24 @@ public static class Q5_0
     public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
     {
         int blocks = RowArguments.CheckBlockPair("Q5_0", BlockBytes, w.Length, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
-        float sum = 0f;
+        // the SIMD order, lane by lane: lane k holds elements 4k..4k+3
+        Span<float> lanes = stackalloc float[F32.Lanes];
+        lanes.Clear();
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq8.Slice(b * Q8_0.BlockBytes, Q8_0.BlockBytes);
             uint qh = BinaryPrimitives.ReadUInt32LittleEndian(wb[2..]);
-            int sumi = 0;
-            for (int j = 0; j < 16; j++)
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb)) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb));
+            for (int k = 0; k < F32.Lanes; k++)
             {
-                sumi += (Low(wb, qh, j) - 16) * (sbyte)xb[2 + j];
-                sumi += (High(wb, qh, j) - 16) * (sbyte)xb[18 + j];
+                int sumi = 0;
+                for (int e = 4 * k; e < 4 * k + 4; e++)
+                    sumi += ((e < 16 ? Low(wb, qh, e) : High(wb, qh, e - 16)) - 16) * (sbyte)xb[2 + e];
+                lanes[k] = MathF.FusedMultiplyAdd(sumi, d, lanes[k]);
             }
-            sum += sumi * (HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
-                           * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)));
         }
-        return sum;
+        return F32.SumLanesHalving(lanes);
     }
 
     /// <summary>Unsigned 5-bit value of element j (0..15) of a block whose nibbles start at byte 6.</summary>

@@ -136,24 +136,27 @@ public static class Q5_1
     public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
     {
         int blocks = RowArguments.CheckBlockPair("Q5_1", BlockBytes, w.Length, "Q8_1", Q8_1.BlockBytes, xq8.Length, nameof(xq8));
-        float sum = 0f;
+        // the SIMD order, lane by lane: lane k holds elements 4k..4k+3; the m·s terms in their own FMA chain
+        Span<float> lanes = stackalloc float[F32.Lanes];
+        lanes.Clear();
+        float offsets = 0f;
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq8.Slice(b * Q8_1.BlockBytes, Q8_1.BlockBytes);
             uint qh = BinaryPrimitives.ReadUInt32LittleEndian(wb[4..]);
-            int sumi = 0;
-            for (int j = 0; j < 16; j++)
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb)) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb));
+            for (int k = 0; k < F32.Lanes; k++)
             {
-                sumi += Low(wb, qh, j) * (sbyte)xb[4 + j];
-                sumi += High(wb, qh, j) * (sbyte)xb[20 + j];
+                int sumi = 0;
+                for (int e = 4 * k; e < 4 * k + 4; e++)
+                    sumi += (e < 16 ? Low(wb, qh, e) : High(wb, qh, e - 16)) * (sbyte)xb[4 + e];
+                lanes[k] = MathF.FusedMultiplyAdd(sumi, d, lanes[k]);
             }
-            sum += sumi * (HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb))
-                           * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb)))
-                   + HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..]))
-                     * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb[2..]));
+            offsets = MathF.FusedMultiplyAdd(HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb[2..])),
+                HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb[2..])), offsets);
         }
-        return sum;
+        return F32.SumLanesHalving(lanes) + offsets;
     }
 
     /// <summary>Unsigned 5-bit value of element j (0..15) of a block whose nibbles start at byte 8.</summary>

@@ -39,47 +39,27 @@ public class DotOrderTests
         return data;
     }
 
+    private sealed record Kernel(int BlockBytes, int Halves, int ActivationBlockBytes, Quantizer Quantize, Dot Scalar, Dot Simd);
+
+    private delegate void Quantizer(ReadOnlySpan<float> x, Span<byte> dst);
+
+    private static Kernel For(string type) => type switch
+    {
+        "Q8_0" => new(Q8_0.BlockBytes, 1, Q8_0.BlockBytes, Q8_0.QuantizeActivations, Q8_0.DotQ8Scalar, Q8_0.DotQ8),
+        "Q4_0" => new(Q4_0.BlockBytes, 1, Q8_0.BlockBytes, Q8_0.QuantizeActivations, Q4_0.DotQ8Scalar, Q4_0.DotQ8),
+        "Q5_0" => new(Q5_0.BlockBytes, 1, Q8_0.BlockBytes, Q8_0.QuantizeActivations, Q5_0.DotQ8Scalar, Q5_0.DotQ8),
+        "Q4_1" => new(Q4_1.BlockBytes, 2, Q8_1.BlockBytes, Q8_1.Quantize, Q4_1.DotQ8Scalar, Q4_1.DotQ8),
+        _ => new(Q5_1.BlockBytes, 2, Q8_1.BlockBytes, Q8_1.Quantize, Q5_1.DotQ8Scalar, Q5_1.DotQ8),
+    };
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void ScalarAndSimdDotsGiveTheSameBits(string type, int blocks)
     {
-        float[] x = KernelTestData.Floats(blocks * 32, 7 + blocks, 3f);
-        byte[] w;
-        byte[] xq;
-        Dot scalar, simd;
-        switch (type)
-        {
-            case "Q8_0":
-                w = Blocks(blocks, Q8_0.BlockBytes, 1, blocks);
-                xq = new byte[blocks * Q8_0.BlockBytes];
-                Q8_0.QuantizeActivations(x, xq);
-                (scalar, simd) = (Q8_0.DotQ8Scalar, Q8_0.DotQ8);
-                break;
-            case "Q4_0":
-                w = Blocks(blocks, Q4_0.BlockBytes, 1, blocks);
-                xq = new byte[blocks * Q8_0.BlockBytes];
-                Q8_0.QuantizeActivations(x, xq);
-                (scalar, simd) = (Q4_0.DotQ8Scalar, Q4_0.DotQ8);
-                break;
-            case "Q5_0":
-                w = Blocks(blocks, Q5_0.BlockBytes, 1, blocks);
-                xq = new byte[blocks * Q8_0.BlockBytes];
-                Q8_0.QuantizeActivations(x, xq);
-                (scalar, simd) = (Q5_0.DotQ8Scalar, Q5_0.DotQ8);
-                break;
-            case "Q4_1":
-                w = Blocks(blocks, Q4_1.BlockBytes, 2, blocks);
-                xq = new byte[blocks * Q8_1.BlockBytes];
-                Q8_1.Quantize(x, xq);
-                (scalar, simd) = (Q4_1.DotQ8Scalar, Q4_1.DotQ8);
-                break;
-            default:
-                w = Blocks(blocks, Q5_1.BlockBytes, 2, blocks);
-                xq = new byte[blocks * Q8_1.BlockBytes];
-                Q8_1.Quantize(x, xq);
-                (scalar, simd) = (Q5_1.DotQ8Scalar, Q5_1.DotQ8);
-                break;
-        }
-        Assert.Equal(scalar(w, xq), simd(w, xq));
+        Kernel k = For(type);
+        byte[] w = Blocks(blocks, k.BlockBytes, k.Halves, blocks);
+        var xq = new byte[blocks * k.ActivationBlockBytes];
+        k.Quantize(KernelTestData.Floats(blocks * 32, 7 + blocks, 3f), xq);
+        Assert.Equal(k.Scalar(w, xq), k.Simd(w, xq));
     }
 }

@@ -17,23 +17,10 @@ internal static class KQuantLanes
     /// <summary>The lane (0..7) of element e of a super-block.</summary>
     public static int Lane(int e) => (e & 31) >> 2;
 
-    /// <summary>ggml's hsum_float_8, in its order: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float HorizontalSum(Vector256<float> x)
-    {
-        Vector128<float> r = x.GetLower() + x.GetUpper();
-        r += Sse.MoveHighToLow(r, r);
-        return r.ToScalar() + Sse3.MoveHighAndDuplicate(r).ToScalar();
-    }
-
-    /// <summary>Scalar twin of <see cref="HorizontalSum(Vector256{float})"/>.</summary>
-    public static float HorizontalSum8(ReadOnlySpan<float> x) =>
-        ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]));
-
     /// <summary>Scalar twin of <see cref="HorizontalSum(Vector128{float})"/>.</summary>
     public static float HorizontalSum4(ReadOnlySpan<float> x) => (x[0] + x[2]) + (x[1] + x[3]);
 
-    /// <summary>The 4-lane tail of the same reduction: (x0+x2) + (x1+x3).</summary>
+    /// <summary>The 4-lane tail of ggml's hsum_float_8 (<see cref="F32.SumLanesHalving(Vector256{float})"/>): (x0+x2) + (x1+x3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float HorizontalSum(Vector128<float> x)
     {

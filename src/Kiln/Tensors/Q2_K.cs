@@ -113,7 +113,7 @@ public static class Q2_K
             for (int k = 0; k < 8; k++)
                 acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return KQuantLanes.HorizontalSum8(acc);
+        return F32.SumLanesHalving(acc);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -217,7 +217,7 @@ public static class Q2_K
                 acc = Fma.MultiplyAdd(Vector256.Create(dx * HalfBits.Lookup(pw + 80)), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantLanes.HorizontalSum(acc);
+        return F32.SumLanesHalving(acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -130,7 +130,7 @@ public static class Q4_K
                 accMin[k] = MathF.FusedMultiplyAdd(negativeDmin, mins, accMin[k]);
             }
         }
-        return KQuantLanes.HorizontalSum8(acc) + KQuantLanes.HorizontalSum4(accMin);
+        return F32.SumLanesHalving(acc) + KQuantLanes.HorizontalSum4(accMin);
     }
 
     /// <summary>ggml's get_scale_min_k4: scale and min of sub-block j (0..7) from the 12 packed bytes.</summary>
@@ -242,7 +242,7 @@ public static class Q4_K
                 acc = Fma.MultiplyAdd(Vector256.Create(dx * HalfBits.Lookup(pw)), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantLanes.HorizontalSum(acc) + KQuantLanes.HorizontalSum(accMin);
+        return F32.SumLanesHalving(acc) + KQuantLanes.HorizontalSum(accMin);
     }
 
     /// <summary>64 elements: low nibbles against y[0..31] with scale <paramref name="scaleLow"/>, high nibbles

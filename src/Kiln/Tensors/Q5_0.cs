@@ -126,22 +126,22 @@ public static class Q5_0
     public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8)
     {
         int blocks = RowArguments.CheckBlockPair("Q5_0", BlockBytes, w.Length, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
-        // the SIMD order, lane by lane: lane k holds elements 4k..4k+3
+        // the SIMD order (Q8_0.AccumulateLanes)
         Span<float> lanes = stackalloc float[F32.Lanes];
         lanes.Clear();
+        Span<sbyte> q = stackalloc sbyte[BlockSize];
         for (int b = 0; b < blocks; b++)
         {
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq8.Slice(b * Q8_0.BlockBytes, Q8_0.BlockBytes);
             uint qh = BinaryPrimitives.ReadUInt32LittleEndian(wb[2..]);
-            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb)) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb));
-            for (int k = 0; k < F32.Lanes; k++)
+            for (int j = 0; j < 16; j++)
             {
-                int sumi = 0;
-                for (int e = 4 * k; e < 4 * k + 4; e++)
-                    sumi += ((e < 16 ? Low(wb, qh, e) : High(wb, qh, e - 16)) - 16) * (sbyte)xb[2 + e];
-                lanes[k] = MathF.FusedMultiplyAdd(sumi, d, lanes[k]);
+                q[j] = (sbyte)(Low(wb, qh, j) - 16);
+                q[j + 16] = (sbyte)(High(wb, qh, j) - 16);
             }
+            float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb)) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb));
+            Q8_0.AccumulateLanes(lanes, q, xb[2..], d);
         }
         return F32.SumLanesHalving(lanes);
     }

@@ -125,7 +125,7 @@ public static class Q5_K
             for (int k = 0; k < 8; k++)
                 acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return KQuantLanes.HorizontalSum8(acc) + summs;
+        return F32.SumLanesHalving(acc) + summs;
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -230,7 +230,7 @@ public static class Q5_K
                 acc = Fma.MultiplyAdd(Vector256.Create(dx * HalfBits.Lookup(pw)), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantLanes.HorizontalSum(acc) + summs;
+        return F32.SumLanesHalving(acc) + summs;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -108,7 +108,7 @@ public static class Q6_K
             for (int k = 0; k < 8; k++)
                 acc[k] = MathF.FusedMultiplyAdd(d, lanes[k], acc[k]);
         }
-        return KQuantLanes.HorizontalSum8(acc);
+        return F32.SumLanesHalving(acc);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -218,7 +218,7 @@ public static class Q6_K
                 acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
             }
         }
-        return KQuantLanes.HorizontalSum(acc);
+        return F32.SumLanesHalving(acc);
     }
 
     /// <summary>32 quants (biased by 32) against 32 activations, the first 16 scaled by the low half of <paramref name="scales"/>.</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -150,7 +151,6 @@ public static class Q8_0
     public static float DotQ8Scalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q8_0", BlockBytes, w.Length, "Q8_0", BlockBytes, xq.Length, nameof(xq));
-        // the SIMD order, lane by lane: lane k holds elements 4k..4k+3 of every block
         Span<float> lanes = stackalloc float[F32.Lanes];
         lanes.Clear();
         for (int b = 0; b < blocks; b++)
@@ -158,15 +158,25 @@ public static class Q8_0
             ReadOnlySpan<byte> wb = w.Slice(b * BlockBytes, BlockBytes);
             ReadOnlySpan<byte> xb = xq.Slice(b * BlockBytes, BlockBytes);
             float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(wb)) * HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(xb));
-            for (int k = 0; k < F32.Lanes; k++)
-            {
-                int sumi = 0;
-                for (int j = 2 + 4 * k; j < 6 + 4 * k; j++)
-                    sumi += (sbyte)wb[j] * (sbyte)xb[j];
-                lanes[k] = MathF.FusedMultiplyAdd(d, sumi, lanes[k]);
-            }
+            AccumulateLanes(lanes, MemoryMarshal.Cast<byte, sbyte>(wb[2..]), xb[2..], d);
         }
         return F32.SumLanesHalving(lanes);
+    }
+
+    /// <summary>
+    /// One block's step of the lane order every 32-element quantized dot shares with llama.cpp's AVX2 kernels (the
+    /// scalar twins use it): lane k gains d × the exact integer dot of elements 4k..4k+3 of the weight values
+    /// <paramref name="w"/> and the activation quants <paramref name="x"/>, by one fused multiply-add.
+    /// </summary>
+    internal static void AccumulateLanes(Span<float> lanes, ReadOnlySpan<sbyte> w, ReadOnlySpan<byte> x, float d)
+    {
+        for (int k = 0; k < F32.Lanes; k++)
+        {
+            int sumi = 0;
+            for (int e = 4 * k; e < 4 * k + 4; e++)
+                sumi += w[e] * (sbyte)x[e];
+            lanes[k] = MathF.FusedMultiplyAdd(sumi, d, lanes[k]);
+        }
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----

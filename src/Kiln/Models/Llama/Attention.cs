@@ -26,7 +26,6 @@ internal sealed unsafe class Attention : IParallelWork
     private readonly int _heads;
     private readonly int _headDim;
     private readonly int _groupSize;
-    private readonly int _kvDim;
     private readonly float[][] _scores;
     private readonly float[][] _keyScratch;
     private readonly float[][] _queryScratch;
@@ -44,7 +43,6 @@ internal sealed unsafe class Attention : IParallelWork
         _heads = config.HeadCount;
         _headDim = config.HeadDim;
         _groupSize = config.GroupSize;
-        _kvDim = config.KvDim;
         _scores = new float[threads][];
         _keyScratch = new float[threads][];
         _queryScratch = new float[threads][];

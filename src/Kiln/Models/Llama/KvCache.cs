@@ -21,9 +21,12 @@ public sealed unsafe class KvCache : IDisposable
         Type = type;
         if (type == KvCacheType.Q8_0 && kvDim % Tensors.Q8_0.BlockSize != 0)
             throw new ArgumentException($"a Q8_0 KV cache needs rows that are whole 32-element blocks; this model's KV rows have {kvDim} elements", nameof(type));
-        ElementBytes = type == KvCacheType.F16 ? 2 : 4;
-        RowBytes = type == KvCacheType.Q8_0 ? kvDim / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes : kvDim * ElementBytes;
-        LayerStride = checked((long)contextLength * kvDim);
+        RowBytes = type switch
+        {
+            KvCacheType.F16 => kvDim * 2,
+            KvCacheType.F32 => kvDim * 4,
+            _ => kvDim / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes,
+        };
         nuint bytes = checked((nuint)((long)contextLength * RowBytes * layers));
         _keys = NativeMemory.AlignedAlloc(bytes, 64);
         _values = NativeMemory.AlignedAlloc(bytes, 64);
@@ -34,40 +37,31 @@ public sealed unsafe class KvCache : IDisposable
     public int ContextLength { get; }
     public int KvDim { get; }
     public KvCacheType Type { get; }
-    /// <summary>Bytes per element for F16 and F32 (Q8_0 rows are blocks: see <see cref="RowBytes"/>).</summary>
-    public int ElementBytes { get; }
+    public long ByteSize { get; }
 
     /// <summary>Bytes of one position's key (or value) row.</summary>
     public int RowBytes { get; }
-    public long ByteSize { get; }
-
-    /// <summary>Elements between the same position of consecutive layers.</summary>
-    public long LayerStride { get; }
-
-    public Half* KeysF16(int layer) => (Half*)_keys + layer * LayerStride;
-    public Half* ValuesF16(int layer) => (Half*)_values + layer * LayerStride;
-    public float* KeysF32(int layer) => (float*)_keys + layer * LayerStride;
-    public float* ValuesF32(int layer) => (float*)_values + layer * LayerStride;
 
     /// <summary>Stores one position's key and value rows (kvDim each) for a layer.</summary>
     public void Store(int layer, int position, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
-        long offset = (long)position * KvDim;
-        if (Type == KvCacheType.F16)
+        Write(key[..KvDim], Row(_keys, layer, position));
+        Write(value[..KvDim], Row(_values, layer, position));
+    }
+
+    private void Write(ReadOnlySpan<float> source, byte* row)
+    {
+        switch (Type)
         {
-            System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(key[..KvDim], new Span<Half>(KeysF16(layer) + offset, KvDim));
-            System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(value[..KvDim], new Span<Half>(ValuesF16(layer) + offset, KvDim));
-        }
-        else if (Type == KvCacheType.Q8_0)
-        {
-            long at = ((long)layer * ContextLength + position) * RowBytes;
-            Tensors.Q8_0.QuantizeActivations(key[..KvDim], new Span<byte>((byte*)_keys + at, RowBytes));
-            Tensors.Q8_0.QuantizeActivations(value[..KvDim], new Span<byte>((byte*)_values + at, RowBytes));
-        }
-        else
-        {
-            key[..KvDim].CopyTo(new Span<float>(KeysF32(layer) + offset, KvDim));
-            value[..KvDim].CopyTo(new Span<float>(ValuesF32(layer) + offset, KvDim));
+            case KvCacheType.F16:
+                System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(source, new Span<Half>(row, KvDim));
+                break;
+            case KvCacheType.F32:
+                source.CopyTo(new Span<float>(row, KvDim));
+                break;
+            default:
+                Tensors.Q8_0.QuantizeActivations(source, new Span<byte>(row, RowBytes));
+                break;
         }
     }
 
@@ -76,24 +70,25 @@ public sealed unsafe class KvCache : IDisposable
     /// <paramref name="scratch"/> otherwise. For Q8_0, start and count must be whole blocks.
     /// </summary>
     public ReadOnlySpan<float> ReadKey(int layer, int position, int start, int count, Span<float> scratch) =>
-        Read(_keys, layer, position, start, count, scratch);
+        Read(Row(_keys, layer, position), start, count, scratch);
 
     /// <summary>As <see cref="ReadKey"/>, for the value row.</summary>
     public ReadOnlySpan<float> ReadValue(int layer, int position, int start, int count, Span<float> scratch) =>
-        Read(_values, layer, position, start, count, scratch);
+        Read(Row(_values, layer, position), start, count, scratch);
 
-    private ReadOnlySpan<float> Read(void* data, int layer, int position, int start, int count, Span<float> scratch)
+    private byte* Row(void* data, int layer, int position) => (byte*)data + ((long)layer * ContextLength + position) * RowBytes;
+
+    private ReadOnlySpan<float> Read(byte* row, int start, int count, Span<float> scratch)
     {
-        long row = (long)layer * ContextLength + position;
         switch (Type)
         {
             case KvCacheType.F32:
-                return new ReadOnlySpan<float>((float*)data + row * KvDim + start, count);
+                return new ReadOnlySpan<float>((float*)row + start, count);
             case KvCacheType.F16:
-                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)data + row * KvDim + start, count), scratch[..count]);
+                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)row + start, count), scratch[..count]);
                 return scratch[..count];
             default:
-                byte* blocks = (byte*)data + row * RowBytes + start / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes;
+                byte* blocks = row + start / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes;
                 Tensors.Q8_0.Dequantize(new ReadOnlySpan<byte>(blocks, count / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes), scratch[..count]);
                 return scratch[..count];
         }

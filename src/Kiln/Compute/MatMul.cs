@@ -9,13 +9,14 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 1×4, Q8_0 2×4, Q4_0 4×4 rows × tokens); every
+/// Batches use tile kernels where a type has them (F32/F16 1×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; Q4_0 single tokens go eight rows at a time); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
 public sealed unsafe class MatMul : IParallelWork
 {
     private readonly WorkerPool _pool;
     private byte[] _activations = [];
+    private int[] _offsets = [];
     private float[][] _rowScratch = [];
     private WeightMatrix? _w;
     private int _batch;
@@ -42,6 +43,14 @@ public sealed unsafe class MatMul : IParallelWork
             _activations = GC.AllocateUninitializedArray<byte>(need, pinned: true);
         for (int t = 0; t < batch; t++)
             RowKernels.QuantizeActivations(w.Type, x.Slice(t * cols, cols), _activations.AsSpan(t * rowBytes, rowBytes));
+        if (w.Type == GgmlType.Q4_0)
+        {
+            int blocks = cols / Q4_0.BlockSize;
+            if (_offsets.Length < batch * blocks)
+                _offsets = new int[batch * blocks];
+            for (int t = 0; t < batch; t++)
+                Q4_0.ActivationOffsets(_activations.AsSpan(t * rowBytes, rowBytes), _offsets.AsSpan(t * blocks, blocks));
+        }
 
         fixed (float* py = y)
         {
@@ -65,8 +74,8 @@ public sealed unsafe class MatMul : IParallelWork
             return;
         }
         int r = begin;
-        if (type == GgmlType.Q4_0 && _batch >= 4)
-            r = Q4_0Tiles(begin, end);
+        if (type == GgmlType.Q4_0)
+            r = Q4_0Rows8(begin, end);
         else if (type == GgmlType.Q8_0 && _batch >= 4)
             r = Q8_0Tiles(begin, end);
         OneRowAtATime(r, end);
@@ -109,33 +118,36 @@ public sealed unsafe class MatMul : IParallelWork
         }
     }
 
-    /// <summary>Groups of four rows: 4×4 tiles over the tokens, then the four-row kernel for the last tokens.</summary>
-    private int Q4_0Tiles(int begin, int end)
+    /// <summary>Groups of eight rows: 8×4 tiles over the tokens, then the eight-row kernel for the last tokens.</summary>
+    private int Q4_0Rows8(int begin, int end)
     {
         var w = _w!;
         int rows = w.Rows;
+        int blocks = w.Columns / Q4_0.BlockSize;
         ReadOnlySpan<byte> act = _activations;
-        Span<float> four = stackalloc float[4];
-        Span<float> tile = stackalloc float[16];
+        Span<float> eight = stackalloc float[8];
+        Span<float> tile = stackalloc float[32];
         int r = begin;
-        for (; r + 4 <= end; r += 4)
+        for (; r + 8 <= end; r += 8)
         {
-            var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
+            var rows8 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 8 * w.RowBytes);
             int t = 0;
             for (; t + 4 <= _batch; t += 4)
             {
-                Q4_0.DotQ8Tile4x4(rows4, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
+                Q4_0.DotQ8Tile8x4(rows8, w.RowBytes, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes,
+                    _offsets.AsSpan(t * blocks, 4 * blocks), blocks, tile);
                 for (int j = 0; j < 4; j++)
                 {
-                    for (int i = 0; i < 4; i++)
-                        _y[(long)(t + j) * rows + r + i] = tile[j * 4 + i];
+                    for (int i = 0; i < 8; i++)
+                        _y[(long)(t + j) * rows + r + i] = tile[j * 8 + i];
                 }
             }
             for (; t < _batch; t++)
             {
-                Q4_0.DotQ8Rows4(rows4, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
-                for (int i = 0; i < 4; i++)
-                    _y[(long)t * rows + r + i] = four[i];
+                Q4_0.DotQ8Rows8(rows8, w.RowBytes, act.Slice(t * _activationRowBytes, _activationRowBytes),
+                    _offsets.AsSpan(t * blocks, blocks), eight);
+                for (int i = 0; i < 8; i++)
+                    _y[(long)t * rows + r + i] = eight[i];
             }
         }
         return r;

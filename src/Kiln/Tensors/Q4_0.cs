@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -147,135 +148,192 @@ public static class Q4_0
     }
 
     /// <summary>
-    /// Four weight rows (<paramref name="w"/> holds them back to back) · one Q8_0 activation row, each result
-    /// bit-identical to <see cref="DotQ8"/> of that row: the rows' integer block dots are reduced together and
-    /// their four FMA chains run side by side, which hides the chains' latency and shares the activation loads.
+    /// What the unsigned-nibble products over-count per activation block: 8 × the block's sum of Q8_0 values
+    /// (<paramref name="offsets"/>[b] for block b). Computed once per activation row, it turns each row's
+    /// Σ nibble·y into the signed dot Σ (nibble − 8)·y with one subtraction per block.
     /// </summary>
-    public static void DotQ8Rows4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8, Span<float> results)
+    public static void ActivationOffsets(ReadOnlySpan<byte> xq8, Span<int> offsets)
     {
-        if (w.Length % 4 != 0 || results.Length < 4)
-            throw new ArgumentException("four rows of equal length and four results are needed", nameof(w));
-        int rowBytes = w.Length / 4;
-        RowArguments.CheckBlockPair("Q4_0", BlockBytes, rowBytes, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
-        if (CpuPaths.CanAvx2)
+        if (xq8.Length % Q8_0.BlockBytes != 0 || offsets.Length < xq8.Length / Q8_0.BlockBytes)
+            throw new ArgumentException($"whole Q8_0 blocks and one offset per block are needed; got {xq8.Length} bytes, {offsets.Length} offsets", nameof(offsets));
+        for (int b = 0; b < xq8.Length / Q8_0.BlockBytes; b++)
         {
-            DotQ8Rows4Avx2(w, rowBytes, xq8, results);
-            return;
+            int s = 0;
+            foreach (sbyte v in MemoryMarshal.Cast<byte, sbyte>(xq8.Slice(b * Q8_0.BlockBytes + 2, Q8_0.BlockSize)))
+                s += v;
+            offsets[b] = 8 * s;
         }
-        for (int r = 0; r < 4; r++)
-            results[r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq8);
-    }
-
-    internal static unsafe void DotQ8Rows4Avx2(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq8, Span<float> results)
-    {
-        int blocks = rowBytes / BlockBytes;
-        Vector128<float> acc = Vector128<float>.Zero;
-        Vector128<byte> mask = Vector128.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
-        fixed (byte* w0 = w)
-        fixed (byte* x0 = xq8)
-        {
-            byte* p0 = w0, p1 = w0 + rowBytes, p2 = w0 + 2 * rowBytes, p3 = w0 + 3 * rowBytes, px = x0;
-            for (int b = 0; b < blocks; b++, p0 += BlockBytes, p1 += BlockBytes, p2 += BlockBytes, p3 += BlockBytes, px += Q8_0.BlockBytes)
-            {
-                Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
-                // 8·y, subtracted from each row's unsigned-nibble products, turns them into the signed dot
-                Vector256<short> eightY = Avx2.MultiplyAddAdjacent(Vector256.Create((byte)8), y);
-                Vector256<int> s0 = RowSums(p0, y, eightY, mask, ones), s1 = RowSums(p1, y, eightY, mask, ones);
-                Vector256<int> s2 = RowSums(p2, y, eightY, mask, ones), s3 = RowSums(p3, y, eightY, mask, ones);
-                // hadd per 128-bit half, twice, then the halves added: lane r = row r's whole integer dot
-                Vector256<int> h = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s0, s1), Avx2.HorizontalAdd(s2, s3));
-                Vector128<float> sums = Sse2.ConvertToVector128Single(h.GetLower() + h.GetUpper());
-                float dx = HalfBits.Lookup(px);
-                Vector128<float> scales = Vector128.Create(HalfBits.Lookup(p0), HalfBits.Lookup(p1), HalfBits.Lookup(p2), HalfBits.Lookup(p3)) * Vector128.Create(dx);
-                acc = Fma.MultiplyAdd(sums, scales, acc);
-            }
-        }
-        acc.CopyTo(results);
     }
 
     /// <summary>
-    /// A 4 × 4 tile of a matrix product: four weight rows (back to back in <paramref name="w"/>) · four Q8_0
-    /// activation rows (<paramref name="activationStride"/> bytes apart in <paramref name="xq8"/>); results[t·4 + r]
-    /// is bit-identical to <see cref="DotQ8"/> of row r and activation t. Each unpacked weight block is used for
-    /// four tokens while it is in registers, which is what makes prompt processing compute-bound.
+    /// Eight weight rows, <paramref name="rowBytes"/> apart in <paramref name="w"/>, · one Q8_0 activation row:
+    /// results[r] is bit-identical to <see cref="DotQ8"/> of row r. Row r's FMA chain runs in lane r, so the eight
+    /// chains cost one vector FMA per block; the rows' nibbles are transposed in registers (dword j of row r to
+    /// lane r) so that one broadcast activation dword serves all eight rows, and no horizontal sums are needed.
+    /// This is the layout llama.cpp's Q4_0 8×8 repacking builds at load time, built here on the fly from the
+    /// mapped file instead. <paramref name="offsets"/> comes from <see cref="ActivationOffsets"/>.
     /// </summary>
-    public static void DotQ8Tile4x4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq8, int activationStride, Span<float> results)
+    public static void DotQ8Rows8(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq8, ReadOnlySpan<int> offsets, Span<float> results)
     {
-        if (w.Length % 4 != 0 || results.Length < 16)
-            throw new ArgumentException("four rows of equal length and sixteen results are needed", nameof(w));
-        int rowBytes = w.Length / 4;
-        if (rowBytes % BlockBytes != 0)
-            throw new ArgumentException($"a Q4_0 row is a whole number of {BlockBytes}-byte blocks; got {rowBytes} bytes", nameof(w));
-        int activationBytes = rowBytes / BlockBytes * Q8_0.BlockBytes;
-        if (activationStride < activationBytes || xq8.Length < 3L * activationStride + activationBytes)
-            throw new ArgumentException($"four activation rows of {activationBytes} bytes, {activationStride} bytes apart, are needed", nameof(xq8));
+        int blocks = RowArguments.CheckBlockPair("Q4_0", BlockBytes, rowBytes, "Q8_0", Q8_0.BlockBytes, xq8.Length, nameof(xq8));
+        if (rowBytes <= 0 || w.Length < 7L * rowBytes + rowBytes || results.Length < 8 || offsets.Length < blocks)
+            throw new ArgumentException($"eight rows of {rowBytes} bytes, one offset per block and eight results are needed", nameof(w));
         if (CpuPaths.CanAvx2)
         {
-            DotQ8Tile4x4Avx2(w, rowBytes, xq8, activationStride, results);
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq8)
+                fixed (int* po = offsets)
+                fixed (float* pr = results)
+                    DotQ8Rows8Avx2(pw, rowBytes, px, po, blocks, pr);
+            }
+            return;
+        }
+        for (int r = 0; r < 8; r++)
+            results[r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq8);
+    }
+
+    internal static unsafe void DotQ8Rows8Avx2(byte* w, int rowBytes, byte* xq8, int* offsets, int blocks, float* results)
+    {
+        Vector256<float> acc = Vector256<float>.Zero;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
+        byte* p4 = p3 + rowBytes, p5 = p4 + rowBytes, p6 = p5 + rowBytes, p7 = p6 + rowBytes;
+        byte* px = xq8;
+        for (nint o = 0, end = (nint)blocks * BlockBytes; o < end; o += BlockBytes, px += Q8_0.BlockBytes, offsets++)
+        {
+            Vector256<int> sumi = RowSums8(p0 + o, p1 + o, p2 + o, p3 + o, p4 + o, p5 + o, p6 + o, p7 + o, px + 2, mask, ones)
+                                  - Vector256.Create(*offsets);
+            Vector128<ushort> d = Vector128.Create(
+                *(ushort*)(p0 + o), *(ushort*)(p1 + o), *(ushort*)(p2 + o), *(ushort*)(p3 + o),
+                *(ushort*)(p4 + o), *(ushort*)(p5 + o), *(ushort*)(p6 + o), *(ushort*)(p7 + o));
+            Vector256<float> scales = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(d).AsUInt32()) * Vector256.Create(HalfBits.Lookup(px));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), scales, acc);
+        }
+        acc.Store(results);
+    }
+
+    /// <summary>
+    /// An 8 × 4 tile of a matrix product: eight weight rows (<paramref name="rowBytes"/> apart) · four Q8_0
+    /// activation rows (<paramref name="activationStride"/> bytes apart, their offsets <paramref name="offsetStride"/>
+    /// ints apart); results[t·8 + r] is bit-identical to <see cref="DotQ8"/> of row r and activation t. The
+    /// transposed nibbles and the eight row scales are built once per block and serve all four tokens.
+    /// </summary>
+    public static void DotQ8Tile8x4(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq8, int activationStride,
+        ReadOnlySpan<int> offsets, int offsetStride, Span<float> results)
+    {
+        if (rowBytes <= 0 || rowBytes % BlockBytes != 0 || w.Length < 8L * rowBytes || results.Length < 32)
+            throw new ArgumentException($"eight rows of whole {BlockBytes}-byte blocks and 32 results are needed; got rows of {rowBytes} bytes", nameof(w));
+        int blocks = rowBytes / BlockBytes;
+        int activationBytes = blocks * Q8_0.BlockBytes;
+        if (activationStride < activationBytes || xq8.Length < 3L * activationStride + activationBytes)
+            throw new ArgumentException($"four activation rows of {activationBytes} bytes, {activationStride} bytes apart, are needed", nameof(xq8));
+        if (offsetStride < blocks || offsets.Length < 3L * offsetStride + blocks)
+            throw new ArgumentException($"four rows of {blocks} offsets, {offsetStride} apart, are needed", nameof(offsets));
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq8)
+                fixed (int* po = offsets)
+                fixed (float* pr = results)
+                    DotQ8Tile8x4Avx2(pw, rowBytes, px, activationStride, po, offsetStride, blocks, pr);
+            }
             return;
         }
         for (int t = 0; t < 4; t++)
-            DotQ8Rows4(w, xq8.Slice(t * activationStride, activationBytes), results.Slice(t * 4, 4));
-    }
-
-    internal static unsafe void DotQ8Tile4x4Avx2(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq8, int stride, Span<float> results)
-    {
-        int blocks = rowBytes / BlockBytes;
-        Vector128<float> acc0 = Vector128<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        Vector128<byte> mask = Vector128.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
-        Vector256<byte> eights = Vector256.Create((byte)8);
-        fixed (byte* w0 = w)
-        fixed (byte* x0 = xq8)
         {
-            byte* p0 = w0, p1 = w0 + rowBytes, p2 = w0 + 2 * rowBytes, p3 = w0 + 3 * rowBytes, px = x0;
-            for (int b = 0; b < blocks; b++, p0 += BlockBytes, p1 += BlockBytes, p2 += BlockBytes, p3 += BlockBytes, px += Q8_0.BlockBytes)
-            {
-                Vector256<byte> n0 = Nibbles(p0, mask), n1 = Nibbles(p1, mask), n2 = Nibbles(p2, mask), n3 = Nibbles(p3, mask);
-                Vector128<float> rowScales = Vector128.Create(HalfBits.Lookup(p0), HalfBits.Lookup(p1), HalfBits.Lookup(p2), HalfBits.Lookup(p3));
-                acc0 = TileColumn(n0, n1, n2, n3, rowScales, px, eights, ones, acc0);
-                acc1 = TileColumn(n0, n1, n2, n3, rowScales, px + stride, eights, ones, acc1);
-                acc2 = TileColumn(n0, n1, n2, n3, rowScales, px + 2 * stride, eights, ones, acc2);
-                acc3 = TileColumn(n0, n1, n2, n3, rowScales, px + 3 * stride, eights, ones, acc3);
-            }
+            for (int r = 0; r < 8; r++)
+                results[t * 8 + r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq8.Slice(t * activationStride, activationBytes));
         }
-        acc0.CopyTo(results);
-        acc1.CopyTo(results[4..]);
-        acc2.CopyTo(results[8..]);
-        acc3.CopyTo(results[12..]);
     }
 
-    /// <summary>One activation block against four unpacked weight blocks: the four rows' FMA step for this token.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector128<float> TileColumn(Vector256<byte> n0, Vector256<byte> n1, Vector256<byte> n2, Vector256<byte> n3,
-        Vector128<float> rowScales, byte* px, Vector256<byte> eights, Vector256<short> ones, Vector128<float> acc)
+    internal static unsafe void DotQ8Tile8x4Avx2(byte* w, int rowBytes, byte* xq8, int stride, int* offsets, int offsetStride, int blocks, float* results)
     {
-        Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
-        Vector256<short> eightY = Avx2.MultiplyAddAdjacent(eights, y);
-        Vector256<int> s0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n0, y) - eightY, ones);
-        Vector256<int> s1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n1, y) - eightY, ones);
-        Vector256<int> s2 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n2, y) - eightY, ones);
-        Vector256<int> s3 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n3, y) - eightY, ones);
-        Vector256<int> h = Avx2.HorizontalAdd(Avx2.HorizontalAdd(s0, s1), Avx2.HorizontalAdd(s2, s3));
-        Vector128<float> sums = Sse2.ConvertToVector128Single(h.GetLower() + h.GetUpper());
-        return Fma.MultiplyAdd(sums, rowScales * Vector128.Create(HalfBits.Lookup(px)), acc);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
+        byte* p4 = p3 + rowBytes, p5 = p4 + rowBytes, p6 = p5 + rowBytes, p7 = p6 + rowBytes;
+        byte* px = xq8;
+        for (nint o = 0, end = (nint)blocks * BlockBytes; o < end; o += BlockBytes, px += Q8_0.BlockBytes, offsets++)
+        {
+            Vector256<uint> a = Vector256.Create(Vector128.Load((uint*)(p0 + o + 2)), Vector128.Load((uint*)(p4 + o + 2)));
+            Vector256<uint> b = Vector256.Create(Vector128.Load((uint*)(p1 + o + 2)), Vector128.Load((uint*)(p5 + o + 2)));
+            Vector256<uint> c = Vector256.Create(Vector128.Load((uint*)(p2 + o + 2)), Vector128.Load((uint*)(p6 + o + 2)));
+            Vector256<uint> e = Vector256.Create(Vector128.Load((uint*)(p3 + o + 2)), Vector128.Load((uint*)(p7 + o + 2)));
+            Vector256<ulong> t0 = Avx2.UnpackLow(a, b).AsUInt64(), t1 = Avx2.UnpackHigh(a, b).AsUInt64();
+            Vector256<ulong> t2 = Avx2.UnpackLow(c, e).AsUInt64(), t3 = Avx2.UnpackHigh(c, e).AsUInt64();
+            Vector256<byte> q0 = Avx2.UnpackLow(t0, t2).AsByte(), q1 = Avx2.UnpackHigh(t0, t2).AsByte();
+            Vector256<byte> q2 = Avx2.UnpackLow(t1, t3).AsByte(), q3 = Avx2.UnpackHigh(t1, t3).AsByte();
+            Vector256<byte> l0 = q0 & mask, l1 = q1 & mask, l2 = q2 & mask, l3 = q3 & mask;
+            Vector256<byte> h0 = (q0.AsUInt16() >>> 4).AsByte() & mask, h1 = (q1.AsUInt16() >>> 4).AsByte() & mask;
+            Vector256<byte> h2 = (q2.AsUInt16() >>> 4).AsByte() & mask, h3 = (q3.AsUInt16() >>> 4).AsByte() & mask;
+            Vector128<ushort> d = Vector128.Create(
+                *(ushort*)(p0 + o), *(ushort*)(p1 + o), *(ushort*)(p2 + o), *(ushort*)(p3 + o),
+                *(ushort*)(p4 + o), *(ushort*)(p5 + o), *(ushort*)(p6 + o), *(ushort*)(p7 + o));
+            Vector256<float> rowScales = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(d).AsUInt32());
+            acc0 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px, offsets, ones, acc0);
+            acc1 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + stride, offsets + offsetStride, ones, acc1);
+            acc2 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 2 * stride, offsets + 2 * offsetStride, ones, acc2);
+            acc3 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 3 * stride, offsets + 3 * offsetStride, ones, acc3);
+        }
+        acc0.Store(results);
+        acc1.Store(results + 8);
+        acc2.Store(results + 16);
+        acc3.Store(results + 24);
     }
 
+    /// <summary>One token's block against eight unpacked rows: the rows' FMA step for that token.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<byte> Nibbles(byte* pw, Vector128<byte> mask)
+    private static unsafe Vector256<float> TokenStep(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
+        Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3,
+        Vector256<float> rowScales, byte* px, int* offset, Vector256<short> ones, Vector256<float> acc)
     {
-        Vector128<byte> q = Vector128.Load(pw + 2);
-        return Vector256.Create(q & mask, (q >>> 4) & mask);
+        byte* y = px + 2;
+        Vector256<short> s = Avx2.MultiplyAddAdjacent(l0, Vector256.Create(*(int*)y).AsSByte())
+                           + Avx2.MultiplyAddAdjacent(h0, Vector256.Create(*(int*)(y + 16)).AsSByte())
+                           + Avx2.MultiplyAddAdjacent(l1, Vector256.Create(*(int*)(y + 4)).AsSByte())
+                           + Avx2.MultiplyAddAdjacent(h1, Vector256.Create(*(int*)(y + 20)).AsSByte())
+                           + Avx2.MultiplyAddAdjacent(l2, Vector256.Create(*(int*)(y + 8)).AsSByte())
+                           + Avx2.MultiplyAddAdjacent(h2, Vector256.Create(*(int*)(y + 24)).AsSByte())
+                           + Avx2.MultiplyAddAdjacent(l3, Vector256.Create(*(int*)(y + 12)).AsSByte())
+                           + Avx2.MultiplyAddAdjacent(h3, Vector256.Create(*(int*)(y + 28)).AsSByte());
+        Vector256<int> sumi = Avx2.MultiplyAddAdjacent(s, ones) - Vector256.Create(*offset);
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), rowScales * Vector256.Create(HalfBits.Lookup(px)), acc);
     }
 
+    /// <summary>
+    /// Σ nibble·y over one block for eight rows (lane r = row r; the block's qs at p0..p7, the activation values
+    /// at y). Each row's 16 bytes are four dwords; a 4 × 4 dword transpose per 128-bit half puts dword j of every
+    /// row in one vector, whose low and high nibbles meet the broadcast activation dwords j and j + 4. Eight
+    /// maddubs pair sums add up in 16 bits without overflow (8 · 2 · 15 · 128 = 30720).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<int> RowSums(byte* pw, Vector256<sbyte> y, Vector256<short> eightY, Vector128<byte> mask, Vector256<short> ones)
+    private static unsafe Vector256<int> RowSums8(byte* p0, byte* p1, byte* p2, byte* p3, byte* p4, byte* p5, byte* p6, byte* p7,
+        byte* y, Vector256<byte> mask, Vector256<short> ones)
     {
-        Vector128<byte> q = Vector128.Load(pw + 2);
-        Vector256<byte> nibbles = Vector256.Create(q & mask, (q >>> 4) & mask);
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, y) - eightY, ones);
+        Vector256<uint> a = Vector256.Create(Vector128.Load((uint*)(p0 + 2)), Vector128.Load((uint*)(p4 + 2)));
+        Vector256<uint> b = Vector256.Create(Vector128.Load((uint*)(p1 + 2)), Vector128.Load((uint*)(p5 + 2)));
+        Vector256<uint> c = Vector256.Create(Vector128.Load((uint*)(p2 + 2)), Vector128.Load((uint*)(p6 + 2)));
+        Vector256<uint> e = Vector256.Create(Vector128.Load((uint*)(p3 + 2)), Vector128.Load((uint*)(p7 + 2)));
+        Vector256<ulong> t0 = Avx2.UnpackLow(a, b).AsUInt64(), t1 = Avx2.UnpackHigh(a, b).AsUInt64();
+        Vector256<ulong> t2 = Avx2.UnpackLow(c, e).AsUInt64(), t3 = Avx2.UnpackHigh(c, e).AsUInt64();
+        Vector256<short> s = Column(Avx2.UnpackLow(t0, t2).AsByte(), y, mask)
+                           + Column(Avx2.UnpackHigh(t0, t2).AsByte(), y + 4, mask)
+                           + Column(Avx2.UnpackLow(t1, t3).AsByte(), y + 8, mask)
+                           + Column(Avx2.UnpackHigh(t1, t3).AsByte(), y + 12, mask);
+        return Avx2.MultiplyAddAdjacent(s, ones);
     }
+
+    /// <summary>Dword j of eight rows against activation values j·4.. (low nibbles) and 16 + j·4.. (high nibbles).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<short> Column(Vector256<byte> q, byte* y, Vector256<byte> mask) =>
+        Avx2.MultiplyAddAdjacent(q & mask, Vector256.Create(*(int*)y).AsSByte())
+        + Avx2.MultiplyAddAdjacent((q.AsUInt16() >>> 4).AsByte() & mask, Vector256.Create(*(int*)(y + 16)).AsSByte());
 
     // ---- SIMD paths: callers have checked the lengths. ----
 

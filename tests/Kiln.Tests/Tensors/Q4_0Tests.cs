@@ -251,42 +251,60 @@ public class Q4_0Tests
         Assert.Throws<ArgumentException>(() => Q4_0.DotQ8(new byte[17], new byte[34]));
     }
 
-    /// <summary>The four-row kernel gives each row exactly the bits of the one-row kernels (same order per row).</summary>
+    /// <summary>
+    /// The eight-row kernel gives each row exactly the bits of the scalar one-row kernel, for Q8_0 bytes of any
+    /// value (raw random bytes: -128 included, and scales of every sign), which also checks that its 16-bit
+    /// partial sums cannot overflow.
+    /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
-    public void FourRowDotGivesTheOneRowBits(int blocks)
+    public void EightRowDotGivesTheOneRowBits(int blocks)
     {
-        byte[] w = KernelTestData.Q4Blocks(4 * blocks, 90 + blocks);
-        byte[] x = new byte[blocks * Q8_0.BlockBytes];
-        Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 91 + blocks, 2f), x);
-        var four = new float[4];
-        Q4_0.DotQ8Rows4(w, x, four);
-        int rowBytes = blocks * Q4_0.BlockBytes;
-        for (int r = 0; r < 4; r++)
+        byte[] w = KernelTestData.Q4Blocks(8 * blocks, 97 + blocks);
+        byte[] x = KernelTestData.Q4Blocks(blocks * Q8_0.BlockBytes / Q4_0.BlockBytes + 1, 98 + blocks)
+            .AsSpan(0, blocks * Q8_0.BlockBytes).ToArray();
+        for (int b = 0; b < blocks; b++)
+            x[b * Q8_0.BlockBytes + 1] = (byte)(b % 2 == 0 ? 0x2C : 0xAC); // a sane fp16 activation scale, either sign
+        if (blocks > 0)
+            x.AsSpan(2, 32).Fill(0x80); // every activation value -128 in the first block: the largest partial sums
+        var offsets = new int[blocks];
+        Q4_0.ActivationOffsets(x, offsets);
+        for (int b = 0; b < blocks; b++)
         {
-            var row = w.AsSpan(r * rowBytes, rowBytes);
-            Assert.Equal(Q4_0.DotQ8Scalar(row, x), four[r]);
-            Assert.Equal(Q4_0.DotQ8(row, x), four[r]);
+            int sum = 0;
+            for (int j = 0; j < 32; j++)
+                sum += (sbyte)x[b * Q8_0.BlockBytes + 2 + j];
+            Assert.Equal(8 * sum, offsets[b]);
         }
+        var eight = new float[8];
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        Q4_0.DotQ8Rows8(w, rowBytes, x, offsets, eight);
+        for (int r = 0; r < 8; r++)
+            Assert.Equal(Q4_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x), eight[r]);
     }
 
-    /// <summary>The 4 × 4 tile gives every (row, token) exactly the bits of the one-row kernels.</summary>
+    /// <summary>The 8 × 4 tile gives every (row, token) exactly the bits of the scalar one-row kernel.</summary>
     [Theory]
     [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
-    public void TileDotGivesTheOneRowBits(int blocks)
+    public void EightByFourTileGivesTheOneRowBits(int blocks)
     {
-        byte[] w = KernelTestData.Q4Blocks(4 * blocks, 95 + blocks);
-        int stride = blocks * Q8_0.BlockBytes + 6; // activation rows need not be packed
+        byte[] w = KernelTestData.Q4Blocks(8 * blocks, 99 + blocks);
+        int activationBytes = blocks * Q8_0.BlockBytes;
+        int stride = activationBytes + 6, offsetStride = blocks + 3; // neither activations nor offsets need be packed
         var x = new byte[4 * stride];
-        for (int t = 0; t < 4; t++)
-            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 96 + blocks + t, 2f), x.AsSpan(t * stride, blocks * Q8_0.BlockBytes));
-        var tile = new float[16];
-        Q4_0.DotQ8Tile4x4(w, x, stride, tile);
-        int rowBytes = blocks * Q4_0.BlockBytes;
+        var offsets = new int[4 * offsetStride];
         for (int t = 0; t < 4; t++)
         {
-            for (int r = 0; r < 4; r++)
-                Assert.Equal(Q4_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, blocks * Q8_0.BlockBytes)), tile[t * 4 + r]);
+            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 100 + blocks + t, 2f), x.AsSpan(t * stride, activationBytes));
+            Q4_0.ActivationOffsets(x.AsSpan(t * stride, activationBytes), offsets.AsSpan(t * offsetStride, blocks));
+        }
+        var tile = new float[32];
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        Q4_0.DotQ8Tile8x4(w, rowBytes, x, stride, offsets, offsetStride, tile);
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 8; r++)
+                Assert.Equal(Q4_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, activationBytes)), tile[t * 8 + r]);
         }
     }
 }

@@ -9,7 +9,7 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 1×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; Q4_0 single tokens go eight rows at a time); every
+/// Batches use tile kernels where a type has them (F32/F16 1×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
 public sealed unsafe class MatMul : IParallelWork
@@ -76,8 +76,8 @@ public sealed unsafe class MatMul : IParallelWork
         int r = begin;
         if (type == GgmlType.Q4_0)
             r = Q4_0Rows8(begin, end);
-        else if (type == GgmlType.Q8_0 && _batch >= 4)
-            r = Q8_0Tiles(begin, end);
+        else if (type == GgmlType.Q8_0)
+            r = _batch >= 4 ? Q8_0Tiles(begin, end) : Q8_0Rows4(begin, end);
         OneRowAtATime(r, end);
     }
 
@@ -179,6 +179,27 @@ public sealed unsafe class MatMul : IParallelWork
                 var a = act.Slice(t * _activationRowBytes, _activationRowBytes);
                 _y[(long)t * rows + r] = Q8_0.DotQ8(rows2[..w.RowBytes], a);
                 _y[(long)t * rows + r + 1] = Q8_0.DotQ8(rows2[w.RowBytes..], a);
+            }
+        }
+        return r;
+    }
+
+    /// <summary>Groups of four rows, each token on its own (decode and small batches).</summary>
+    private int Q8_0Rows4(int begin, int end)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        ReadOnlySpan<byte> act = _activations;
+        Span<float> four = stackalloc float[4];
+        int r = begin;
+        for (; r + 4 <= end; r += 4)
+        {
+            var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
+            for (int t = 0; t < _batch; t++)
+            {
+                Q8_0.DotQ8Rows4(rows4, w.RowBytes, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
+                for (int i = 0; i < 4; i++)
+                    _y[(long)t * rows + r + i] = four[i];
             }
         }
         return r;

@@ -202,8 +202,14 @@ public static class Q4_0
         byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
         byte* p4 = p3 + rowBytes, p5 = p4 + rowBytes, p6 = p5 + rowBytes, p7 = p6 + rowBytes;
         byte* px = xq8;
+        // The eight rows are 8 short streams, which the hardware prefetchers follow poorly; the next eight rows are
+        // one contiguous run right after them, so fetch it ahead, eight bytes of it per byte of a row consumed here.
+        byte* ahead = w + 8L * rowBytes;
         for (nint o = 0, end = (nint)blocks * BlockBytes; o < end; o += BlockBytes, px += Q8_0.BlockBytes, offsets++)
         {
+            Sse.Prefetch0(ahead + 8 * o);
+            Sse.Prefetch0(ahead + 8 * o + 64);
+            Sse.Prefetch0(ahead + 8 * o + 128);
             Vector256<int> sumi = RowSums8(p0 + o, p1 + o, p2 + o, p3 + o, p4 + o, p5 + o, p6 + o, p7 + o, px + 2, mask, ones)
                                   - Vector256.Create(*offsets);
             Vector128<ushort> d = Vector128.Create(
@@ -259,8 +265,12 @@ public static class Q4_0
         byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
         byte* p4 = p3 + rowBytes, p5 = p4 + rowBytes, p6 = p5 + rowBytes, p7 = p6 + rowBytes;
         byte* px = xq8;
+        byte* ahead = w + 8L * rowBytes; // see DotQ8Rows8Avx2
         for (nint o = 0, end = (nint)blocks * BlockBytes; o < end; o += BlockBytes, px += Q8_0.BlockBytes, offsets++)
         {
+            Sse.Prefetch0(ahead + 8 * o);
+            Sse.Prefetch0(ahead + 8 * o + 64);
+            Sse.Prefetch0(ahead + 8 * o + 128);
             Vector256<uint> a = Vector256.Create(Vector128.Load((uint*)(p0 + o + 2)), Vector128.Load((uint*)(p4 + o + 2)));
             Vector256<uint> b = Vector256.Create(Vector128.Load((uint*)(p1 + o + 2)), Vector128.Load((uint*)(p5 + o + 2)));
             Vector256<uint> c = Vector256.Create(Vector128.Load((uint*)(p2 + o + 2)), Vector128.Load((uint*)(p6 + o + 2)));

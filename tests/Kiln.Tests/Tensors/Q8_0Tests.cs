@@ -286,4 +286,21 @@ public class Q8_0Tests
             }
         }
     }
+
+    /// <summary>The four-row kernel gives each row exactly the bits of the scalar one-row kernel, −128 weights included.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void FourRowDotGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q8Blocks(4 * blocks, 62 + blocks);
+        w[2] = 0x80; // a -128 weight
+        w[^1] = 0x80;
+        int rowBytes = blocks * Q8_0.BlockBytes;
+        var x = new byte[rowBytes];
+        Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 63 + blocks, 2f), x);
+        var four = new float[4];
+        Q8_0.DotQ8Rows4(w, rowBytes, x, four);
+        for (int r = 0; r < 4; r++)
+            Assert.Equal(Q8_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x), four[r]);
+    }
 }

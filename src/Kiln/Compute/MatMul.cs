@@ -9,7 +9,7 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 1×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time); every
+/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
 public sealed unsafe class MatMul : IParallelWork
@@ -31,11 +31,11 @@ public sealed unsafe class MatMul : IParallelWork
         int cols = w.Columns;
         if (x.Length < batch * cols || y.Length < batch * w.Rows)
             throw new ArgumentException("matmul buffers too small");
-        if (_rowScratch.Length < _pool.ThreadCount || _rowScratch[0].Length < cols)
+        if (_rowScratch.Length < _pool.ThreadCount || _rowScratch[0].Length < 4 * cols)
         {
             _rowScratch = new float[_pool.ThreadCount][];
             for (int i = 0; i < _rowScratch.Length; i++)
-                _rowScratch[i] = GC.AllocateUninitializedArray<float>(cols);
+                _rowScratch[i] = GC.AllocateUninitializedArray<float>(4 * cols);
         }
         int rowBytes = checked((int)RowKernels.ActivationBytes(w.Type, cols));
         int need = rowBytes * batch;
@@ -90,17 +90,49 @@ public sealed unsafe class MatMul : IParallelWork
     {
         var w = _w!;
         int rows = w.Rows;
+        int cols = w.Columns;
         ReadOnlySpan<float> xs = MemoryMarshal.Cast<byte, float>(_activations.AsSpan(0, _batch * _activationRowBytes));
         int stride = _activationRowBytes / sizeof(float);
-        Span<float> widened = _rowScratch[worker].AsSpan(0, w.Columns);
-        Span<float> four = stackalloc float[4];
-        for (int i = begin; i < end; i++)
+        Span<float> widened = _rowScratch[worker].AsSpan(0, 4 * cols);
+        Span<float> tile = stackalloc float[16];
+        int i = begin;
+        // Four rows × four tokens per tile while both last; then one row at a time for the rest.
+        for (; i + 4 <= end && _batch >= 4; i += 4)
+        {
+            ReadOnlySpan<float> rows4;
+            if (w.Type == GgmlType.F16)
+            {
+                F16.Dequantize(new ReadOnlySpan<byte>(w.Data + (long)i * w.RowBytes, 4 * w.RowBytes), widened);
+                rows4 = widened;
+            }
+            else
+            {
+                rows4 = new ReadOnlySpan<float>((float*)(w.Data + (long)i * w.RowBytes), 4 * cols);
+            }
+            int t = 0;
+            for (; t + 4 <= _batch; t += 4)
+            {
+                F32.DotSingleAccumulator4x4(rows4, cols, cols, xs.Slice(t * stride, 3 * stride + cols), stride, tile);
+                for (int j = 0; j < 4; j++)
+                {
+                    for (int r = 0; r < 4; r++)
+                        _y[(long)(t + j) * rows + i + r] = tile[j * 4 + r];
+                }
+            }
+            for (; t < _batch; t++)
+            {
+                for (int r = 0; r < 4; r++)
+                    _y[(long)t * rows + i + r] = F32.DotSingleAccumulator(rows4.Slice(r * cols, cols), xs.Slice(t * stride, cols));
+            }
+        }
+        Span<float> four = tile[..4];
+        for (; i < end; i++)
         {
             ReadOnlySpan<float> row;
             if (w.Type == GgmlType.F16)
             {
-                F16.Dequantize(w.Row(i), widened);
-                row = widened;
+                F16.Dequantize(w.Row(i), widened[..cols]);
+                row = widened[..cols];
             }
             else
             {
@@ -109,12 +141,12 @@ public sealed unsafe class MatMul : IParallelWork
             int t = 0;
             for (; t + 4 <= _batch; t += 4)
             {
-                F32.DotSingleAccumulator4(row, xs.Slice(t * stride, 4 * stride), stride, four);
+                F32.DotSingleAccumulator4(row, xs.Slice(t * stride, 3 * stride + cols), stride, four);
                 for (int j = 0; j < 4; j++)
                     _y[(long)(t + j) * rows + i] = four[j];
             }
             for (; t < _batch; t++)
-                _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, xs.Slice(t * stride, stride));
+                _y[(long)t * rows + i] = F32.DotSingleAccumulator(row, xs.Slice(t * stride, cols));
         }
     }
 

@@ -158,6 +158,63 @@ public static class F32
         results[3] = SumLanesHalving(a3);
     }
 
+    /// <summary>
+    /// A 4 × 4 tile in <see cref="DotSingleAccumulator"/>'s order: four weight rows (<paramref name="rowStride"/>
+    /// floats apart in <paramref name="a"/>, each <paramref name="n"/> long) · four activation rows
+    /// (<paramref name="activationStride"/> apart); results[t·4 + r] has exactly the bits of
+    /// DotSingleAccumulator(row r, activation t). Sixteen independent FMA chains keep both FMA pipes busy, where the
+    /// four of <see cref="DotSingleAccumulator4"/> leave half of them waiting on the FMA latency.
+    /// </summary>
+    public static void DotSingleAccumulator4x4(ReadOnlySpan<float> a, int rowStride, int n, ReadOnlySpan<float> x, int activationStride, Span<float> results)
+    {
+        if (n % Lanes != 0 || n < 0)
+            throw new ArgumentException($"the single-accumulator order needs a length that is a multiple of {Lanes}; got {n}", nameof(n));
+        if (rowStride < n || a.Length < 3L * rowStride + n)
+            throw new ArgumentException($"four weight rows of {n} floats, {rowStride} apart, are needed", nameof(a));
+        if (activationStride < n || x.Length < 3L * activationStride + n || results.Length < 16)
+            throw new ArgumentException($"four activation rows of {n} floats, {activationStride} apart, and sixteen results are needed", nameof(x));
+        if (!CpuPaths.CanAvx2)
+        {
+            for (int t = 0; t < 4; t++)
+            {
+                for (int r = 0; r < 4; r++)
+                    results[t * 4 + r] = DotSingleAccumulatorScalar(a.Slice(r * rowStride, n), x.Slice(t * activationStride, n));
+            }
+            return;
+        }
+        ref float w0 = ref MemoryMarshal.GetReference(a);
+        ref float w1 = ref Unsafe.Add(ref w0, rowStride);
+        ref float w2 = ref Unsafe.Add(ref w1, rowStride);
+        ref float w3 = ref Unsafe.Add(ref w2, rowStride);
+        ref float x0 = ref MemoryMarshal.GetReference(x);
+        ref float x1 = ref Unsafe.Add(ref x0, activationStride);
+        ref float x2 = ref Unsafe.Add(ref x1, activationStride);
+        ref float x3 = ref Unsafe.Add(ref x2, activationStride);
+        Vector256<float> c00 = Vector256<float>.Zero, c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        Vector256<float> c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        for (int i = 0; i < n; i += Lanes)
+        {
+            Vector256<float> r0 = Vector256.LoadUnsafe(ref w0, (nuint)i), r1 = Vector256.LoadUnsafe(ref w1, (nuint)i);
+            Vector256<float> r2 = Vector256.LoadUnsafe(ref w2, (nuint)i), r3 = Vector256.LoadUnsafe(ref w3, (nuint)i);
+            Vector256<float> v = Vector256.LoadUnsafe(ref x0, (nuint)i);
+            c00 = Vector256.FusedMultiplyAdd(r0, v, c00); c01 = Vector256.FusedMultiplyAdd(r1, v, c01);
+            c02 = Vector256.FusedMultiplyAdd(r2, v, c02); c03 = Vector256.FusedMultiplyAdd(r3, v, c03);
+            v = Vector256.LoadUnsafe(ref x1, (nuint)i);
+            c10 = Vector256.FusedMultiplyAdd(r0, v, c10); c11 = Vector256.FusedMultiplyAdd(r1, v, c11);
+            c12 = Vector256.FusedMultiplyAdd(r2, v, c12); c13 = Vector256.FusedMultiplyAdd(r3, v, c13);
+            v = Vector256.LoadUnsafe(ref x2, (nuint)i);
+            c20 = Vector256.FusedMultiplyAdd(r0, v, c20); c21 = Vector256.FusedMultiplyAdd(r1, v, c21);
+            c22 = Vector256.FusedMultiplyAdd(r2, v, c22); c23 = Vector256.FusedMultiplyAdd(r3, v, c23);
+            v = Vector256.LoadUnsafe(ref x3, (nuint)i);
+            c30 = Vector256.FusedMultiplyAdd(r0, v, c30); c31 = Vector256.FusedMultiplyAdd(r1, v, c31);
+            c32 = Vector256.FusedMultiplyAdd(r2, v, c32); c33 = Vector256.FusedMultiplyAdd(r3, v, c33);
+        }
+        results[0] = SumLanesHalving(c00); results[1] = SumLanesHalving(c01); results[2] = SumLanesHalving(c02); results[3] = SumLanesHalving(c03);
+        results[4] = SumLanesHalving(c10); results[5] = SumLanesHalving(c11); results[6] = SumLanesHalving(c12); results[7] = SumLanesHalving(c13);
+        results[8] = SumLanesHalving(c20); results[9] = SumLanesHalving(c21); results[10] = SumLanesHalving(c22); results[11] = SumLanesHalving(c23);
+        results[12] = SumLanesHalving(c30); results[13] = SumLanesHalving(c31); results[14] = SumLanesHalving(c32); results[15] = SumLanesHalving(c33);
+    }
+
     /// <summary>((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)): the lane sum of <see cref="Dot"/>.</summary>
     public static float SumLanesPairwise(Vector256<float> v)
     {

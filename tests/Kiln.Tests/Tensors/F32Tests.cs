@@ -48,6 +48,27 @@ public class F32Tests
             Assert.Equal(F32.DotSingleAccumulatorScalar(a, x.AsSpan(t * stride, n)), four[t]);
     }
 
+    /// <summary>The 4 × 4 tile gives every (row, token) the bits of the scalar single-accumulator dot.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(8)]
+    [InlineData(24)]
+    [InlineData(2048 + 64)]
+    public void FourByFourTileGivesTheSingleAccumulatorBits(int n)
+    {
+        int rowStride = n + 5, stride = n + 3;
+        float[] a = KernelTestData.Floats(4 * rowStride, 33 + n);
+        float[] x = KernelTestData.Floats(4 * stride, 34 + n, 2f);
+        var tile = new float[16];
+        F32.DotSingleAccumulator4x4(a, rowStride, n, x, stride, tile);
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 4; r++)
+                Assert.Equal(F32.DotSingleAccumulatorScalar(a.AsSpan(r * rowStride, n), x.AsSpan(t * stride, n)), tile[t * 4 + r]);
+        }
+        Assert.Throws<ArgumentException>(() => F32.DotSingleAccumulator4x4(a, rowStride, n + 1, x, stride, tile));
+    }
+
     /// <summary>
     /// The documented orders, written out for one 40-element row whose terms cancel so that any other order
     /// gives a different float: llama.cpp's ggml_vec_dot_f32 (AVX2) and tinyBLAS sum exactly like this.

@@ -21,6 +21,7 @@ public sealed unsafe class MatMul : IParallelWork
     private WeightMatrix? _w;
     private int _batch;
     private int _activationRowBytes;
+    private bool _f16Prescaled;
     private float* _y;
 
     public MatMul(WorkerPool pool) => _pool = pool;
@@ -43,6 +44,9 @@ public sealed unsafe class MatMul : IParallelWork
             _activations = GC.AllocateUninitializedArray<byte>(need, pinned: true);
         for (int t = 0; t < batch; t++)
             RowKernels.QuantizeActivations(w.Type, x.Slice(t * cols, cols), _activations.AsSpan(t * rowBytes, rowBytes));
+        _f16Prescaled = w.Type == GgmlType.F16 && !UsesFloatBatch(w, batch);
+        if (_f16Prescaled)
+            F16.PrescaleActivations(MemoryMarshal.Cast<byte, float>(_activations.AsSpan(0, need)));
         if (w.Type == GgmlType.Q4_0)
         {
             int blocks = cols / Q4_0.BlockSize;
@@ -68,9 +72,14 @@ public sealed unsafe class MatMul : IParallelWork
     void IParallelWork.Execute(int begin, int end, int worker)
     {
         var type = _w!.Type;
-        if (type is GgmlType.F16 or GgmlType.F32 && _batch >= 2 && _w.Columns % F32.Lanes == 0)
+        if (UsesFloatBatch(_w, _batch))
         {
             FloatBatch(begin, end, worker);
+            return;
+        }
+        if (_f16Prescaled)
+        {
+            F16Rows(begin, end);
             return;
         }
         int r = begin;
@@ -79,6 +88,24 @@ public sealed unsafe class MatMul : IParallelWork
         else if (type == GgmlType.Q8_0)
             r = _batch >= 4 ? Q8_0Tiles(begin, end) : Q8_0Rows4(begin, end);
         OneRowAtATime(r, end);
+    }
+
+    private static bool UsesFloatBatch(WeightMatrix w, int batch) =>
+        w.Type is GgmlType.F16 or GgmlType.F32 && batch >= 2 && w.Columns % F32.Lanes == 0;
+
+    /// <summary>F16 rows one at a time against activations pre-scaled for <see cref="F16.DotPrescaled"/>.</summary>
+    private void F16Rows(int begin, int end)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        ReadOnlySpan<float> xs = MemoryMarshal.Cast<byte, float>(_activations.AsSpan(0, _batch * _activationRowBytes));
+        int stride = _activationRowBytes / sizeof(float);
+        for (int r = begin; r < end; r++)
+        {
+            var row = w.Row(r);
+            for (int t = 0; t < _batch; t++)
+                _y[(long)t * rows + r] = F16.DotPrescaled(row, xs.Slice(t * stride, w.Columns));
+        }
     }
 
     /// <summary>

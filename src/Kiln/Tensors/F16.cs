@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -90,6 +91,106 @@ public static class F16
     }
 
     /// <summary>
+    /// <see cref="Dot"/> with activations pre-multiplied by <see cref="HalfBits.UnscaledFactor"/> (2^112; see
+    /// <see cref="PrescaleActivations"/>): the weights then need only <see cref="HalfBits.ToSingleUnscaled(ushort)"/>,
+    /// three integer operations per vector instead of ten, which is what bounds F16 decoding. Every product, and so
+    /// every sum, is exactly <see cref="Dot"/>'s for finite weights; pre-scaling cannot overflow because the
+    /// activations are F16-rounded (|x| ≤ 65504, and 65504 · 2^112 &lt; float.MaxValue).
+    /// </summary>
+    public static float DotPrescaled(ReadOnlySpan<byte> w, ReadOnlySpan<float> xScaled)
+    {
+        RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, xScaled.Length, nameof(w));
+        if (CpuPaths.PreferAvx512)
+            return DotPrescaledAvx512(w, xScaled);
+        if (CpuPaths.CanAvx2)
+            return DotPrescaledAvx2(w, xScaled);
+        return DotPrescaledScalar(w, xScaled);
+    }
+
+    /// <summary>
+    /// Reference for <see cref="DotPrescaled"/>: <see cref="DotScalar"/> of the weights and the activations scaled
+    /// back (exactly). Its products are the fast paths' products, Inf/NaN weights included: those paths notice
+    /// such weights and come here.
+    /// </summary>
+    public static float DotPrescaledScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> xScaled)
+    {
+        RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, xScaled.Length, nameof(w));
+        int n = xScaled.Length, blocked = n - n % F32.DotStep;
+        Span<float> acc = stackalloc float[F32.DotStep];
+        acc.Clear();
+        for (int i = 0; i < blocked; i += F32.DotStep)
+        {
+            for (int j = 0; j < F32.DotStep; j++)
+                acc[j] = MathF.FusedMultiplyAdd(WeightAt(w, i + j), xScaled[i + j] * InverseUnscaledFactor, acc[j]);
+        }
+        for (int l = 0; l < F32.Lanes; l++)
+        {
+            acc[l] += acc[2 * F32.Lanes + l];
+            acc[F32.Lanes + l] += acc[3 * F32.Lanes + l];
+            acc[l] += acc[F32.Lanes + l];
+        }
+        double sum = F32.SumLanesPairwise(acc[..F32.Lanes]);
+        for (int i = blocked; i < n; i++)
+            sum += WeightAt(w, i) * (xScaled[i] * InverseUnscaledFactor);
+        return (float)sum;
+    }
+
+    /// <summary>Multiplies F16-rounded activations by 2^112 (exact) for <see cref="DotPrescaled"/>.</summary>
+    public static void PrescaleActivations(Span<float> x) => TensorPrimitives.Multiply(x, HalfBits.UnscaledFactor, x);
+
+    internal static float DotPrescaledAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        ref short pw = ref Unsafe.As<byte, short>(ref MemoryMarshal.GetReference(w));
+        ref float px = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, i = 0;
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector256<ushort> exponentGap = Vector256<ushort>.AllBitsSet, exponent = Vector256.Create((ushort)0x7C00);
+        for (; i + F32.DotStep <= n; i += F32.DotStep)
+        {
+            Vector256<short> h0 = Vector256.LoadUnsafe(ref pw, (nuint)i), h1 = Vector256.LoadUnsafe(ref pw, (nuint)i + 16);
+            // 0 in a lane once any half there had an all-ones exponent (Inf/NaN)
+            exponentGap = Vector256.Min(Vector256.Min(exponentGap, Vector256.AndNot(exponent, h0.AsUInt16())), Vector256.AndNot(exponent, h1.AsUInt16()));
+            (Vector256<int> w0, Vector256<int> w1) = Vector256.Widen(h0);
+            (Vector256<int> w2, Vector256<int> w3) = Vector256.Widen(h1);
+            acc0 = Vector256.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(w0), Vector256.LoadUnsafe(ref px, (nuint)i), acc0);
+            acc1 = Vector256.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(w1), Vector256.LoadUnsafe(ref px, (nuint)i + 8), acc1);
+            acc2 = Vector256.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(w2), Vector256.LoadUnsafe(ref px, (nuint)i + 16), acc2);
+            acc3 = Vector256.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(w3), Vector256.LoadUnsafe(ref px, (nuint)i + 24), acc3);
+        }
+        if (Vector256.EqualsAny(exponentGap, Vector256<ushort>.Zero) || HasNonFiniteTail(w, i))
+            return DotPrescaledScalar(w, x);
+        double sum = F32.SumLanesPairwise((acc0 + acc2) + (acc1 + acc3));
+        for (; i < n; i++)
+            sum += HalfBits.ToSingleUnscaled((ushort)Unsafe.Add(ref pw, i)) * Unsafe.Add(ref px, i);
+        return (float)sum;
+    }
+
+    /// <summary><see cref="DotPrescaledAvx2"/>'s order in 512-bit registers, as <see cref="DotAvx512"/> keeps <see cref="DotAvx2"/>'s.</summary>
+    internal static float DotPrescaledAvx512(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
+    {
+        ref short pw = ref Unsafe.As<byte, short>(ref MemoryMarshal.GetReference(w));
+        ref float px = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, i = 0;
+        Vector512<float> acc01 = Vector512<float>.Zero, acc23 = acc01;
+        Vector512<ushort> exponentGap = Vector512<ushort>.AllBitsSet, exponent = Vector512.Create((ushort)0x7C00);
+        for (; i + F32.DotStep <= n; i += F32.DotStep)
+        {
+            Vector512<short> h = Vector512.LoadUnsafe(ref pw, (nuint)i);
+            exponentGap = Vector512.Min(exponentGap, Vector512.AndNot(exponent, h.AsUInt16())); // see DotPrescaledAvx2
+            (Vector512<int> lo, Vector512<int> hi) = Vector512.Widen(h);
+            acc01 = Vector512.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(lo), Vector512.LoadUnsafe(ref px, (nuint)i), acc01);
+            acc23 = Vector512.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(hi), Vector512.LoadUnsafe(ref px, (nuint)i + 16), acc23);
+        }
+        if (Vector512.EqualsAny(exponentGap, Vector512<ushort>.Zero) || HasNonFiniteTail(w, i))
+            return DotPrescaledScalar(w, x);
+        Vector512<float> pairs = acc01 + acc23;
+        double sum = F32.SumLanesPairwise(pairs.GetLower() + pairs.GetUpper());
+        for (; i < n; i++)
+            sum += HalfBits.ToSingleUnscaled((ushort)Unsafe.Add(ref pw, i)) * Unsafe.Add(ref px, i);
+        return (float)sum;
+    }
+
+    /// <summary>
     /// The matrix-matrix order (tinyBLAS, batches of two or more rows): one 8-lane FMA accumulator over the row,
     /// lanes summed as <see cref="F32.SumLanesHalving(Vector256{float})"/>. The length must be a multiple of 8.
     /// </summary>
@@ -134,6 +235,18 @@ public static class F16
         for (; i < x.Length; i++)
             rounded[i] = HalfBits.ToSingle(HalfBits.FromSingle(x[i]));
     }
+
+    private static bool HasNonFiniteTail(ReadOnlySpan<byte> w, int from)
+    {
+        for (int i = from; i < w.Length / 2; i++)
+        {
+            if ((BinaryPrimitives.ReadUInt16LittleEndian(w[(2 * i)..]) & 0x7C00) == 0x7C00)
+                return true;
+        }
+        return false;
+    }
+
+    private const float InverseUnscaledFactor = 1.925929944387236e-34f; // 2^-112
 
     private static float WeightAt(ReadOnlySpan<byte> w, int i) => HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(w[(2 * i)..]));
 

@@ -70,6 +70,32 @@ internal static class HalfBits
         return (ushort)((sign >> 16) | (shl1 > 0xFF000000u ? 0x7E00u : nonSign));
     }
 
+    /// <summary>2^112: what <see cref="ToSingleUnscaled(ushort)"/> leaves out of a half's value.</summary>
+    public const float UnscaledFactor = 5.192296858534828e33f;
+
+    /// <summary>
+    /// A finite half's value times 2^−112, exactly: its magnitude bits moved into a float's exponent and mantissa
+    /// without re-biasing (half subnormals become float subnormals), and its sign moved to bit 31. Three integer
+    /// operations where <see cref="ToSingle(ushort)"/> needs a multiply and an Inf/NaN fix-up; a dot product whose
+    /// other operand is pre-multiplied by 2^112 gets exactly the products of the true values. Inf/NaN halves give
+    /// finite values here: callers take finite weights.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToSingleUnscaled(ushort h) =>
+        BitConverter.Int32BitsToSingle(((short)h << 13) & UnscaledMask);
+
+    /// <summary><see cref="ToSingleUnscaled(ushort)"/> of 8 halves, each sign-extended in a 32-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ToSingleUnscaled(Vector256<int> h) => ((h << 13) & Vector256.Create(UnscaledMask)).AsSingle();
+
+    /// <summary><see cref="ToSingleUnscaled(ushort)"/> of 16 halves, each sign-extended in a 32-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ToSingleUnscaled(Vector512<int> h) => ((h << 13) & Vector512.Create(UnscaledMask)).AsSingle();
+
+    // A sign-extended half shifted left by 13 has the sign in bits 31..28; keeping bit 31 and bits 27..13 leaves the
+    // sign and the 15 magnitude bits in place.
+    private const int UnscaledMask = unchecked((int)0x8FFFE000);
+
     /// <summary>8 halves, each zero-extended in a 32-bit lane, to 8 floats.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> ToSingle(Vector256<uint> h)

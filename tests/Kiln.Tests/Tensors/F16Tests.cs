@@ -91,6 +91,53 @@ public class F16Tests
         }
     }
 
+    /// <summary>
+    /// The pre-scaled dot gives <see cref="F16.Dot"/>'s bits on every path, for every weight value: finite ones
+    /// (subnormals and negative zero included) take the fast integer conversion, and a row holding Inf or NaN
+    /// anywhere (in the vector part or the tail) must still give Dot's result.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.LengthData), MemberType = typeof(KernelTestData))]
+    public void PrescaledDotGivesTheDotBits(int n)
+    {
+        Assert.True(Math.ScaleB(1, 112) == HalfBits.UnscaledFactor, "UnscaledFactor is not 2^112");
+        float[] x = KernelTestData.Floats(n, 14 + n, 2f);
+        var xr = new float[n];
+        F16.RoundActivations(x, xr);
+        var rng = new Random(15 + n);
+        var w = new byte[2 * n];
+        rng.NextBytes(w); // every bit pattern: subnormals, ±0, large values, Inf and NaN
+        for (int i = 0; i < n; i++)
+        {
+            if ((w[2 * i + 1] & 0x7C) == 0x7C)
+                w[2 * i + 1] &= 0xBF; // finite first
+        }
+        for (int round = 0; round < 3; round++)
+        {
+            if (round == 1 && n > 0)
+                w[2 * (n - 1) + 1] = 0x7C; // Inf in the last element (the tail unless n % 32 == 0)
+            if (round == 2 && n > 0)
+                w[1] = 0xFE; // NaN at the first
+            float expected = F16.Dot(w, xr);
+            var xs = (float[])xr.Clone();
+            F16.PrescaleActivations(xs);
+            AssertSameFloat(expected, F16.DotPrescaledScalar(w, xs));
+            AssertSameFloat(expected, F16.DotPrescaled(w, xs));
+            if (KernelTestData.Avx2)
+                AssertSameFloat(expected, F16.DotPrescaledAvx2(w, xs));
+            if (KernelTestData.Avx512)
+                AssertSameFloat(expected, F16.DotPrescaledAvx512(w, xs));
+        }
+    }
+
+    private static void AssertSameFloat(float expected, float actual)
+    {
+        if (float.IsNaN(expected))
+            Assert.True(float.IsNaN(actual), $"expected NaN, got {actual}");
+        else
+            Assert.Equal(expected, actual);
+    }
+
     /// <summary>Rounded activations are exactly the F16 values llama.cpp converts activations to, as floats.</summary>
     [Theory]
     [MemberData(nameof(KernelTestData.LengthData), MemberType = typeof(KernelTestData))]

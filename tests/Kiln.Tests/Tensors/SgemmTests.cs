@@ -172,6 +172,25 @@ public class SgemmTests
         }
     }
 
+    /// <summary>The training loop calls this thousands of times per step: once the scratch is grown, nothing is allocated.</summary>
+    [Fact]
+    public void WarmProductsAllocateNothing()
+    {
+        const int m = 70, n = 90, k = 300;
+        var (a, b, c) = Inputs(m, n, k, 15);
+        foreach (Path path in AvailablePaths())
+        {
+            if (path == Path.Scalar)
+                continue;
+            var run = Run(path);
+            run(a, k, b, k, c, n, m, n, k, false, true, true, null);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 3; i++)
+                run(a, k, b, k, c, n, m, n, k, false, true, true, null);
+            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+    }
+
     [Fact]
     public void EmptySumZeroesOrKeepsC()
     {

@@ -18,15 +18,17 @@ internal static unsafe class SgemmPacking
     /// </summary>
     public static void PackA(float* a, nint lda, bool transposed, int i0, int rows, int p0, int kc, int mr, float* dst)
     {
+        if (transposed)
+        {
+            Deal(a + (nint)p0 * lda + i0, lda, kc, rows, mr, dst); // stored k × m: a k step is a contiguous row
+            return;
+        }
         for (int ir = 0; ir < rows; ir += mr)
         {
             int h = Math.Min(mr, rows - ir);
             if (h < mr)
                 new Span<float>(dst, mr * kc).Clear();
-            if (transposed)
-                CopyRows(a + (nint)p0 * lda + i0 + ir, lda, kc, h, dst, mr); // stored k-major: a k step is h contiguous floats
-            else
-                Transpose(a + (nint)(i0 + ir) * lda + p0, lda, h, kc, dst, mr);
+            Transpose(a + (nint)(i0 + ir) * lda + p0, lda, h, kc, dst, mr);
             dst += mr * kc;
         }
     }
@@ -39,7 +41,7 @@ internal static unsafe class SgemmPacking
     {
         if (!transposed)
         {
-            PackRowMajorB(b + (nint)p0 * ldb + j0, ldb, kc, cols, nr, dst);
+            Deal(b + (nint)p0 * ldb + j0, ldb, kc, cols, nr, dst);
             return;
         }
         for (int jr = 0; jr < cols; jr += nr)
@@ -53,44 +55,32 @@ internal static unsafe class SgemmPacking
     }
 
     /// <summary>
-    /// B stored k × n: each k step's whole block row is read once, left to right, and dealt out to the panels. Going
-    /// panel by panel instead reads 128 bytes per row down kc rows, which the prefetchers follow badly.
+    /// For an operand whose k steps are stored as rows (A transposed, B not): each k step's block row is read once,
+    /// left to right, and dealt out to the panels of <paramref name="width"/>. Going panel by panel instead reads
+    /// 48–128 bytes per row down kc rows, which the prefetchers follow badly.
     /// </summary>
-    private static void PackRowMajorB(float* src, nint ldb, int kc, int cols, int nr, float* dst)
+    private static void Deal(float* src, nint ld, int kc, int count, int width, float* dst)
     {
-        int full = cols / nr;
-        int rest = cols - full * nr;
+        int full = count / width;
+        int rest = count - full * width;
         if (rest > 0)
-            new Span<float>(dst + full * nr * kc, nr * kc).Clear();
+            new Span<float>(dst + full * width * kc, width * kc).Clear();
+        int vectors = Vector256.IsHardwareAccelerated ? width / Vector256<float>.Count * Vector256<float>.Count : 0;
         for (int p = 0; p < kc; p++)
-        {
-            float* s = src + p * ldb;
-            float* d = dst + p * nr;
-            for (int panel = 0; panel < full; panel++)
-            {
-                for (int x = 0; x < nr; x += 8) // both tile widths are whole 8-float vectors
-                    Vector256.Load(s + x).Store(d + x);
-                s += nr;
-                d += nr * kc;
-            }
-            for (int x = 0; x < rest; x++)
-                d[x] = s[x];
-        }
-    }
-
-    /// <summary>dst[p * width + x] = src[p * ld + x] for p &lt; count, x &lt; length.</summary>
-    private static void CopyRows(float* src, nint ld, int count, int length, float* dst, int width)
-    {
-        int vectors = Vector256.IsHardwareAccelerated ? length / Vector256<float>.Count * Vector256<float>.Count : 0;
-        for (int p = 0; p < count; p++)
         {
             float* s = src + p * ld;
             float* d = dst + p * width;
-            // A panel row is 16 to 32 floats: a call to memmove per row would cost as much as the copy.
-            int x = 0;
-            for (; x < vectors; x += Vector256<float>.Count)
-                Vector256.Load(s + x).Store(d + x);
-            for (; x < length; x++)
+            for (int panel = 0; panel < full; panel++)
+            {
+                int x = 0;
+                for (; x < vectors; x += Vector256<float>.Count)
+                    Vector256.Load(s + x).Store(d + x);
+                for (; x < width; x++)
+                    d[x] = s[x];
+                s += width;
+                d += width * kc;
+            }
+            for (int x = 0; x < rest; x++)
                 d[x] = s[x];
         }
     }

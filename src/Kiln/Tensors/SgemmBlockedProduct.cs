@@ -13,12 +13,15 @@ namespace Kiln.Tensors;
 internal sealed unsafe class SgemmBlockedProduct : IParallelWork
 {
     /// <summary>
-    /// k block: the A micro-panel (12 × 256 floats = 12 KiB) stays in Zen 4's 32 KiB L1d next to the B
-    /// micro-panel streaming through it.
+    /// k block: the A micro-panel (8 × 256 floats = 8 KiB) stays in Zen 4's 32 KiB L1d while B micro-panels
+    /// stream past it from L2. (128 and 384 measured the same as 256 within the noise of a shared machine.)
     /// </summary>
     public const int BlockDepth = 256;
 
-    /// <summary>Column block: the packed B block, 256 × 512 floats = 512 KiB, half of a Zen 4 core's L2.</summary>
+    /// <summary>
+    /// Column block (rounded down to whole tile widths): the packed B block, at most 256 × 512 floats = 512 KiB,
+    /// half of a Zen 4 core's L2.
+    /// </summary>
     public const int BlockColumns = 512;
 
     /// <summary>Row block: bounds the packed A buffer (384 × 256 floats = 384 KiB); a multiple of both tile heights.</summary>
@@ -94,7 +97,8 @@ internal sealed unsafe class SgemmBlockedProduct : IParallelWork
     {
         int mr = _mr, nr = _nr;
         int depth = Math.Min(BlockDepth, _k);
-        int blockColumns = RoundUp(Math.Min(BlockColumns, columnEnd - columnBegin), nr);
+        int columnStep = BlockColumns / nr * nr; // whole panels per block, so only the matrix edge has a partial one
+        int blockColumns = RoundUp(Math.Min(columnStep, columnEnd - columnBegin), nr);
         int blockRows = RoundUp(Math.Min(BlockRows, rowEnd - rowBegin), mr);
         int packedB = blockColumns * depth;
         int packedA = blockRows * depth;
@@ -102,9 +106,9 @@ internal sealed unsafe class SgemmBlockedProduct : IParallelWork
         float* packA = packB + packedB;
         float* edge = packA + packedA;
 
-        for (int jc = columnBegin; jc < columnEnd; jc += BlockColumns)
+        for (int jc = columnBegin; jc < columnEnd; jc += columnStep)
         {
-            int nc = Math.Min(BlockColumns, columnEnd - jc);
+            int nc = Math.Min(columnStep, columnEnd - jc);
             for (int pc = 0; pc < _k; pc += BlockDepth)
             {
                 int kc = Math.Min(BlockDepth, _k - pc);

@@ -43,6 +43,8 @@ public class GgufQuantizerTests : IDisposable
                 var dst = bytes.AsSpan((int)r * rowBytes, rowBytes);
                 if (type == GgmlType.F32)
                     MemoryMarshal.AsBytes(row).CopyTo(dst);
+                else if (type == GgmlType.BF16)
+                    BF16.Quantize(row, dst);
                 else
                     RowQuantizer.Quantize(type, row, dst);
             }
@@ -133,10 +135,12 @@ public class GgufQuantizerTests : IDisposable
         }
     }
 
-    [Fact]
-    public void F16InputQuantizesItsExactFloatValues()
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    public void HalfPrecisionInputQuantizesItsExactFloatValues(GgmlType sourceType)
     {
-        string input = WriteModel("in.gguf", GgmlType.F16, layers: 1);
+        string input = WriteModel("in.gguf", sourceType, layers: 1);
         string output = Path.Combine(_dir, "out.gguf");
         GgufQuantizer.Quantize(input, output, new QuantizationOptions { Mix = QuantizationMix.Parse("Q8_0"), Pure = true, Threads = 2 });
 
@@ -147,10 +151,11 @@ public class GgufQuantizerTests : IDisposable
         var halves = MemoryMarshal.Cast<byte, ushort>(src.GetTensorBytes(src.GetTensor("blk.0.ffn_up.weight")));
         var floats = new float[halves.Length];
         for (int i = 0; i < floats.Length; i++)
-            floats[i] = HalfBits.ToSingle(halves[i]);
+            floats[i] = sourceType == GgmlType.F16 ? HalfBits.ToSingle(halves[i]) : BitConverter.Int32BitsToSingle(halves[i] << 16);
         var expected = new byte[q.ByteSize];
         Q8_0.QuantizeScalar(floats, expected);
         Assert.True(expected.AsSpan().SequenceEqual(dst.GetTensorBytes(q)));
+        Assert.Equal(GgmlType.F32, dst.GetTensor("blk.0.attn_norm.weight").Type); // copied as it was
         Assert.Equal(7, dst.GetInteger("general.file_type"));
         Assert.Equal(2, dst.GetInteger("general.quantization_version"));
     }

@@ -56,20 +56,14 @@ internal static class QuantizeCommand
             if ((File.Exists(outPath) || Directory.Exists(outPath)) && !r.GetValue(force))
                 throw new IOException($"{outPath} exists; pass --force to overwrite it");
 
-            int written = 0, total = 0;
             var options = new QuantizationOptions
             {
                 Mix = mix,
                 Threads = t == 0 ? WorkerPool.DefaultThreadCount() : t,
                 LeaveOutput = r.GetValue(leaveOutput),
                 Pure = r.GetValue(pure),
-                TensorWritten = tensor =>
-                {
-                    written++;
-                    io.Error.WriteLine(Describe(tensor, written, total));
-                },
+                TensorWritten = p => io.Error.WriteLine(Describe(p.Tensor, p.Number, p.Total)),
             };
-            total = CountTensors(inPath);
             io.Error.WriteLine($"kiln: quantizing {inPath} to {outPath} as {mix.Name} with {options.Threads} threads");
             var summary = GgufQuantizer.Quantize(inPath, outPath, options);
 
@@ -89,12 +83,6 @@ internal static class QuantizeCommand
             return 0;
         });
         return command;
-    }
-
-    private static int CountTensors(string path)
-    {
-        using var f = Kiln.Formats.Gguf.GgufFile.Open(path);
-        return f.Tensors.Count;
     }
 
     private static string Describe(TensorQuantization t, int index, int total)

@@ -47,6 +47,7 @@ public static class GgufQuantizer
 
         using var pool = new WorkerPool(options.Threads);
         var work = new RowChunkWork(options.Threads, plan.Tensors);
+        int written = 0;
         foreach (var t in plan.Tensors)
         {
             var info = source.GetTensor(t.Name);
@@ -56,7 +57,7 @@ public static class GgufQuantizer
                     Copy(source, info, stream);
                 else
                     work.Run(pool, source, info, t, stream);
-                options.TensorWritten?.Invoke(t);
+                options.TensorWritten?.Invoke(new TensorProgress(t, ++written, plan.Tensors.Count));
             });
         }
         writer.Write(outputPath);

@@ -15,5 +15,5 @@ public sealed record QuantizationOptions
     public bool Pure { get; init; }
 
     /// <summary>Called after each tensor has been written, in file order.</summary>
-    public Action<TensorQuantization>? TensorWritten { get; init; }
+    public Action<TensorProgress>? TensorWritten { get; init; }
 }

@@ -194,7 +194,7 @@ public class GgufQuantizerTests : IDisposable
         var options = new QuantizationOptions
         {
             Mix = QuantizationMix.Parse("Q4_0"),
-            TensorWritten = t => throw new IOException("disk full (simulated)"),
+            TensorWritten = _ => throw new IOException("disk full (simulated)"),
         };
         Assert.Throws<IOException>(() => GgufQuantizer.Quantize(input, output, options));
         Assert.Equal(["in.gguf"], Directory.GetFiles(_dir).Select(Path.GetFileName));

@@ -41,6 +41,7 @@ public sealed class KlDivergenceCommandTests : IDisposable
         Assert.Equal(double.Parse(finalPpl, CultureInfo.InvariantCulture), Stat(self.Stdout, "Mean PPL(Q)"), 3e-4);
         Assert.True(Stat(self.Stdout, "Mean    KLD") < 1e-5);
         Assert.Contains("====== KL divergence statistics ======", self.Stdout);
+        Assert.Equal(Stat(self.Stdout, "Mean PPL(Q)") / Stat(self.Stdout, "Mean PPL(base)"), Stat(self.Stdout, "Mean PPL(Q)/PPL(base)"), 2e-6);
 
         var other = KilnRunner.Run("perplexity", "-m", RandomModel(7), "--kl-divergence-base", file, "--kl-divergence", "-t", "1");
         Assert.Equal(0, other.ExitCode);

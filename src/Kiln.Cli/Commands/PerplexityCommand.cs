@@ -154,6 +154,8 @@ internal static class PerplexityCommand
         o.WriteLine(F($"Mean PPL(base)                : {k.BasePerplexity.Value,10:F6} ± {k.BasePerplexity.Error,10:F6}"));
         o.WriteLine(F($"Cor(ln(PPL(Q)), ln(PPL(base))): {100 * k.LogPerplexityCorrelation,6:F2}%"));
         o.WriteLine(F($"Mean ln(PPL(Q)/PPL(base))     : {k.LogPerplexityRatio.Value,10:F6} ± {k.LogPerplexityRatio.Error,10:F6}"));
+        double ratio = Math.Exp(k.LogPerplexityRatio.Value);
+        o.WriteLine(F($"Mean PPL(Q)/PPL(base)         : {ratio,10:F6} ± {ratio * k.LogPerplexityRatio.Error,10:F6}"));
         o.WriteLine(F($"Mean PPL(Q)-PPL(base)         : {k.PerplexityDifference.Value,10:F6} ± {k.PerplexityDifference.Error,10:F6}"));
         o.WriteLine();
         o.WriteLine("====== KL divergence statistics ======");

@@ -51,7 +51,7 @@ internal static class QuantizeCommand
                 throw new CliException($"--threads {t} is out of range (1 to 1024, or 0 for the default)");
             if (!File.Exists(inPath))
                 throw new FileNotFoundException($"file not found: {inPath}", inPath);
-            if (string.Equals(Path.GetFullPath(inPath), Path.GetFullPath(outPath), StringComparison.Ordinal))
+            if (GgufQuantizer.IsSameFile(inPath, outPath))
                 throw new CliException($"IN and OUT are the same file ({inPath}); write the quantized model elsewhere");
             if ((File.Exists(outPath) || Directory.Exists(outPath)) && !r.GetValue(force))
                 throw new IOException($"{outPath} exists; pass --force to overwrite it");

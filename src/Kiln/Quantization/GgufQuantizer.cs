@@ -29,7 +29,7 @@ public static class GgufQuantizer
         ArgumentNullException.ThrowIfNull(options);
         if (options.Threads < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "thread count must be at least 1");
-        if (string.Equals(Path.GetFullPath(inputPath), Path.GetFullPath(outputPath), StringComparison.Ordinal))
+        if (IsSameFile(inputPath, outputPath))
             throw new ArgumentException($"input and output are the same file: {outputPath}", nameof(outputPath));
 
         var clock = Stopwatch.StartNew();
@@ -62,6 +62,16 @@ public static class GgufQuantizer
         }
         writer.Write(outputPath);
         return new QuantizationSummary(plan.Tensors, source.FileLength, new FileInfo(outputPath).Length, clock.Elapsed);
+    }
+
+    /// <summary>True when both paths name one file, also through a symbolic link to it.</summary>
+    public static bool IsSameFile(string a, string b) =>
+        string.Equals(Resolve(a), Resolve(b), StringComparison.Ordinal);
+
+    private static string Resolve(string path)
+    {
+        string full = Path.GetFullPath(path);
+        return File.Exists(full) ? File.ResolveLinkTarget(full, returnFinalTarget: true)?.FullName ?? full : full;
     }
 
     private static unsafe void Copy(GgufFile source, GgufTensorInfo info, Stream stream)

@@ -205,6 +205,10 @@ public class GgufQuantizerTests : IDisposable
     {
         string input = WriteModel("in.gguf", layers: 1);
         Assert.Throws<ArgumentException>(() => GgufQuantizer.Quantize(input, input, new QuantizationOptions()));
+        string link = Path.Combine(_dir, "link.gguf");
+        File.CreateSymbolicLink(link, input);
+        Assert.Throws<ArgumentException>(() => GgufQuantizer.Quantize(input, link, new QuantizationOptions()));
+        Assert.False(GgufQuantizer.IsSameFile(input, Path.Combine(_dir, "other.gguf")));
     }
 
     [Theory]

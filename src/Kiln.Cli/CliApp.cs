@@ -25,6 +25,7 @@ public static class CliApp
         root.Subcommands.Add(InfoCommand.Create(io));
         root.Subcommands.Add(TokenizeCommand.Create(io));
         root.Subcommands.Add(ConvertCommand.Create(io));
+        root.Subcommands.Add(QuantizeCommand.Create(io));
         root.Subcommands.Add(PerplexityCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
 

@@ -16,17 +16,31 @@ internal static class PerplexityCommand
     public static Command Create(CliIO io)
     {
         var model = new Option<string>("--model", "-m") { Description = "Path of a GGUF model file", Required = true };
-        var file = new Option<string>("--file", "-f") { Description = "UTF-8 text file to measure", Required = true };
+        var file = new Option<string?>("--file", "-f") { Description = "UTF-8 text file to measure (not needed with --kl-divergence: the base file holds the tokens)" };
         var context = new Option<int>("--ctx-size", "-c")
         {
             Description = $"Tokens per chunk (even); default {PerplexityOptions.DefaultContextLength} as llama.cpp, or the model's context length if smaller",
         };
         var threads = new Option<int>("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
         var chunks = new Option<int>("--chunks") { Description = "Evaluate at most this many chunks; -1 = all", DefaultValueFactory = _ => -1 };
+        var klBase = new Option<string?>("--kl-divergence-base")
+        {
+            Description = "Save the model's log-probabilities to this file (llama-perplexity's format); with --kl-divergence, read them from it",
+        };
+        var kl = new Option<bool>("--kl-divergence")
+        {
+            Description = "Compare the model with the base file's distributions: KL divergence, top-1 agreement, perplexity ratio and difference",
+        };
 
         var command = new Command("perplexity", "Measure a model's perplexity on a text file, as llama.cpp's llama-perplexity does");
-        foreach (Option o in new Option[] { model, file, context, threads, chunks })
+        foreach (Option o in new Option[] { model, file, context, threads, chunks, klBase, kl })
             command.Options.Add(o);
+        // --file is required unless the tokens come from a base file
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(file) is null && !result.GetValue(kl))
+                result.AddError("Option '--file' is required (the text to measure).");
+        });
 
         command.SetAction((r, cancellation) =>
         {
@@ -40,6 +54,13 @@ internal static class PerplexityCommand
             if (maxChunks == 0 || maxChunks < -1)
                 throw new CliException($"--chunks {maxChunks} must be at least 1, or -1 for all");
 
+            string? basePath = r.GetValue(klBase);
+            if (r.GetValue(kl))
+            {
+                if (basePath is null)
+                    throw new CliException("--kl-divergence needs --kl-divergence-base FILE (the base model's log-probabilities, saved by a run with --kl-divergence-base alone)");
+                return Task.FromResult(CompareWithBase(io, r.GetValue(model)!, basePath, n, t, maxChunks, cancellation));
+            }
             string textPath = r.GetValue(file)!;
             string text = ReadText(textPath);
             string modelPath = r.GetValue(model)!;
@@ -64,11 +85,19 @@ internal static class PerplexityCommand
                     $"{textPath} is {tokens.Length} tokens long, but a context of {n} needs at least {n} tokens (one chunk); give a longer text or a smaller --ctx-size");
             io.Error.WriteLine($"kiln: {tokens.Length} tokens; calculating perplexity over {total} chunks, n_ctx={n}, {evaluator.ThreadCount} threads");
 
+            using var saved = basePath is null
+                ? null
+                : new KlDivergenceBaseWriter(basePath, n, llama.Config.VocabSize, tokens.AsSpan(0, total * n));
             var result = evaluator.Evaluate(tokens, chunk =>
             {
                 io.Out.Write(string.Create(CultureInfo.InvariantCulture, $"[{chunk.Number}]{chunk.RunningPerplexity:F4},"));
                 io.Out.Flush();
-            }, cancellation);
+            }, cancellation, saved);
+            if (saved is not null)
+            {
+                saved.Commit();
+                io.Error.WriteLine($"kiln: saved the log-probabilities of {total} chunks to {basePath}");
+            }
             io.Out.WriteLine();
             io.Out.WriteLine(double.IsNaN(result.Uncertainty)
                 ? string.Create(CultureInfo.InvariantCulture, $"Final estimate: PPL = {result.Perplexity:F4}")
@@ -79,6 +108,75 @@ internal static class PerplexityCommand
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    /// <summary>
+    /// --kl-divergence: evaluates the base file's tokens with the same chunking and prints llama-perplexity's
+    /// final statistics (perplexity of both, their ratio and difference, KLD percentiles, Δp, same top).
+    /// </summary>
+    private static int CompareWithBase(CliIO io, string modelPath, string basePath, int n, int threads, int maxChunks, CancellationToken cancellation)
+    {
+        if (!File.Exists(basePath))
+            throw new FileNotFoundException($"KL-divergence base file not found: {basePath}", basePath);
+        using var reference = KlDivergenceBaseReader.Open(basePath);
+        if (n != 0 && n != reference.ContextLength)
+            throw new CliException($"--ctx-size {n} differs from the base file's {reference.ContextLength}; leave it out or match it");
+        if (!File.Exists(modelPath))
+            throw new FileNotFoundException($"model file not found: {modelPath}", modelPath);
+        using var llama = LlamaModel.Load(modelPath);
+        if (llama.Config.VocabSize != reference.Vocab)
+            throw new InvalidDataException($"{modelPath} has {llama.Config.VocabSize} tokens, but {basePath} was made with a {reference.Vocab}-token vocabulary");
+        var tokenizer = Tokenizer.FromGguf(llama.File);
+        using var evaluator = Create(llama, tokenizer, new PerplexityOptions
+        {
+            ContextLength = reference.ContextLength,
+            Threads = threads,
+            MaxChunks = Math.Max(maxChunks, 0),
+        });
+        var accumulator = new KlDivergenceAccumulator(reference);
+        int total = evaluator.ChunkCount(reference.Tokens.Length);
+        io.Error.WriteLine($"kiln: comparing with {basePath}: {total} chunks, n_ctx={reference.ContextLength}, {evaluator.ThreadCount} threads");
+        evaluator.Evaluate(reference.Tokens, chunk =>
+        {
+            io.Out.Write(string.Create(CultureInfo.InvariantCulture, $"[{chunk.Number}]{chunk.RunningPerplexity:F4},"));
+            io.Out.Flush();
+        }, cancellation, accumulator);
+        io.Out.WriteLine();
+        WriteStatistics(io.Out, accumulator.Result());
+        return 0;
+    }
+
+    private static void WriteStatistics(TextWriter o, KlDivergenceResult k)
+    {
+        string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+        o.WriteLine("====== Perplexity statistics ======");
+        o.WriteLine(F($"Mean PPL(Q)                   : {k.Perplexity.Value,10:F6} ± {k.Perplexity.Error,10:F6}"));
+        o.WriteLine(F($"Mean PPL(base)                : {k.BasePerplexity.Value,10:F6} ± {k.BasePerplexity.Error,10:F6}"));
+        o.WriteLine(F($"Cor(ln(PPL(Q)), ln(PPL(base))): {100 * k.LogPerplexityCorrelation,6:F2}%"));
+        o.WriteLine(F($"Mean ln(PPL(Q)/PPL(base))     : {k.LogPerplexityRatio.Value,10:F6} ± {k.LogPerplexityRatio.Error,10:F6}"));
+        double ratio = Math.Exp(k.LogPerplexityRatio.Value);
+        o.WriteLine(F($"Mean PPL(Q)/PPL(base)         : {ratio,10:F6} ± {ratio * k.LogPerplexityRatio.Error,10:F6}"));
+        o.WriteLine(F($"Mean PPL(Q)-PPL(base)         : {k.PerplexityDifference.Value,10:F6} ± {k.PerplexityDifference.Error,10:F6}"));
+        o.WriteLine();
+        o.WriteLine("====== KL divergence statistics ======");
+        o.WriteLine(F($"Mean    KLD: {k.MeanKld.Value,10:F6} ± {k.MeanKld.Error,10:F6}"));
+        o.WriteLine(F($"Maximum KLD: {k.MaxKld,10:F6}"));
+        o.WriteLine(F($"99.9%   KLD: {k.Kld99_9,10:F6}"));
+        o.WriteLine(F($"99.0%   KLD: {k.Kld99,10:F6}"));
+        o.WriteLine(F($"Median  KLD: {k.MedianKld,10:F6}"));
+        o.WriteLine(F($"10.0%   KLD: {k.Kld10,10:F6}"));
+        o.WriteLine(F($" 5.0%   KLD: {k.Kld5,10:F6}"));
+        o.WriteLine(F($" 1.0%   KLD: {k.Kld1,10:F6}"));
+        o.WriteLine(F($"Minimum KLD: {k.MinKld,10:F6}"));
+        o.WriteLine();
+        o.WriteLine("====== Token probability statistics ======");
+        o.WriteLine(F($"Mean    Δp: {100 * k.MeanProbabilityDifference.Value,6:F3} ± {100 * k.MeanProbabilityDifference.Error,5:F3} %"));
+        o.WriteLine(F($"Maximum Δp: {100 * k.MaxProbabilityDifference,6:F3}%"));
+        o.WriteLine(F($"Median  Δp: {100 * k.MedianProbabilityDifference,6:F3}%"));
+        o.WriteLine(F($"Minimum Δp: {100 * k.MinProbabilityDifference,6:F3}%"));
+        o.WriteLine(F($"RMS Δp    : {100 * k.RmsProbabilityDifference.Value,6:F3} ± {100 * k.RmsProbabilityDifference.Error,5:F3} %"));
+        o.WriteLine(F($"Same top p: {100 * k.SameTop.Value,6:F3} ± {100 * k.SameTop.Error,5:F3} %"));
+        o.Flush();
     }
 
     /// <summary>The evaluator, with bad option values (odd or oversized context …) reported as usage errors.</summary>

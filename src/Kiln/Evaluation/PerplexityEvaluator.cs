@@ -100,8 +100,10 @@ public sealed class PerplexityEvaluator : IDisposable
     /// Scores already tokenized input (see <see cref="Tokenize"/>); <paramref name="onChunk"/> is
     /// called on this thread after each chunk. Throws <see cref="ArgumentException"/> when the input
     /// is shorter than one chunk and <see cref="OperationCanceledException"/> when cancelled.
+    /// <paramref name="observer"/>, if given, sees each chunk's scored logits before <paramref name="onChunk"/> runs.
     /// </summary>
-    public PerplexityResult Evaluate(ReadOnlySpan<int> tokens, Action<PerplexityChunk>? onChunk = null, CancellationToken cancellation = default)
+    public PerplexityResult Evaluate(ReadOnlySpan<int> tokens, Action<PerplexityChunk>? onChunk = null, CancellationToken cancellation = default,
+        IScoredLogitsObserver? observer = null)
     {
         int n = _contextLength;
         if (tokens.Length < n)
@@ -137,6 +139,7 @@ public sealed class PerplexityEvaluator : IDisposable
                 nll2 += v * v;
             }
             count += scoredPerChunk;
+            observer?.OnChunk(c, _logits.AsSpan(0, scoredPerChunk * _vocab), _chunk.AsSpan(first + 1, scoredPerChunk), _vocab);
             running[c] = Math.Exp(nll / count);
             onChunk?.Invoke(new PerplexityChunk(c + 1, chunks, running[c]));
         }

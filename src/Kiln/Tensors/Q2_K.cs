@@ -48,6 +48,77 @@ public static class Q2_K
         }
     }
 
+    /// <summary>
+    /// ggml's quantize_row_q2_K_ref bit for bit: per sub-block of 16 an affine fit (levels 0..3) minimising the
+    /// |x|-weighted absolute error, scales and mins quantized to 4 bits against the largest, levels recomputed
+    /// from the stored values.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q2_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        Span<byte> levels = stackalloc byte[BlockSize];
+        Span<byte> scratch = stackalloc byte[16];
+        Span<float> weights = stackalloc float[16];
+        Span<float> scales = stackalloc float[16];
+        Span<float> mins = stackalloc float[16];
+        for (int b = 0; b < src.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
+            Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            float maxScale = 0, maxMin = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                ReadOnlySpan<float> sub = x.Slice(16 * j, 16);
+                for (int l = 0; l < 16; l++)
+                    weights[l] = MathF.Abs(sub[l]);
+                scales[j] = KQuantSearch.AffineSearch(3, sub, weights, levels.Slice(16 * j, 16), out mins[j], scratch, -0.5f, 0.1f, 15, useMad: true);
+                maxScale = Math.Max(maxScale, scales[j]);
+                maxMin = Math.Max(maxMin, mins[j]);
+            }
+
+            ushort d = 0, dmin = 0;
+            if (maxScale > 0)
+            {
+                float iscale = 15f / maxScale;
+                for (int j = 0; j < 16; j++)
+                    block[j] = (byte)KQuantSearch.NearestInt(iscale * scales[j]);
+                d = HalfBits.FromSingle(maxScale / 15f);
+            }
+            else
+            {
+                block[..16].Clear();
+            }
+            if (maxMin > 0)
+            {
+                float iscale = 15f / maxMin;
+                for (int j = 0; j < 16; j++)
+                    block[j] |= (byte)(KQuantSearch.NearestInt(iscale * mins[j]) << 4);
+                dmin = HalfBits.FromSingle(maxMin / 15f);
+            }
+            BinaryPrimitives.WriteUInt16LittleEndian(block[80..], d);
+            BinaryPrimitives.WriteUInt16LittleEndian(block[82..], dmin);
+
+            for (int j = 0; j < 16; j++)
+            {
+                float dl = HalfBits.ToSingle(d) * (block[j] & 0xF);
+                if (dl == 0)
+                    continue;
+                float ml = HalfBits.ToSingle(dmin) * (block[j] >> 4);
+                for (int i = 0; i < 16; i++)
+                    levels[16 * j + i] = (byte)Math.Max(0, Math.Min(3, KQuantSearch.NearestInt((x[16 * j + i] + ml) / dl)));
+            }
+
+            for (int half = 0; half < 2; half++)
+            {
+                for (int l = 0; l < 32; l++)
+                {
+                    int e = 128 * half + l;
+                    block[16 + 32 * half + l] = (byte)(levels[e] | (levels[e + 32] << 2) | (levels[e + 64] << 4) | (levels[e + 96] << 6));
+                }
+            }
+        }
+    }
+
     /// <summary>Q2_K weights row · float activations.</summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {

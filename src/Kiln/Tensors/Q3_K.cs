@@ -59,6 +59,84 @@ public static class Q3_K
         }
     }
 
+    /// <summary>
+    /// ggml's quantize_row_q3_K_ref bit for bit: per sub-block of 16 a symmetric fit (levels -4..3) refined
+    /// level by level, the sixteen scales quantized to 6 bits (biased by 32) against the largest magnitude,
+    /// levels recomputed from the stored scales.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q3_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        Span<float> scales = stackalloc float[16];
+        for (int b = 0; b < src.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
+            Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            float maxScale = 0, amax = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                scales[j] = KQuantSearch.SymmetricRefined(4, x.Slice(16 * j, 16), levels.Slice(16 * j, 16));
+                float a = MathF.Abs(scales[j]);
+                if (a > amax)
+                {
+                    amax = a;
+                    maxScale = scales[j];
+                }
+            }
+
+            Span<byte> packed = block.Slice(96, 12);
+            packed.Clear();
+            ushort d = 0;
+            if (maxScale != 0)
+            {
+                float iscale = -32f / maxScale;
+                for (int j = 0; j < 16; j++)
+                {
+                    // ggml narrows to int8 before clamping; |iscale*scale| <= 32 keeps that lossless
+                    int l = Math.Max(-32, Math.Min(31, (int)(sbyte)KQuantSearch.NearestInt(iscale * scales[j]))) + 32;
+                    if (j < 8)
+                        packed[j] = (byte)(l & 0xF);
+                    else
+                        packed[j - 8] |= (byte)((l & 0xF) << 4);
+                    packed[8 + j % 4] |= (byte)((l >> 4) << (2 * (j / 4)));
+                }
+                d = HalfBits.FromSingle(1 / iscale);
+            }
+            BinaryPrimitives.WriteUInt16LittleEndian(block[108..], d);
+
+            for (int j = 0; j < 16; j++)
+            {
+                int sc = (j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4) | (((packed[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
+                float dl = HalfBits.ToSingle(d) * (sc - 32);
+                if (dl == 0)
+                    continue;
+                for (int i = 0; i < 16; i++)
+                    levels[16 * j + i] = (sbyte)(Math.Max(-4, Math.Min(3, KQuantSearch.NearestInt(x[16 * j + i] / dl))) + 4);
+            }
+
+            // hmask bit 4n+j of byte l is the high bit of element 128n + 32j + l
+            Span<byte> hmask = block[..32];
+            hmask.Clear();
+            for (int e = 0; e < BlockSize; e++)
+            {
+                if (levels[e] > 3)
+                {
+                    hmask[e % 32] |= (byte)(1 << (e / 32));
+                    levels[e] -= 4;
+                }
+            }
+            for (int half = 0; half < 2; half++)
+            {
+                for (int l = 0; l < 32; l++)
+                {
+                    int e = 128 * half + l;
+                    block[32 + 32 * half + l] = (byte)((byte)levels[e] | ((byte)levels[e + 32] << 2) | ((byte)levels[e + 64] << 4) | ((byte)levels[e + 96] << 6));
+                }
+            }
+        }
+    }
+
     /// <summary>Q3_K weights row · float activations.</summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {

@@ -53,6 +53,17 @@ public static class Q4_K
         }
     }
 
+    /// <summary>
+    /// ggml's quantize_row_q4_K_ref bit for bit: per sub-block of 32 an affine fit (levels 0..15) weighted by
+    /// rms + |x|, the eight scales and mins then quantized to 6 bits against the largest, and the levels
+    /// recomputed from the stored (fp16 × 6-bit) scales so they match what dequantization will use.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q4_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        KQuantAffine.Quantize(src, dst, BlockBytes, nmax: 15, rmin: -1f, nstep: 20);
+    }
+
     /// <summary>Q4_K weights row · float activations.</summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {

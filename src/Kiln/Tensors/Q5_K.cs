@@ -51,6 +51,15 @@ public static class Q5_K
         }
     }
 
+    /// <summary>
+    /// ggml's quantize_row_q5_K_ref bit for bit: Q4_K's scheme with levels 0..31 and a shorter scale search.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q5_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        KQuantAffine.Quantize(src, dst, BlockBytes, nmax: 31, rmin: -0.5f, nstep: 15);
+    }
+
     /// <summary>Q5_K weights row · float activations.</summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {

@@ -49,6 +49,68 @@ public static class Q6_K
         }
     }
 
+    /// <summary>
+    /// ggml's quantize_row_q6_K_ref bit for bit: per sub-block of 16 a symmetric x²-weighted fit (levels
+    /// -32..31) over 19 trial scales, the sixteen scales quantized to int8 against the largest magnitude,
+    /// levels recomputed from the stored scales.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        RowArguments.CheckBlocks("Q6_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        Span<sbyte> levels = stackalloc sbyte[BlockSize];
+        Span<float> scales = stackalloc float[16];
+        for (int b = 0; b < src.Length / BlockSize; b++)
+        {
+            ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
+            Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            float maxScale = 0, maxAbsScale = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                scales[j] = KQuantSearch.SymmetricWeighted(32, x.Slice(16 * j, 16), levels.Slice(16 * j, 16));
+                float a = MathF.Abs(scales[j]);
+                if (a > maxAbsScale)
+                {
+                    maxAbsScale = a;
+                    maxScale = scales[j];
+                }
+            }
+            if (maxAbsScale < KQuantSearch.GroupMaxEps)
+            {
+                block.Clear();
+                continue;
+            }
+
+            float iscale = -128f / maxScale;
+            ushort d = HalfBits.FromSingle(1 / iscale);
+            BinaryPrimitives.WriteUInt16LittleEndian(block[208..], d);
+            for (int j = 0; j < 16; j++)
+                block[192 + j] = (byte)(sbyte)Math.Min(127, KQuantSearch.NearestInt(iscale * scales[j]));
+
+            for (int j = 0; j < 16; j++)
+            {
+                float dl = HalfBits.ToSingle(d) * (sbyte)block[192 + j];
+                if (dl == 0)
+                    continue;
+                for (int i = 0; i < 16; i++)
+                    levels[16 * j + i] = (sbyte)(Math.Max(-32, Math.Min(31, KQuantSearch.NearestInt(x[16 * j + i] / dl))) + 32);
+            }
+
+            for (int half = 0; half < 2; half++)
+            {
+                Span<byte> ql = block.Slice(64 * half, 64);
+                Span<byte> qh = block.Slice(128 + 32 * half, 32);
+                for (int l = 0; l < 32; l++)
+                {
+                    int e = 128 * half + l;
+                    int q1 = levels[e], q2 = levels[e + 32], q3 = levels[e + 64], q4 = levels[e + 96];
+                    ql[l] = (byte)((q1 & 0xF) | ((q3 & 0xF) << 4));
+                    ql[l + 32] = (byte)((q2 & 0xF) | ((q4 & 0xF) << 4));
+                    qh[l] = (byte)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+                }
+            }
+        }
+    }
+
     /// <summary>Q6_K weights row · float activations.</summary>
     public static float Dot(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {

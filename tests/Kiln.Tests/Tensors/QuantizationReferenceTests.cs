@@ -22,6 +22,11 @@ public class QuantizationReferenceTests
         { "tiny256-Q4_1-pure.gguf", false },
         { "tiny256-Q5_0-pure.gguf", false },
         { "tiny256-Q5_1-pure.gguf", false },
+        { "tiny256-Q2_K-pure.gguf", false },
+        { "tiny256-Q3_K-pure.gguf", false },
+        { "tiny256-Q4_K-pure.gguf", false },
+        { "tiny256-Q5_K-pure.gguf", false },
+        { "tiny256-Q6_K-pure.gguf", false },
     };
 
     [SharedTheory]
@@ -63,6 +68,11 @@ public class QuantizationReferenceTests
                 "Q4_1" => Quantize(values, Q4_1.BlockSize, Q4_1.BlockBytes, Q4_1.Quantize),
                 "Q5_0" => Quantize(values, Q5_0.BlockSize, Q5_0.BlockBytes, Q5_0.Quantize),
                 "Q5_1" => Quantize(values, Q5_1.BlockSize, Q5_1.BlockBytes, Q5_1.Quantize),
+                "Q2_K" => Quantize(values, Q2_K.BlockSize, Q2_K.BlockBytes, Q2_K.Quantize),
+                "Q3_K" => Quantize(values, Q3_K.BlockSize, Q3_K.BlockBytes, Q3_K.Quantize),
+                "Q4_K" => Quantize(values, Q4_K.BlockSize, Q4_K.BlockBytes, Q4_K.Quantize),
+                "Q5_K" => Quantize(values, Q5_K.BlockSize, Q5_K.BlockBytes, Q5_K.Quantize),
+                "Q6_K" => Quantize(values, Q6_K.BlockSize, Q6_K.BlockBytes, Q6_K.Quantize),
                 _ => throw new InvalidOperationException($"{file} {name}: no quantizer for {type}"),
             };
             Assert.True(t.GetProperty("sha256").GetString() == Convert.ToHexStringLower(SHA256.HashData(quantized)),

@@ -1,0 +1,99 @@
+using System.CommandLine;
+using System.Globalization;
+using Kiln.Quantization;
+using Kiln.Tensors;
+using Kiln.Threading;
+
+namespace Kiln.Cli.Commands;
+
+/// <summary>
+/// kiln quantize: llama-quantize for GGUF models (see <see cref="GgufQuantizer"/>). One progress line per
+/// tensor on stderr, in llama-quantize's layout, then the size before and after on stdout.
+/// </summary>
+internal static class QuantizeCommand
+{
+    private const double MiB = 1024.0 * 1024.0;
+
+    public static Command Create(CliIO io)
+    {
+        var input = new Argument<string>("IN") { Description = "GGUF model with F32, F16 or BF16 weights" };
+        var output = new Argument<string>("OUT") { Description = "GGUF file to write" };
+        var type = new Option<string>("--type")
+        {
+            Description = $"Target: {string.Join(", ", QuantizationMix.Known.Select(m => m.Name))} (Q3_K, Q4_K, Q5_K = the _M mixes)",
+            Required = true,
+        };
+        var threads = new Option<int>("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
+        var leaveOutput = new Option<bool>("--leave-output") { Description = "Keep output.weight unquantized" };
+        var pure = new Option<bool>("--pure") { Description = "Every quantized tensor gets the default type (no per-tensor mix rules)" };
+        var force = new Option<bool>("--force") { Description = "Overwrite OUT if it exists" };
+
+        var command = new Command("quantize", "Quantize a GGUF model to Q8_0, Q4_0 … or a K mix (Q4_K_M …) as llama.cpp's llama-quantize does");
+        command.Arguments.Add(input);
+        command.Arguments.Add(output);
+        foreach (Option o in new Option[] { type, threads, leaveOutput, pure, force })
+            command.Options.Add(o);
+
+        command.SetAction(r =>
+        {
+            string inPath = r.GetValue(input)!, outPath = r.GetValue(output)!;
+            QuantizationMix mix;
+            try
+            {
+                mix = QuantizationMix.Parse(r.GetValue(type)!);
+            }
+            catch (FormatException e)
+            {
+                throw new CliException(e.Message);
+            }
+            int t = r.GetValue(threads);
+            if (t < 0 || t > 1024)
+                throw new CliException($"--threads {t} is out of range (1 to 1024, or 0 for the default)");
+            if (!File.Exists(inPath))
+                throw new FileNotFoundException($"file not found: {inPath}", inPath);
+            if (GgufQuantizer.IsSameFile(inPath, outPath))
+                throw new CliException($"IN and OUT are the same file ({inPath}); write the quantized model elsewhere");
+            if ((File.Exists(outPath) || Directory.Exists(outPath)) && !r.GetValue(force))
+                throw new IOException($"{outPath} exists; pass --force to overwrite it");
+
+            var options = new QuantizationOptions
+            {
+                Mix = mix,
+                Threads = t == 0 ? WorkerPool.DefaultThreadCount() : t,
+                LeaveOutput = r.GetValue(leaveOutput),
+                Pure = r.GetValue(pure),
+                TensorWritten = p => io.Error.WriteLine(Describe(p.Tensor, p.Number, p.Total)),
+            };
+            io.Error.WriteLine($"kiln: quantizing {inPath} to {outPath} as {mix.Name} with {options.Threads} threads");
+            var summary = GgufQuantizer.Quantize(inPath, outPath, options);
+
+            if (summary.Fallbacks.Count > 0)
+            {
+                io.Error.WriteLine(
+                    $"kiln: warning: {summary.Fallbacks.Count} of {summary.Tensors.Count} tensors have rows that are not a multiple of the planned type's block and were written as a type that fits:");
+                foreach (var f in summary.Fallbacks)
+                    io.Error.WriteLine($"kiln: warning:   {f.Name} [{string.Join(", ", f.Dimensions)}]: {GgmlTypeTraits.Name(f.FallbackFrom!.Value)} -> {GgmlTypeTraits.Name(f.TargetType)}");
+            }
+            io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"model size  = {summary.SourceTensorBytes / MiB:F2} MiB ({summary.SourceBitsPerWeight:F2} bpw)"));
+            io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"quant size  = {summary.OutputTensorBytes / MiB:F2} MiB ({summary.OutputBitsPerWeight:F2} bpw)"));
+            io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"wrote {outPath} ({mix.Name}, {summary.OutputFileBytes / MiB:F2} MiB) in {summary.Elapsed.TotalSeconds:F2} s"));
+            return 0;
+        });
+        return command;
+    }
+
+    private static string Describe(TensorQuantization t, int index, int total)
+    {
+        string dims = string.Join(", ", t.Dimensions.Select(d => d.ToString(CultureInfo.InvariantCulture).PadLeft(5)));
+        string action = t.IsCopied
+            ? "size = " + Mib(t.SourceBytes)
+            : $"converting to {GgmlTypeTraits.Name(t.TargetType)} .. size = {Mib(t.SourceBytes)} -> {Mib(t.TargetBytes)}";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"[{index,4}/{total,4}] {t.Name,36} - [{dims}], type = {GgmlTypeTraits.Name(t.SourceType),6}, {action}");
+    }
+
+    private static string Mib(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / MiB,8:F2} MiB");
+}

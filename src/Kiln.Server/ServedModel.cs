@@ -1,0 +1,10 @@
+using Kiln.Inference.Chat;
+using Kiln.Serving;
+
+namespace Kiln.Server;
+
+/// <summary>What the server serves: an engine and the chat template of its model.</summary>
+public sealed record ServedModel(IInferenceEngine Engine, ChatTemplate ChatTemplate)
+{
+    public ChatPromptEncoder ChatPrompt { get; } = new(Engine.Tokenizer, ChatTemplate);
+}

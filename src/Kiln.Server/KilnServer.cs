@@ -110,7 +110,10 @@ public sealed class KilnServer : IAsyncDisposable
             }
         }
         if (_model is { } model)
+        {
             await model.Engine.DisposeAsync().ConfigureAwait(false);
+            model.Resources?.Dispose();
+        }
         _stopping.Dispose();
     }
 

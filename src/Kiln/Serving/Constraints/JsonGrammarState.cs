@@ -14,7 +14,7 @@ namespace Kiln.Serving.Constraints;
 /// </remarks>
 public sealed class JsonGrammarState
 {
-    public const int MaxWhitespaceRun = 20;
+    public const int MaxWhitespaceRun = 8;
     public const int MaxIntegerDigits = 15;
     public const int MaxFractionDigits = 15;
     public const int MaxExponentDigits = 3;

@@ -47,19 +47,7 @@ internal sealed record GenerationParameters
 
         return new GenerationParameters
         {
-            Sampling = new SamplerOptions
-            {
-                // top_p = 0 keeps only the most likely token.
-                Temperature = topP == 0 ? 0f : (float)temperature,
-                TopP = topP == 0 ? 1f : (float)topP,
-                TopK = (int)topK,
-                MinP = (float)minP,
-                PresencePenalty = (float)presence,
-                FrequencyPenalty = (float)frequency,
-                RepeatPenalty = (float)repetition,
-                RepeatLastN = presence != 0 || frequency != 0 || repetition != 1 ? contextLength : 0,
-                Seed = unchecked((ulong)seed),
-            },
+            Sampling = OpenAiSampling.Create(temperature, topP, (int)topK, minP, presence, frequency, repetition, seed, contextLength),
             MaxTokens = (int)Math.Min(maxTokens ?? limit, limit),
             Stop = ReadStop(body),
             Choices = n,

@@ -56,6 +56,55 @@ public class ServeCommandTests
         Assert.Contains("shutting down", lines);
     }
 
+    [SharedFact]
+    public async Task LogprobsMatchLlamaCppAndConcurrentRequestsMatchLoneOnes()
+    {
+        using var stop = new CancellationTokenSource();
+        var listening = new TaskCompletionSource<Uri>();
+        var settings = new ServeSettings { ModelPath = StoriesReferences.ModelPath, Port = 0, Threads = 1 };
+        Task<int> serving = ServeCommand.RunAsync(settings, TextWriter.Null, listening.SetResult, stop.Token);
+        using var http = new HttpClient { BaseAddress = await listening.Task.WaitAsync(TimeSpan.FromSeconds(30)) };
+        for (int i = 0; i < 200 && (await http.GetAsync("health")).StatusCode != HttpStatusCode.OK; i++)
+            await Task.Delay(50);
+
+        async Task<JsonElement> Complete(int[] prompt, int maxTokens, int? logprobs = null)
+        {
+            string body = JsonSerializer.Serialize(new { prompt, max_tokens = maxTokens, temperature = 0, logprobs });
+            using var response = await http.PostAsync("v1/completions", Json(body));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return document.RootElement.GetProperty("choices")[0].Clone();
+        }
+
+        // The chosen tokens' and the top-5 log-probabilities are llama.cpp's (softmax over all logits).
+        StoriesReferences.Case reference = StoriesReferences.Cases[0];
+        JsonElement scored = await Complete(reference.PromptIds, reference.Positions.Length, logprobs: 5);
+        JsonElement logprobs = scored.GetProperty("logprobs");
+        double[] chosen = logprobs.GetProperty("token_logprobs").EnumerateArray().Select(v => v.GetDouble()).ToArray();
+        Assert.Equal(reference.Positions.Length, chosen.Length);
+        for (int i = 0; i < chosen.Length; i++)
+        {
+            Assert.Equal(reference.Positions[i].LogProb, chosen[i], 1e-4);
+            double[] top = logprobs.GetProperty("top_logprobs")[i].EnumerateObject().Select(p => p.Value.GetDouble()).OrderDescending().ToArray();
+            double[] expected = reference.Positions[i].Top.Select(t => t.LogProb).OrderDescending().Take(top.Length).ToArray();
+            Assert.True(top.Length >= 4); // two alternatives may render as the same text
+            Assert.Equal(expected, top, (a, b) => Math.Abs(a - b) < 1e-4);
+        }
+
+        // 16 overlapping greedy requests (prompts and lengths mixed, so cached prefixes are reused and cut) give
+        // exactly what each gives alone.
+        var jobs = Enumerable.Range(0, 16).Select(i => (Prompt: StoriesReferences.Cases[i % 5].PromptIds, Length: 8 + i % 3 * 8)).ToArray();
+        var alone = new List<string>();
+        foreach (var job in jobs)
+            alone.Add((await Complete(job.Prompt, job.Length)).GetProperty("text").GetString()!);
+        string[] together = await Task.WhenAll(jobs.Select(async job => (await Complete(job.Prompt, job.Length)).GetProperty("text").GetString()!));
+        Assert.Equal(alone, together);
+        Assert.Equal(StoriesReferences.Cases[0].GeneratedText[..alone[0].Length], alone[0]);
+
+        stop.Cancel();
+        Assert.Equal(0, await serving.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
     [Fact]
     public void BadFlagsAreUsageErrors()
     {

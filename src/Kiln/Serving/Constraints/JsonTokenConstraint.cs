@@ -14,6 +14,8 @@ public sealed class JsonTokenConstraint : ITokenConstraint
     private readonly bool[] _allowed;
     private readonly Stack<(int Node, JsonGrammarState State)> _pending = new();
     private JsonGrammarState _state;
+    private JsonGrammarState? _maskedState;
+    private int _maskedCount;
     private bool _ended;
 
     public JsonTokenConstraint(Tokenizer tokenizer, JsonSchemaNode schema)
@@ -86,10 +88,25 @@ public sealed class JsonTokenConstraint : ITokenConstraint
     /// <summary>Marks every token allowed now in <see cref="_allowed"/> by walking the token trie from the current state.</summary>
     private int ComputeAllowed()
     {
+        // States are immutable and string content steps return the same instance, so while a token only extends
+        // a string the allowed set is the one already computed.
+        if (_ended)
+        {
+            Array.Clear(_allowed);
+            _maskedState = null;
+            return 0;
+        }
+        if (ReferenceEquals(_maskedState, _state))
+            return _maskedCount;
+        _maskedState = _state;
+        _maskedCount = Walk();
+        return _maskedCount;
+    }
+
+    private int Walk()
+    {
         Array.Clear(_allowed);
         int count = 0;
-        if (_ended)
-            return 0;
         if (_state.CanEnd)
         {
             foreach (int id in _tokenizer.EndOfGenerationIds)

@@ -180,10 +180,12 @@ public sealed class KilnServer : IAsyncDisposable
                     throw new ApiException(404, $"No endpoint {method} {path}.", code: "unknown_url");
             }
         }
-        catch (Exception e) when (e is OperationCanceledException && context.RequestAborted.IsCancellationRequested)
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
         {
+            // The client left (whatever the exception it caused): its sequence is cancelled, nobody to answer.
             outcome = " (client left)";
-            context.Response.StatusCode = 499;
+            if (!context.Response.HasStarted)
+                context.Response.StatusCode = 499;
         }
         catch (Exception e)
         {
@@ -252,7 +254,7 @@ public sealed class KilnServer : IAsyncDisposable
     {
         ApiException api => api,
         EngineRejectedException { Reason: EngineRejection.QueueFull } r => new ApiException(429, r.Message, "rate_limit_error", code: "queue_full") { RetryAfterSeconds = _options.RetryAfterSeconds },
-        EngineRejectedException { Reason: EngineRejection.PromptTooLong } r => new ApiException(400, r.Message, param: "messages", code: "context_length_exceeded"),
+        EngineRejectedException { Reason: EngineRejection.PromptTooLong } r => new ApiException(400, r.Message, code: "context_length_exceeded"),
         EngineRejectedException r => new ApiException(503, r.Message, "server_error", code: "shutting_down"),
         BadHttpRequestException { StatusCode: 413 } => new ApiException(413, $"The request body is larger than {_options.MaxRequestBodyBytes} bytes.", code: "request_too_large"),
         BadHttpRequestException bad => new ApiException(bad.StatusCode, bad.Message),

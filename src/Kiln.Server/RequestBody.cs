@@ -36,8 +36,6 @@ internal sealed class RequestBody : IDisposable
 
     public void Dispose() => _document.Dispose();
 
-    public bool Has(string name) => Root.TryGetProperty(name, out JsonElement v) && v.ValueKind != JsonValueKind.Null;
-
     public JsonElement? Get(string name) => Root.TryGetProperty(name, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
     public string? String(string name)

@@ -62,6 +62,24 @@ public class KilnChatClientTests
     }
 
     [Fact]
+    public async Task CharactersSplitAcrossByteTokensArriveWholeAndStopsMatchAcrossThem()
+    {
+        var (client, engine) = Create();
+        int Byte(int b) => 3 + b; // <0xNN> sits at 3 + NN in the scripted vocabulary
+        // "a€b€c" with € = E2 82 AC, one byte per token.
+        engine.Script = _ => [engine.Id("\u2581cat"), Byte(0xE2), Byte(0x82), Byte(0xAC), Byte('b'), Byte(0xE2), Byte(0x82), Byte(0xAC), Byte('c')];
+        var updates = new List<string>();
+        await foreach (var update in client.GetStreamingResponseAsync(Hi))
+            updates.Add(update.Text);
+        Assert.Equal(" cat€b€c", string.Concat(updates));
+        Assert.DoesNotContain(updates, u => u.Contains('\uFFFD'));
+
+        ChatResponse stopped = await client.GetResponseAsync(Hi, new ChatOptions { StopSequences = ["€c"] });
+        Assert.Equal(" cat€b", stopped.Text);
+        Assert.Equal(9, stopped.Usage!.OutputTokenCount); // every token up to the one completing the stop string
+    }
+
+    [Fact]
     public async Task StreamingMatchesTheWholeResponseAndEndsWithUsage()
     {
         var (client, _) = Create();

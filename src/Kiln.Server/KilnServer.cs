@@ -212,7 +212,7 @@ public sealed class KilnServer : IAsyncDisposable
         finally
         {
             int status = context.Response.StatusCode;
-            _metrics.CountRequest(path.StartsWith("/v1/models/", StringComparison.Ordinal) ? "/v1/models/{id}" : path.Length > 64 ? "other" : path, status);
+            _metrics.CountRequest(MetricPath(path), status);
             _metrics.RequestDuration.Observe(trace.Elapsed);
             if (_options.Log is { } log && path != "/health" && path != "/metrics")
             {
@@ -227,6 +227,14 @@ public sealed class KilnServer : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>The path label of the request counter: known endpoints only, so clients cannot grow the label set.</summary>
+    private static string MetricPath(string path) => path switch
+    {
+        "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/models" or "/tokenize" or "/detokenize" or "/health" or "/metrics" => path,
+        _ when path.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
+        _ => "other",
+    };
 
     private async Task HealthAsync(HttpContext context, CancellationToken cancellationToken)
     {

@@ -87,4 +87,30 @@ public class EndpointTests
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal(20, body.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }
+
+    [Fact]
+    public async Task ShutdownCancelsWhatOutlivesTheGracePeriod()
+    {
+        var engine = new ScriptedEngine { TokenDelay = TimeSpan.FromMilliseconds(50) };
+        await using var fixture = await ServerFixture.StartAsync(engine, shutdownTimeout: TimeSpan.FromMilliseconds(300));
+        Task<HttpResponseMessage> running = fixture.Http.PostAsync("v1/chat/completions", Json("""{"messages":[{"role":"user","content":"x"}],"max_tokens":200,"stream":true}"""));
+        for (int i = 0; i < 100 && engine.Running == 0; i++)
+            await Task.Delay(10);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await fixture.Server.StopAsync();
+        for (int i = 0; i < 100 && engine.Running > 0; i++)
+            await Task.Delay(20);
+        Assert.Equal(0, engine.Running);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"took {clock.Elapsed}");
+        try
+        {
+            using var response = await running;
+            string text = await response.Content.ReadAsStringAsync();
+            Assert.DoesNotContain("[DONE]", text); // 200 tokens at 50 ms could not have finished
+        }
+        catch (HttpRequestException)
+        {
+            // The connection was cut: also a cancelled request.
+        }
+    }
 }

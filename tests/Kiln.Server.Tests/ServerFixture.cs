@@ -26,12 +26,12 @@ internal sealed class ServerFixture : IAsyncDisposable
     public HttpClient Http { get; }
     public string ApiKey { get; }
 
-    public static async Task<ServerFixture> StartAsync(ScriptedEngine? engine = null, string? apiKey = null, long maxBody = 1 << 20, Task? loadGate = null)
+    public static async Task<ServerFixture> StartAsync(ScriptedEngine? engine = null, string? apiKey = null, long maxBody = 1 << 20, Task? loadGate = null, TimeSpan? shutdownTimeout = null)
     {
         engine ??= new ScriptedEngine();
         var log = new StringWriter();
         var server = new KilnServer(
-            new KilnServerOptions { Port = 0, ApiKey = apiKey, MaxRequestBodyBytes = maxBody, Log = TextWriter.Synchronized(log), ShutdownTimeout = TimeSpan.FromSeconds(5) },
+            new KilnServerOptions { Port = 0, ApiKey = apiKey, MaxRequestBodyBytes = maxBody, Log = TextWriter.Synchronized(log), ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(5) },
             async _ =>
             {
                 if (loadGate is not null)

@@ -145,7 +145,7 @@ public sealed class JsonGrammarState
             case JsonSchemaKind.Array:
                 return new ArrayFrame(schema, ArrayPhase.Open, 0, 0).Feed(b);
             case JsonSchemaKind.String:
-                return StringFrame.Open.Feed(b);
+                return StringFrame.OpenBounded(schema.MinLength, schema.MaxLength).Feed(b);
             case JsonSchemaKind.Number:
                 return new NumberFrame(false, NumberPhase.Start, 0).Feed(b);
             case JsonSchemaKind.Integer:
@@ -373,7 +373,10 @@ public sealed class JsonGrammarState
 
     private enum StringPhase { Open, Normal, Escape, Hex, Utf8 }
 
-    /// <summary>String states are few, so they are shared instances: walking string content allocates nothing.</summary>
+    /// <summary>
+    /// A string, counting characters (code points) only when the schema bounds its length. Unbounded string states
+    /// are few, so they are shared instances: walking string content allocates nothing.
+    /// </summary>
     private sealed class StringFrame : Frame
     {
         public static readonly StringFrame Open = new(StringPhase.Open, 0, 0, 0);
@@ -382,66 +385,89 @@ public sealed class JsonGrammarState
         private static readonly StringFrame[] Hex = [new(StringPhase.Hex, 1, 0, 0), new(StringPhase.Hex, 2, 0, 0), new(StringPhase.Hex, 3, 0, 0), new(StringPhase.Hex, 4, 0, 0)];
         // Continuation bytes still needed, with the range of the next one (UTF-8's table 3-7 for the first after the lead byte).
         private static readonly StringFrame[] Continuation = [new(StringPhase.Utf8, 1, 0x80, 0xBF), new(StringPhase.Utf8, 2, 0x80, 0xBF), new(StringPhase.Utf8, 3, 0x80, 0xBF)];
-        private static readonly StringFrame LeadE0 = new(StringPhase.Utf8, 2, 0xA0, 0xBF);
-        private static readonly StringFrame LeadED = new(StringPhase.Utf8, 2, 0x80, 0x9F);
-        private static readonly StringFrame LeadF0 = new(StringPhase.Utf8, 3, 0x90, 0xBF);
-        private static readonly StringFrame LeadF4 = new(StringPhase.Utf8, 3, 0x80, 0x8F);
 
         private readonly StringPhase _phase;
         private readonly int _left;
         private readonly byte _low;
         private readonly byte _high;
+        private readonly bool _bounded;
+        private readonly int _count;
+        private readonly int _min;
+        private readonly int _max;
 
-        private StringFrame(StringPhase phase, int left, int low, int high)
+        private StringFrame(StringPhase phase, int left, int low, int high, bool bounded = false, int count = 0, int min = 0, int max = int.MaxValue)
         {
             _phase = phase;
             _left = left;
             _low = (byte)low;
             _high = (byte)high;
+            _bounded = bounded;
+            _count = count;
+            _min = min;
+            _max = max;
         }
+
+        /// <summary>The opening state of a string of <paramref name="min"/> to <paramref name="max"/> characters.</summary>
+        public static StringFrame OpenBounded(int min, int max) =>
+            min == 0 && max == int.MaxValue ? Open : new StringFrame(StringPhase.Open, 0, 0, 0, true, 0, min, max);
 
         public override Outcome Feed(byte b)
         {
             switch (_phase)
             {
                 case StringPhase.Open:
-                    return b == '"' ? Outcome.Replace(Normal) : Outcome.Reject;
+                    return b == '"' ? To(StringPhase.Normal, 0, 0, 0, false) : Outcome.Reject;
                 case StringPhase.Normal:
                     if (b == '"')
-                        return Outcome.Complete;
-                    if (b == '\\')
-                        return Outcome.Replace(Escape);
-                    if (b < 0x20)
+                        return _count >= _min ? Outcome.Complete : Outcome.Reject;
+                    if (b < 0x20 || _count >= _max)
                         return Outcome.Reject;
+                    if (b == '\\')
+                        return To(StringPhase.Escape, 0, 0, 0, true);
                     if (b < 0x80)
-                        return Outcome.Replace(this);
+                        return _bounded ? To(StringPhase.Normal, 0, 0, 0, true) : Outcome.Replace(this);
                     return b switch
                     {
-                        >= 0xC2 and <= 0xDF => Outcome.Replace(Continuation[0]),
-                        0xE0 => Outcome.Replace(LeadE0),
-                        0xED => Outcome.Replace(LeadED),
-                        >= 0xE1 and <= 0xEF => Outcome.Replace(Continuation[1]),
-                        0xF0 => Outcome.Replace(LeadF0),
-                        >= 0xF1 and <= 0xF3 => Outcome.Replace(Continuation[2]),
-                        0xF4 => Outcome.Replace(LeadF4),
+                        >= 0xC2 and <= 0xDF => To(StringPhase.Utf8, 1, 0x80, 0xBF, true),
+                        0xE0 => To(StringPhase.Utf8, 2, 0xA0, 0xBF, true),
+                        0xED => To(StringPhase.Utf8, 2, 0x80, 0x9F, true),
+                        >= 0xE1 and <= 0xEF => To(StringPhase.Utf8, 2, 0x80, 0xBF, true),
+                        0xF0 => To(StringPhase.Utf8, 3, 0x90, 0xBF, true),
+                        >= 0xF1 and <= 0xF3 => To(StringPhase.Utf8, 3, 0x80, 0xBF, true),
+                        0xF4 => To(StringPhase.Utf8, 3, 0x80, 0x8F, true),
                         _ => Outcome.Reject,
                     };
                 case StringPhase.Escape:
                     if (b is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t')
-                        return Outcome.Replace(Normal);
-                    return b == 'u' ? Outcome.Replace(Hex[3]) : Outcome.Reject;
+                        return To(StringPhase.Normal, 0, 0, 0, false);
+                    return b == 'u' ? To(StringPhase.Hex, 4, 0, 0, false) : Outcome.Reject;
                 case StringPhase.Hex:
                     bool hex = IsDigit(b) || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F');
                     if (!hex || (_left == 4 && (b == 'd' || b == 'D')))
                         return Outcome.Reject;
-                    return Outcome.Replace(_left == 1 ? Normal : Hex[_left - 2]);
+                    return _left == 1 ? To(StringPhase.Normal, 0, 0, 0, false) : To(StringPhase.Hex, _left - 1, 0, 0, false);
                 case StringPhase.Utf8:
                     if (b < _low || b > _high)
                         return Outcome.Reject;
-                    return Outcome.Replace(_left == 1 ? Normal : Continuation[_left - 2]);
+                    return _left == 1 ? To(StringPhase.Normal, 0, 0, 0, false) : To(StringPhase.Utf8, _left - 1, 0x80, 0xBF, false);
                 default:
                     return Outcome.Reject;
             }
+        }
+
+        /// <param name="starts">Whether the byte began a new character (counted against the bounds).</param>
+        private Outcome To(StringPhase phase, int left, int low, int high, bool starts)
+        {
+            if (_bounded)
+                return Outcome.Replace(new StringFrame(phase, left, low, high, true, _count + (starts ? 1 : 0), _min, _max));
+            return Outcome.Replace(phase switch
+            {
+                StringPhase.Normal => Normal,
+                StringPhase.Escape => Escape,
+                StringPhase.Hex => Hex[left - 1],
+                StringPhase.Utf8 when low == 0x80 && high == 0xBF => Continuation[left - 1],
+                _ => new StringFrame(phase, left, low, high),
+            });
         }
     }
 

@@ -4,7 +4,7 @@ namespace Kiln.Serving.Constraints;
 
 /// <summary>
 /// Reduces a JSON schema to a <see cref="JsonSchemaNode"/>. Supported: <c>type</c> (one or a list), <c>properties</c>,
-/// <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>enum</c>,
+/// <c>required</c>, <c>additionalProperties</c>, <c>items</c>, <c>minItems</c>, <c>maxItems</c>, <c>minLength</c>, <c>maxLength</c>, <c>enum</c>,
 /// <c>const</c>, <c>anyOf</c>/<c>oneOf</c> whose alternatives start with different characters, non-recursive
 /// <c>$ref</c>s within the document (<c>#/$defs/...</c>), and annotations
 /// (<c>title</c>, <c>description</c>, ...). Every other keyword is collected and reported through
@@ -160,7 +160,7 @@ public static class JsonSchemaCompiler
     }
 
     private static bool IsHandled(string keyword) => keyword is "type" or "properties" or "required" or "additionalProperties"
-        or "items" or "minItems" or "maxItems" or "enum" or "const" or "anyOf" or "oneOf";
+        or "items" or "minItems" or "maxItems" or "minLength" or "maxLength" or "enum" or "const" or "anyOf" or "oneOf";
 
     private static JsonSchemaNode CompileTyped(string type, JsonElement schema, string path, Scope scope)
     {
@@ -179,7 +179,14 @@ public static class JsonSchemaCompiler
                     scope.Problems.Add($"{path}: minItems {min} exceeds maxItems {max}");
                 return new JsonSchemaNode { Kind = JsonSchemaKind.Array, Items = items, MinItems = min, MaxItems = max };
             }
-            case "string": return new JsonSchemaNode { Kind = JsonSchemaKind.String };
+            case "string":
+            {
+                int min = ReadCount(schema, "minLength", 0, path, scope);
+                int max = ReadCount(schema, "maxLength", int.MaxValue, path, scope);
+                if (min > max)
+                    scope.Problems.Add($"{path}: minLength {min} exceeds maxLength {max}");
+                return new JsonSchemaNode { Kind = JsonSchemaKind.String, MinLength = min, MaxLength = max };
+            }
             case "number": return new JsonSchemaNode { Kind = JsonSchemaKind.Number };
             case "integer": return new JsonSchemaNode { Kind = JsonSchemaKind.Integer };
             case "boolean": return new JsonSchemaNode { Kind = JsonSchemaKind.Boolean };

@@ -28,6 +28,12 @@ public sealed class JsonSchemaNode
 
     public int MaxItems { get; init; } = int.MaxValue;
 
+    /// <summary>Fewest characters (Unicode code points) of a string.</summary>
+    public int MinLength { get; init; }
+
+    /// <summary>Most characters (Unicode code points) of a string.</summary>
+    public int MaxLength { get; init; } = int.MaxValue;
+
     /// <summary>The admitted values, each as compact UTF-8 JSON (<see cref="JsonSchemaKind.Literals"/>).</summary>
     public IReadOnlyList<byte[]> Literals { get; init; } = [];
 

@@ -107,4 +107,17 @@ public class JsonGrammarStateTests
         Assert.True(number.CanEnd);
         Assert.False(number.IsComplete); // more digits may follow
     }
+
+    [Theory]
+    [InlineData("\"ab\"", true)]
+    [InlineData("\"é😀\\n\"", true)]   // three characters: two multi-byte, one escape
+    [InlineData("\"\\u00e9x\"", true)]
+    [InlineData("\"a\"", false)]
+    [InlineData("\"abcd\"", false)]
+    public void StringLengthsCountCharacters(string text, bool valid)
+    {
+        JsonSchemaNode schema = JsonSchemaCompiler.Compile("""{"type":"string","minLength":2,"maxLength":3}""");
+        JsonGrammarState? state = Run(schema, text);
+        Assert.Equal(valid, state is not null && state.IsComplete);
+    }
 }

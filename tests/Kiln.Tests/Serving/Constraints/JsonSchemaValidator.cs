@@ -46,6 +46,14 @@ internal static class JsonSchemaValidator
                 }
             }
         }
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            int length = value.GetString()!.EnumerateRunes().Count();
+            if (schema.TryGetProperty("minLength", out JsonElement minLength) && length < minLength.GetInt32())
+                return false;
+            if (schema.TryGetProperty("maxLength", out JsonElement maxLength) && length > maxLength.GetInt32())
+                return false;
+        }
         if (value.ValueKind == JsonValueKind.Array)
         {
             int count = value.GetArrayLength();

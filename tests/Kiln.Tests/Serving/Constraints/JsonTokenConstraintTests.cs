@@ -20,6 +20,7 @@ public class JsonTokenConstraintTests
         """,
         """{"type":"object","properties":{"items":{"type":"array","items":{"type":"object","properties":{"id":{"const":"a\"b"}},"required":["id"]},"minItems":1,"maxItems":2}},"required":["items"]}""",
         """{"type":"object","additionalProperties":{"type":"integer"}}""",
+        """{"type":"object","properties":{"code":{"type":"string","minLength":2,"maxLength":4},"note":{"type":"string","maxLength":1}},"required":["code","note"]}""",
     };
 
     /// <summary>

@@ -28,6 +28,8 @@ public static class CliApp
         root.Subcommands.Add(QuantizeCommand.Create(io));
         root.Subcommands.Add(PerplexityCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
+        root.Subcommands.Add(ServeCommand.Create(io));
+        root.Subcommands.Add(LoadTestCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);
         bool verbose = args.Contains("--verbose") || args.Contains("-v");
@@ -46,6 +48,9 @@ public static class CliApp
                 Output = stdout,
                 Error = stderr,
                 EnableDefaultExceptionHandler = false,
+                // kiln serve handles SIGTERM/Ctrl-C itself (the web host's lifetime), with its own grace period for
+                // running requests; System.CommandLine's handler would end the process two seconds after the signal.
+                ProcessTerminationTimeout = parsed.CommandResult.Command.Name == "serve" ? null : new InvocationConfiguration().ProcessTerminationTimeout,
             });
         }
         catch (Exception e)

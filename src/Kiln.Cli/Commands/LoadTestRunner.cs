@@ -1,0 +1,161 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace Kiln.Cli.Commands;
+
+/// <summary>
+/// Drives an OpenAI-compatible server (Kiln's or llama.cpp's) with concurrent /v1/completions requests and measures
+/// what clients see. Prompts are exactly P tokens when the server has /tokenize (sent as token ids), otherwise about
+/// P words; <c>ignore_eos</c> asks for exactly G tokens. Each request gets its own prompt so no two share a cache hit.
+/// </summary>
+internal static class LoadTestRunner
+{
+    private const string Words = " the cat sat on a warm mat and looked at the old dog who slept by the door";
+
+    public static async Task<LoadTestReport> RunAsync(LoadTestSettings settings, HttpClient http, CancellationToken cancellationToken)
+    {
+        if (settings.ApiKey is not null)
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", settings.ApiKey);
+        var ttft = new List<double>();
+        var itl = new List<double>();
+        var latency = new List<double>();
+        var errors = new List<string>();
+        long generated = 0;
+        int next = -1;
+        var wall = Stopwatch.StartNew();
+
+        async Task Worker()
+        {
+            while (true)
+            {
+                int index = Interlocked.Increment(ref next);
+                if (index >= settings.Requests)
+                    return;
+                try
+                {
+                    object prompt = await PromptAsync(http, settings, index, cancellationToken).ConfigureAwait(false);
+                    var result = await SendAsync(http, settings, prompt, cancellationToken).ConfigureAwait(false);
+                    lock (latency)
+                    {
+                        latency.Add(result.Latency);
+                        if (result.TimeToFirstToken is { } first)
+                            ttft.Add(first);
+                        itl.AddRange(result.Gaps);
+                        generated += result.Tokens;
+                    }
+                }
+                catch (Exception e) when (e is HttpRequestException or JsonException or InvalidDataException or TaskCanceledException)
+                {
+                    lock (errors)
+                        errors.Add(e.Message);
+                }
+            }
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, settings.Concurrency).Select(_ => Task.Run(Worker, cancellationToken))).ConfigureAwait(false);
+        wall.Stop();
+        return new LoadTestReport
+        {
+            Requests = settings.Requests,
+            Errors = errors.Count,
+            ErrorSamples = errors.Distinct().Take(5).ToArray(),
+            WallSeconds = wall.Elapsed.TotalSeconds,
+            GeneratedTokens = generated,
+            TimeToFirstToken = ttft,
+            InterTokenLatency = itl,
+            Latency = latency,
+        };
+    }
+
+    private static async Task<object> PromptAsync(HttpClient http, LoadTestSettings settings, int index, CancellationToken cancellationToken)
+    {
+        // A distinct opening per request keeps prefix caches from turning the test into a cache benchmark.
+        var text = new StringBuilder($"Request {index}:");
+        while (text.Length < settings.PromptTokens * 8)
+            text.Append(Words);
+        try
+        {
+            using var response = await http.PostAsync("tokenize", Json(new { content = text.ToString() }), cancellationToken).ConfigureAwait(false);
+            if (response.IsSuccessStatusCode)
+            {
+                using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false));
+                int[] ids = document.RootElement.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToArray();
+                if (ids.Length >= settings.PromptTokens)
+                    return ids[..settings.PromptTokens];
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            // No usable /tokenize: fall back to words.
+        }
+        return string.Join(' ', text.ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(settings.PromptTokens));
+    }
+
+    private sealed record Outcome(double Latency, double? TimeToFirstToken, List<double> Gaps, int Tokens);
+
+    private static async Task<Outcome> SendAsync(HttpClient http, LoadTestSettings settings, object prompt, CancellationToken cancellationToken)
+    {
+        var body = new Dictionary<string, object?>
+        {
+            ["prompt"] = prompt,
+            ["max_tokens"] = settings.MaxTokens,
+            ["temperature"] = 0,
+            ["ignore_eos"] = true,
+            ["stream"] = settings.Stream,
+        };
+        if (settings.Model is not null)
+            body["model"] = settings.Model;
+        if (settings.Stream)
+            body["stream_options"] = new { include_usage = true };
+        var clock = Stopwatch.StartNew();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/completions") { Content = Json(body) };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+            throw new HttpRequestException($"HTTP {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)}");
+        if (!settings.Stream)
+        {
+            using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false));
+            double total = clock.Elapsed.TotalSeconds;
+            int tokens = document.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+            // Without streaming the first token is seen with the last; the mean gap is all that can be known.
+            var gaps = tokens > 1 ? Enumerable.Repeat(total / tokens, tokens - 1).ToList() : [];
+            return new Outcome(total, total, gaps, tokens);
+        }
+
+        using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        using var reader = new StreamReader(stream);
+        double? first = null;
+        var arrivals = new List<double>();
+        int? usageTokens = null;
+        int chunks = 0;
+        while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
+        {
+            if (!line.StartsWith("data: ", StringComparison.Ordinal))
+                continue;
+            string data = line[6..];
+            if (data == "[DONE]")
+                break;
+            using var chunk = JsonDocument.Parse(data);
+            if (chunk.RootElement.TryGetProperty("error", out JsonElement error))
+                throw new InvalidDataException($"stream error: {error}");
+            if (chunk.RootElement.TryGetProperty("usage", out JsonElement usage) && usage.ValueKind == JsonValueKind.Object)
+                usageTokens = usage.GetProperty("completion_tokens").GetInt32();
+            if (chunk.RootElement.TryGetProperty("choices", out JsonElement choices) && choices.GetArrayLength() > 0
+                && choices[0].TryGetProperty("text", out JsonElement text) && !string.IsNullOrEmpty(text.GetString()))
+            {
+                double now = clock.Elapsed.TotalSeconds;
+                first ??= now;
+                arrivals.Add(now);
+                chunks++;
+            }
+        }
+        var itl = new List<double>();
+        for (int i = 1; i < arrivals.Count; i++)
+            itl.Add(arrivals[i] - arrivals[i - 1]);
+        return new Outcome(clock.Elapsed.TotalSeconds, first, itl, usageTokens ?? chunks);
+    }
+
+    private static StringContent Json(object value) => new(JsonSerializer.Serialize(value), Encoding.UTF8, "application/json");
+}

@@ -1,0 +1,48 @@
+using Kiln.Cli.Commands;
+
+namespace Kiln.Server.Tests;
+
+/// <summary>kiln loadtest against the real server over the scripted engine, whose timing is known.</summary>
+public class LoadTestTests
+{
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task CountsTokensAndMeasuresLatencies(bool stream)
+    {
+        var engine = new ScriptedEngine { TokenDelay = TimeSpan.FromMilliseconds(5) };
+        await using var fixture = await ServerFixture.StartAsync(engine);
+        var settings = new LoadTestSettings { Url = fixture.Server.Url, Concurrency = 4, Requests = 10, PromptTokens = 12, MaxTokens = 6, Stream = stream };
+        LoadTestReport report = await LoadTestRunner.RunAsync(settings, fixture.Http, CancellationToken.None);
+        Assert.Equal(0, report.Errors);
+        Assert.Equal(60, report.GeneratedTokens);
+        Assert.Equal(10, report.Latency.Count);
+        Assert.Equal(10, report.TimeToFirstToken.Count);
+        Assert.Equal(50, report.InterTokenLatency.Count);
+        // Every token takes at least the engine's 5 ms step.
+        Assert.True(LoadTestReport.Percentile(report.InterTokenLatency, 50) >= 0.004);
+        Assert.True(report.TokensPerSecond > 0);
+        Assert.Contains("in=12 out=6", fixture.Log.ToString());
+    }
+
+    [Fact]
+    public async Task ErrorsAreCountedNotThrown()
+    {
+        await using var fixture = await ServerFixture.StartAsync(apiKey: "k");
+        using var anonymous = new HttpClient { BaseAddress = fixture.Server.Url };
+        var settings = new LoadTestSettings { Url = fixture.Server.Url, Requests = 3, PromptTokens = 4, MaxTokens = 2 };
+        LoadTestReport report = await LoadTestRunner.RunAsync(settings, anonymous, CancellationToken.None);
+        Assert.Equal(3, report.Errors);
+        Assert.Contains("401", report.ErrorSamples[0]);
+    }
+
+    [Fact]
+    public void PercentilesAreNearestRank()
+    {
+        double[] values = [5, 1, 4, 2, 3];
+        Assert.Equal(3, LoadTestReport.Percentile(values, 50));
+        Assert.Equal(5, LoadTestReport.Percentile(values, 90));
+        Assert.Equal(1, LoadTestReport.Percentile(values, 1));
+        Assert.True(double.IsNaN(LoadTestReport.Percentile([], 50)));
+    }
+}

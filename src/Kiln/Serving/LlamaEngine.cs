@@ -31,11 +31,13 @@ public sealed class LlamaEngine : IInferenceEngine
     private readonly HashSet<int> _endOfGeneration;
     private readonly ConcurrentQueue<EngineSequence> _inbox = new();
     private readonly Dictionary<long, EngineSequence> _live = [];
+    // Never disposed: a caller's token may still fire a cancellation after the engine is gone, and Set must not throw then.
     private readonly AutoResetEvent _wake = new(false);
     private readonly Thread _loop;
     private readonly float[] _logits;
     private readonly float[] _hidden;
     private readonly object _metricsGate = new();
+    private readonly object _submitGate = new();
     private EngineMetrics _metrics;
     private int _pendingAdmission;
     private long _promptTokens;
@@ -202,8 +204,18 @@ public sealed class LlamaEngine : IInferenceEngine
 
     private void Submit(EngineSequence seq)
     {
-        if (_stopping)
-            throw new EngineRejectedException(EngineRejection.ShuttingDown, "the engine is shutting down");
+        lock (_submitGate)
+        {
+            // Under the gate, so that the loop's final sweep sees every request admitted before the stop.
+            if (_stopping)
+                throw new EngineRejectedException(EngineRejection.ShuttingDown, "the engine is shutting down");
+            Enqueue(seq);
+        }
+        Wake();
+    }
+
+    private void Enqueue(EngineSequence seq)
+    {
         int queued = Interlocked.Increment(ref _pendingAdmission);
         int waiting;
         lock (_metricsGate)
@@ -214,13 +226,14 @@ public sealed class LlamaEngine : IInferenceEngine
             throw new EngineRejectedException(EngineRejection.QueueFull, $"{_options.MaxWaiting} requests are already waiting");
         }
         _inbox.Enqueue(seq);
-        _wake.Set();
     }
+
+    private void Wake() => _wake.Set();
 
     private void RequestCancel(EngineSequence seq)
     {
         if (seq.Cancel())
-            _wake.Set();
+            Wake();
     }
 
     private void Loop()
@@ -440,7 +453,8 @@ public sealed class LlamaEngine : IInferenceEngine
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
-        _stopping = true;
+        lock (_submitGate)
+            _stopping = true;
         _wake.Set();
         await Task.Run(_loop.Join).ConfigureAwait(false);
         // Requests that slipped in after the loop's last look.
@@ -448,7 +462,6 @@ public sealed class LlamaEngine : IInferenceEngine
             Complete(seq, EngineFinishReason.Cancelled);
         _cache.Dispose();
         _pool.Dispose();
-        _wake.Dispose();
         if (_ownsModel)
             _model.Dispose();
     }

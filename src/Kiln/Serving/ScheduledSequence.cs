@@ -60,6 +60,9 @@ public sealed class ScheduledSequence
         return _blockHashes[index];
     }
 
+    /// <summary>The scheduler step that last gave this sequence a chunk (it must not be preempted within that step).</summary>
+    internal long ScheduledInStep { get; set; }
+
     /// <summary>Full blocks already registered with the pool's prefix cache.</summary>
     internal int RegisteredBlocks { get; set; }
 }

@@ -26,6 +26,7 @@ public sealed class Scheduler
     private readonly LinkedList<ScheduledSequence> _waiting = [];
     private readonly Dictionary<long, ScheduledSequence> _byId = [];
     private long _nextId;
+    private long _stepNumber;
 
     public Scheduler(KvBlockPool pool, SchedulerOptions options)
     {
@@ -66,34 +67,16 @@ public sealed class Scheduler
         var chunks = new List<PagedChunk>();
         var preempted = new List<long>();
 
-        for (int i = 0; i < _running.Count && budget > 0; i++)
-        {
-            var seq = _running[i];
-            int n = Math.Min(seq.TokenCount - seq.ComputedTokens, budget);
-            if (n <= 0)
-                continue;
-            bool scheduled = true;
-            while (!TryAllocate(seq, n))
-            {
-                var victim = _running[^1];
-                Preempt(victim);
-                preempted.Add(victim.Id);
-                if (victim == seq)
-                {
-                    scheduled = false;
-                    break;
-                }
-            }
-            if (!scheduled)
-                break;
-            chunks.Add(MakeChunk(seq, n));
-            budget -= n;
-        }
+        _stepNumber++;
+        // Decodes first: a sequence readmitted after preemption is prefilling again and must not starve the streams.
+        ScheduleRunning(decodes: true, ref budget, chunks, preempted);
+        ScheduleRunning(decodes: false, ref budget, chunks, preempted);
 
         while (preempted.Count == 0 && budget > 0 && _running.Count < _options.MaxSequences && _waiting.First is { } node)
         {
             var seq = node.Value;
-            if (seq.ComputedTokens == 0 && seq.UsesPrefixCache)
+            bool lookedUp = seq.ComputedTokens == 0 && seq.UsesPrefixCache;
+            if (lookedUp)
                 ReuseCachedPrefix(seq);
             int n = Math.Min(seq.TokenCount - seq.ComputedTokens, budget);
             if (!TryAllocate(seq, n))
@@ -101,8 +84,15 @@ public sealed class Scheduler
                 // Give the reused blocks back so they stay evictable while this sequence waits.
                 _pool.ReleaseAll(seq.Blocks);
                 seq.ComputedTokens = 0;
+                seq.RegisteredBlocks = 0;
                 break;
             }
+            if (lookedUp)
+            {
+                PrefixCacheQueries += seq.TokenCount;
+                PrefixCacheHits += seq.ComputedTokens;
+            }
+            seq.ScheduledInStep = _stepNumber;
             _waiting.RemoveFirst();
             seq.Status = SequenceStatus.Running;
             _running.Add(seq);
@@ -111,6 +101,53 @@ public sealed class Scheduler
         }
 
         return new SchedulerStep(chunks, preempted);
+    }
+
+    private void ScheduleRunning(bool decodes, ref int budget, List<PagedChunk> chunks, List<long> preempted)
+    {
+        for (int i = 0; i < _running.Count && budget > 0; i++)
+        {
+            var seq = _running[i];
+            int remaining = seq.TokenCount - seq.ComputedTokens;
+            if (remaining <= 0 || (remaining == 1) != decodes)
+                continue;
+            int n = Math.Min(remaining, budget);
+            bool scheduled = true;
+            while (!TryAllocate(seq, n))
+            {
+                var victim = YoungestUnscheduled(seq);
+                bool before = _running.IndexOf(victim) < i;
+                Preempt(victim);
+                preempted.Add(victim.Id);
+                if (victim == seq)
+                {
+                    scheduled = false;
+                    break;
+                }
+                if (before)
+                    i--; // keep pointing at seq
+            }
+            if (!scheduled)
+            {
+                i--; // the list moved up under this index
+                continue;
+            }
+            seq.ScheduledInStep = _stepNumber;
+            chunks.Add(MakeChunk(seq, n));
+            budget -= n;
+        }
+    }
+
+    /// <summary>The youngest running sequence not already part of this step, other than <paramref name="asking"/>; else <paramref name="asking"/> itself.</summary>
+    private ScheduledSequence YoungestUnscheduled(ScheduledSequence asking)
+    {
+        for (int i = _running.Count - 1; i >= 0; i--)
+        {
+            var candidate = _running[i];
+            if (candidate != asking && candidate.ScheduledInStep != _stepNumber)
+                return candidate;
+        }
+        return asking;
     }
 
     /// <summary>Marks the step's chunks computed and registers the blocks they filled in the prefix cache.</summary>
@@ -158,8 +195,6 @@ public sealed class Scheduler
         }
         seq.ComputedTokens = hits * bs;
         seq.RegisteredBlocks = hits;
-        PrefixCacheQueries += seq.TokenCount;
-        PrefixCacheHits += hits * bs;
     }
 
     /// <summary>Gives the sequence blocks for its next <paramref name="n"/> tokens, all or nothing.</summary>

@@ -74,6 +74,26 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void AWaitingSequenceIsNotCountedAsAPrefixQueryUntilItIsAdmitted()
+    {
+        var pool = new KvBlockPool(3, 4);
+        var s = new Scheduler(pool, new SchedulerOptions { MaxBatchTokens = 100 });
+        var first = s.Add(Prompt(9));
+        Complete(s, s.Schedule());
+        var second = s.Add(Prompt(9)); // same prompt, but no block is free for its last token yet
+        for (int i = 0; i < 3; i++)
+            Assert.Equal([first.Id], s.Schedule().Chunks.Select(c => c.SequenceId).Distinct());
+        Assert.Equal(9, s.PrefixCacheQueries);
+        Assert.Equal(SequenceStatus.Waiting, second.Status);
+        Assert.Equal(0, second.Blocks.Count);
+        s.Finish(first);
+        var chunk = Assert.Single(s.Schedule().Chunks);
+        Assert.Equal((second.Id, 8), (chunk.SequenceId, chunk.StartPosition));
+        Assert.Equal(18, s.PrefixCacheQueries);
+        Assert.Equal(8, s.PrefixCacheHits);
+    }
+
+    [Fact]
     public void AdmitsFirstComeFirstServedUpToMaxSequences()
     {
         var s = new Scheduler(new KvBlockPool(64, 4), new SchedulerOptions { MaxSequences = 2, MaxBatchTokens = 100 });

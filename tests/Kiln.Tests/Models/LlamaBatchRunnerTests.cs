@@ -1,4 +1,5 @@
 using Kiln.Compute;
+using Kiln.Models;
 using Kiln.Models.Llama;
 using Kiln.Tensors;
 using Kiln.Threading;
@@ -122,6 +123,25 @@ public sealed unsafe class LlamaBatchRunnerTests : IDisposable
             for (int i = 0; i < expected.Length; i++)
                 Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-4 * scale, $"logit {i}: context {expected[i]}, runner {actual[i]}");
         }
+    }
+
+    [Fact]
+    public void RefusesStepsItCannotRunSafely()
+    {
+        var (model, spec) = Load(GgmlType.F32);
+        using var _ = model;
+        using var pool = new WorkerPool(1);
+        using var cache = new PagedKvCache(spec.Layers, model.Config.KvDim, 2, BlockSize, KvCacheType.F16);
+        var runner = new LlamaBatchRunner(model, cache, pool, maxBatchTokens: 8, contextLength: 32);
+        var logits = new float[spec.Vocab];
+        // Position 16 needs a second block the table does not have.
+        Assert.Throws<ArgumentException>(() => runner.Run([new PagedChunk(0, [5, 6], 15, [0], PagedOutput.Logits)], logits, default));
+        Assert.Throws<ArgumentException>(() => runner.Run([new PagedChunk(0, new int[9], 0, [0], PagedOutput.Logits)], logits, default));
+        Assert.Throws<ContextOverflowException>(() => runner.Run([new PagedChunk(0, [5], 32, [0, 1, 1], PagedOutput.Logits)], logits, default));
+        Assert.Throws<ArgumentOutOfRangeException>(() => runner.Run([new PagedChunk(0, [spec.Vocab], 0, [0], PagedOutput.Logits)], logits, default));
+        // Head size 16 is not a whole Q8_0 block.
+        using var q8 = new PagedKvCache(spec.Layers, model.Config.KvDim, 2, BlockSize, KvCacheType.Q8_0);
+        Assert.Throws<ArgumentException>(() => new LlamaBatchRunner(model, q8, pool, 8, 32));
     }
 
     [Fact]

@@ -50,6 +50,8 @@ public sealed unsafe class LlamaBatchRunner
         _c = model.Config;
         if (cache.Layers != _c.BlockCount || cache.KvDim != _c.KvDim)
             throw new ArgumentException("the KV cache was not made for this model", nameof(cache));
+        if (cache.Type == KvCacheType.Q8_0 && _c.HeadDim % Q8_0.BlockSize != 0)
+            throw new ArgumentException($"a Q8_0 KV cache needs a head size that is a multiple of {Q8_0.BlockSize}; this model's is {_c.HeadDim} (use f16 or f32)", nameof(cache));
         _cache = cache;
         _pool = pool;
         MaxBatchTokens = maxBatchTokens;

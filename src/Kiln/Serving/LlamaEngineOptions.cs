@@ -42,7 +42,8 @@ public sealed record LlamaEngineOptions
         if (KvCacheMegabytes < 0) throw Invalid(nameof(KvCacheMegabytes), KvCacheMegabytes, "0 or more");
         if (KvCacheBlocks < 0) throw Invalid(nameof(KvCacheBlocks), KvCacheBlocks, "0 or more");
         if (Threads < 0) throw Invalid(nameof(Threads), Threads, "0 or more");
-        if (MaxWaiting < 0) throw Invalid(nameof(MaxWaiting), MaxWaiting, "0 or more");
+        // Every request passes through the queue, however briefly, so a limit of 0 would refuse them all.
+        if (MaxWaiting < 1) throw Invalid(nameof(MaxWaiting), MaxWaiting, "at least 1");
     }
 
     private static ArgumentOutOfRangeException Invalid(string name, object value, string rule) => new(name, value, $"{name} must be {rule}");

@@ -338,4 +338,25 @@ public sealed class LlamaEngineTests : IDisposable
         var late = await Assert.ThrowsAsync<EngineRejectedException>(() => Run(engine, Request(Prompt(1, 10))));
         Assert.Equal(EngineRejection.ShuttingDown, late.Reason);
     }
+
+    [Fact]
+    public void OptionsOutOfRangeAreRefusedByName()
+    {
+        Assert.Equal("MaxWaiting", Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaEngineOptions { MaxWaiting = 0 }.Validate()).ParamName);
+        Assert.Equal("MaxSequences", Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaEngineOptions { MaxSequences = 0 }.Validate()).ParamName);
+        Assert.Equal("KvCacheMegabytes", Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaEngineOptions { KvCacheMegabytes = -1 }.Validate()).ParamName);
+        new LlamaEngineOptions().Validate();
+    }
+
+    [Fact]
+    public async Task TheContextIsCappedByTheBlockPool()
+    {
+        await using var engine = LlamaEngine.Load(Model(), Options(blocks: 3));
+        Assert.Equal(48, engine.ContextLength);
+        var tooLong = await Assert.ThrowsAsync<EngineRejectedException>(() => Run(engine, Request(Prompt(1, 48))));
+        Assert.Equal(EngineRejection.PromptTooLong, tooLong.Reason);
+        var full = await Run(engine, Request(Prompt(1, 40), 100));
+        Assert.Equal(EngineFinishReason.ContextFull, full.Reason);
+        Assert.Equal(8, full.Tokens.Count);
+    }
 }

@@ -358,7 +358,9 @@ public sealed class LlamaEngine : IInferenceEngine
         _generatedTokens++;
         var scheduled = seq.Scheduled!;
         scheduled.Append(token);
-        EngineFinishReason? reason = seq.Generated >= request.MaxTokens ? EngineFinishReason.Length
+        // A complete constraint admits only an end-of-generation token next: end now rather than spend a step on it.
+        EngineFinishReason? reason = request.Constraint is { IsComplete: true } ? EngineFinishReason.EndOfGeneration
+            : seq.Generated >= request.MaxTokens ? EngineFinishReason.Length
             : scheduled.TokenCount >= ContextLength ? EngineFinishReason.ContextFull
             : null;
         seq.Output!.Writer.TryWrite(new GeneratedToken(token, logprob, top, reason));

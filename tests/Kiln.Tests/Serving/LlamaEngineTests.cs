@@ -267,16 +267,16 @@ public sealed class LlamaEngineTests : IDisposable
         }
     }
 
-    private sealed class OnlyToken(int allowed) : ITokenConstraint
+    private sealed class OnlyToken(int allowed, int completeAfter = int.MaxValue) : ITokenConstraint
     {
         public int Accepted { get; private set; }
+        public bool IsComplete => Accepted >= completeAfter;
         public void Mask(Span<float> logits)
         {
             for (int i = 0; i < logits.Length; i++)
                 if (i != allowed) logits[i] = float.NegativeInfinity;
         }
         public void Accept(int token) => Accepted += token == allowed ? 1 : 1000;
-        public bool IsComplete => false;
     }
 
     [Fact]
@@ -292,6 +292,10 @@ public sealed class LlamaEngineTests : IDisposable
         Assert.All(items, t => Assert.Equal(77, t.Token));
         Assert.All(items, t => Assert.Equal(0f, t.Logprob));
         Assert.Equal(5, constraint.Accepted);
+
+        var complete = await Run(engine, new EngineRequest { Prompt = Prompt(4, 8), Constraint = new OnlyToken(77, completeAfter: 3), MaxTokens = 50, IgnoreEndOfGeneration = true });
+        Assert.Equal([77, 77, 77], complete.Tokens);
+        Assert.Equal(EngineFinishReason.EndOfGeneration, complete.Reason);
 
         var eos = await Run(engine, new EngineRequest { Prompt = Prompt(4, 8), Constraint = new OnlyToken(2), MaxTokens = 5 });
         Assert.Empty(eos.Tokens);

@@ -183,7 +183,7 @@ public sealed class LlamaEngine : IInferenceEngine
     public EngineMetrics GetMetrics()
     {
         lock (_metricsGate)
-            return _metrics with { WaitingSequences = _metrics.WaitingSequences + Volatile.Read(ref _pendingAdmission) };
+            return _metrics with { WaitingSequences = _metrics.WaitingSequences + _pendingAdmission };
     }
 
     private void CheckPrompt(IReadOnlyList<int> prompt, int extra)
@@ -216,14 +216,13 @@ public sealed class LlamaEngine : IInferenceEngine
 
     private void Enqueue(EngineSequence seq)
     {
-        int queued = Interlocked.Increment(ref _pendingAdmission);
-        int waiting;
+        // The inbox count and the loop's waiting count change together under the gate (see Admit), so a request
+        // moving from one to the other is never counted twice or missed.
         lock (_metricsGate)
-            waiting = _metrics.WaitingSequences;
-        if (queued + waiting > _options.MaxWaiting)
         {
-            Interlocked.Decrement(ref _pendingAdmission);
-            throw new EngineRejectedException(EngineRejection.QueueFull, $"{_options.MaxWaiting} requests are already waiting");
+            if (_pendingAdmission + _metrics.WaitingSequences >= _options.MaxWaiting)
+                throw new EngineRejectedException(EngineRejection.QueueFull, $"{_options.MaxWaiting} requests are already waiting");
+            _pendingAdmission++;
         }
         _inbox.Enqueue(seq);
     }
@@ -274,7 +273,12 @@ public sealed class LlamaEngine : IInferenceEngine
     {
         while (_inbox.TryDequeue(out var seq))
         {
-            Interlocked.Decrement(ref _pendingAdmission);
+            lock (_metricsGate)
+            {
+                _pendingAdmission--;
+                if (!seq.IsCancelled)
+                    _metrics = _metrics with { WaitingSequences = _metrics.WaitingSequences + 1 };
+            }
             if (seq.IsCancelled)
             {
                 Complete(seq, EngineFinishReason.Cancelled);

@@ -79,7 +79,7 @@ public sealed class Scheduler
             if (lookedUp)
                 ReuseCachedPrefix(seq);
             int n = Math.Min(seq.TokenCount - seq.ComputedTokens, budget);
-            if (!TryAllocate(seq, n))
+            if ((lookedUp && NextBlockIsBeingComputed(seq)) || !TryAllocate(seq, n))
             {
                 // Give the reused blocks back so they stay evictable while this sequence waits.
                 _pool.ReleaseAll(seq.Blocks);
@@ -177,6 +177,26 @@ public sealed class Scheduler
         _pool.ReleaseAll(seq.Blocks);
         seq.Status = SequenceStatus.Finished;
         _byId.Remove(seq.Id);
+    }
+
+    /// <summary>
+    /// True when a running sequence is still computing the next full block of <paramref name="seq"/>'s prefix (the
+    /// same prompt sent n times, or several requests arriving together with one system prompt): waiting for it to be
+    /// cached costs a step or a few, recomputing it costs the whole shared prefix again.
+    /// </summary>
+    private bool NextBlockIsBeingComputed(ScheduledSequence seq)
+    {
+        int bs = _pool.BlockSize;
+        int next = seq.ComputedTokens / bs;
+        if ((next + 1) * bs > seq.TokenCount - 1)
+            return false; // not a block the cache could give it
+        var hash = seq.HashOfBlock(next);
+        foreach (var other in _running)
+        {
+            if (other.UsesPrefixCache && other.RegisteredBlocks <= next && (next + 1) * bs <= other.TokenCount && other.HashOfBlock(next) == hash)
+                return true;
+        }
+        return false;
     }
 
     private void ReuseCachedPrefix(ScheduledSequence seq)

@@ -176,6 +176,28 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void TheSamePromptSentTwiceAtOnceIsComputedOnceAndShared()
+    {
+        var pool = new KvBlockPool(32, 4);
+        var s = new Scheduler(pool, new SchedulerOptions { MaxBatchTokens = 8 });
+        int[] prompt = Prompt(18);
+        var first = s.Add(prompt);
+        var second = s.Add(prompt);
+        var prefilled = new List<int>();
+        for (int step = 0; step < 6; step++)
+        {
+            var plan = s.Schedule();
+            prefilled.AddRange(plan.Chunks.Where(c => c.SequenceId == second.Id && c.StartPosition < 18).Select(c => c.Tokens.Length));
+            Complete(s, plan);
+        }
+        // The first computes 18 tokens in chunks of 8; the second waits for them and computes only its last 2.
+        Assert.Equal([2], prefilled);
+        Assert.Equal(16, s.PrefixCacheHits);
+        Assert.Equal(first.Blocks.Blocks[..4].ToArray(), second.Blocks.Blocks[..4].ToArray());
+        Assert.Equal(2, pool.RefCount(first.Blocks[0]));
+    }
+
+    [Fact]
     public void AFullyCachedPromptStillComputesItsLastToken()
     {
         var pool = new KvBlockPool(16, 4);

@@ -26,6 +26,14 @@ public sealed unsafe class MatMul : IParallelWork
 
     public MatMul(WorkerPool pool) => _pool = pool;
 
+    /// <summary>
+    /// When set, every row of a product gets the bits it would get in any other batch: float weights then use the
+    /// batch order (tinyBLAS's single accumulator) even for one row, instead of llama.cpp's one-row order. The
+    /// quantized tile kernels already give each output the one-row bits, so only F32/F16 change. The serving runner
+    /// sets it so that a sequence's tokens do not depend on which others share its step.
+    /// </summary>
+    public bool BatchInvariant { get; init; }
+
     /// <summary>Computes y (T × W.Rows, row-major) from x (T × W.Columns, row-major).</summary>
     public void Run(WeightMatrix w, ReadOnlySpan<float> x, int batch, Span<float> y)
     {
@@ -90,8 +98,8 @@ public sealed unsafe class MatMul : IParallelWork
         OneRowAtATime(r, end);
     }
 
-    private static bool UsesFloatBatch(WeightMatrix w, int batch) =>
-        w.Type is GgmlType.F16 or GgmlType.F32 && batch >= 2 && w.Columns % F32.Lanes == 0;
+    private bool UsesFloatBatch(WeightMatrix w, int batch) =>
+        w.Type is GgmlType.F16 or GgmlType.F32 && (batch >= 2 || BatchInvariant) && w.Columns % F32.Lanes == 0;
 
     /// <summary>F16 rows one at a time against activations pre-scaled for <see cref="F16.DotPrescaled"/>.</summary>
     private void F16Rows(int begin, int end)

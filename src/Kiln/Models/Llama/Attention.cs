@@ -125,17 +125,18 @@ internal sealed unsafe class Attention : IParallelWork
     }
 
     /// <summary>One K·Q entry in the order llama.cpp's matmul would use for it.</summary>
-    private float KeyDot(ReadOnlySpan<float> k, ReadOnlySpan<float> q, bool f16, bool batched)
+    internal static float KeyDot(ReadOnlySpan<float> k, ReadOnlySpan<float> q, bool f16, bool batched)
     {
-        if (batched && _headDim % Lanes == 0)
+        int headDim = k.Length;
+        if (batched && headDim % Lanes == 0)
             return F32.DotSingleAccumulator(k, q);
         if (!f16)
             return F32.Dot(k, q);
         // ggml_vec_dot_f16: whole steps of 32 in float lanes, the rest in double. Products of two F16 values are
         // exact in float, so the float lanes round only when adding.
-        int blocked = _headDim - _headDim % VecDotLanes;
+        int blocked = headDim - headDim % VecDotLanes;
         double sum = F32.Dot(k[..blocked], q[..blocked]);
-        for (int d = blocked; d < _headDim; d++)
+        for (int d = blocked; d < headDim; d++)
             sum += k[d] * q[d];
         return (float)sum;
     }
@@ -144,7 +145,7 @@ internal sealed unsafe class Attention : IParallelWork
     /// ggml_soft_max_f32 over positions [0, length) with everything after masked: exponentials in groups of eight
     /// from position 0, each group summed as a register is (lanes halved), the group sums added in double.
     /// </summary>
-    private static void Softmax(Span<float> scores, int length)
+    internal static void Softmax(Span<float> scores, int length)
     {
         float max = TensorPrimitives.Max(scores[..length]);
         scores[length..].Fill(float.NegativeInfinity);

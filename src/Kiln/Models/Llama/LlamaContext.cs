@@ -31,8 +31,7 @@ public sealed unsafe class LlamaContext : IDisposable
     private readonly float[] _att;
     private readonly float[] _hb;
     private readonly float[] _hb2;
-    private readonly float[] _ropeCos;
-    private readonly float[] _ropeSin;
+    private readonly RotaryEmbedding _rope;
 
     public LlamaContext(LlamaModel model, LlamaContextOptions? options = null)
     {
@@ -69,8 +68,7 @@ public sealed unsafe class LlamaContext : IDisposable
         _att = new float[b * _c.QueryDim];
         _hb = new float[b * _c.FeedForwardLength];
         _hb2 = new float[b * _c.FeedForwardLength];
-        _ropeCos = new float[b * _c.RopeDimensions / 2];
-        _ropeSin = new float[b * _c.RopeDimensions / 2];
+        _rope = new RotaryEmbedding(_c, b);
     }
 
     public LlamaModel Model => _model;
@@ -147,14 +145,15 @@ public sealed unsafe class LlamaContext : IDisposable
             var e = _model.TokenEmbedding;
             RowKernels.Dequantize(e.Type, e.Row(tokens[t]), _x.AsSpan(t * dim, dim));
         }
-        ComputeRopeTables(start, n);
+        for (int t = 0; t < n; t++)
+            _rope.SetPosition(t, start + t);
 
         for (int l = 0; l < _c.BlockCount; l++)
         {
             var layer = _model.Layers[l];
 
             for (int t = 0; t < n; t++)
-                RmsNorm(_x.AsSpan(t * dim, dim), layer.AttentionNorm, _xb.AsSpan(t * dim, dim));
+                RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.AttentionNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
             _matmul.Run(layer.Query, _xb, n, _q);
             _matmul.Run(layer.Key, _xb, n, _k);
             _matmul.Run(layer.Value, _xb, n, _v);
@@ -166,8 +165,8 @@ public sealed unsafe class LlamaContext : IDisposable
                 if (layer.QueryBias is { } qb) TensorPrimitives.Add(q, qb, q);
                 if (layer.KeyBias is { } kb) TensorPrimitives.Add(k, kb, k);
                 if (layer.ValueBias is { } vb) TensorPrimitives.Add(v, vb, v);
-                ApplyRope(q, _c.HeadCount, t);
-                ApplyRope(k, _c.HeadCountKv, t);
+                _rope.Apply(q, _c.HeadCount, t);
+                _rope.Apply(k, _c.HeadCountKv, t);
                 _cache.Store(l, start + t, k, v);
             }
 
@@ -190,11 +189,11 @@ public sealed unsafe class LlamaContext : IDisposable
                 continue;
 
             for (int t = 0; t < rows; t++)
-                RmsNorm(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _xb.AsSpan(t * dim, dim));
+                RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
             _matmul.Run(layer.Gate, _xb, rows, _hb);
             _matmul.Run(layer.Up, _xb, rows, _hb2);
             for (int t = 0; t < rows; t++)
-                SwiGlu(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
+                SwiGlu.Apply(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
             _matmul.Run(layer.Down, _hb, rows, _xb2);
             TensorPrimitives.Add(_x.AsSpan(0, rows * dim), _xb2.AsSpan(0, rows * dim), _x.AsSpan(0, rows * dim));
         }
@@ -206,70 +205,8 @@ public sealed unsafe class LlamaContext : IDisposable
     {
         int dim = _c.EmbeddingLength;
         for (int t = 0; t < rows; t++)
-            RmsNorm(_x.AsSpan(t * dim, dim), _model.OutputNorm, _xb.AsSpan(t * dim, dim));
+            RmsNorm.Apply(_x.AsSpan(t * dim, dim), _model.OutputNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
         _matmul.Run(_model.Output, _xb, rows, logits);
-    }
-
-    /// <summary>ggml_rms_norm followed by ggml_mul: sum of squares in double, then two float roundings.</summary>
-    private void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)
-    {
-        double sum = 0;
-        foreach (float v in x)
-            sum += (double)(v * v);
-        float mean = (float)(sum / x.Length);
-        float scale = 1f / MathF.Sqrt(mean + _c.RmsEpsilon);
-        TensorPrimitives.Multiply(x, scale, y);
-        TensorPrimitives.Multiply(y, weight, y);
-    }
-
-    /// <summary>silu(gate) · up for one row, as ggml_silu then ggml_mul (two roundings).</summary>
-    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
-    {
-        Activations.Silu(gate);
-        TensorPrimitives.Multiply(gate, up, gate);
-    }
-
-    /// <summary>
-    /// cos/sin per (token, pair) built as ggml's rope cache does: θ starts at the position and is
-    /// multiplied by base^(-2/n) from pair to pair in float, so angles round the same way.
-    /// </summary>
-    private void ComputeRopeTables(int start, int n)
-    {
-        int half = _c.RopeDimensions / 2;
-        float thetaScale = MathF.Pow(_c.RopeFreqBase, -2f / _c.RopeDimensions);
-        for (int t = 0; t < n; t++)
-        {
-            float theta = start + t;
-            for (int i = 0; i < half; i++)
-            {
-                float angle = _c.RopeFreqScale * theta;
-                _ropeCos[t * half + i] = MathF.Cos(angle);
-                _ropeSin[t * half + i] = MathF.Sin(angle);
-                theta *= thetaScale;
-            }
-        }
-    }
-
-    private void ApplyRope(Span<float> heads, int headCount, int t)
-    {
-        int headDim = _c.HeadDim;
-        int half = _c.RopeDimensions / 2;
-        var cos = _ropeCos.AsSpan(t * half, half);
-        var sin = _ropeSin.AsSpan(t * half, half);
-        bool neox = _c.RopeOrdering == RopeOrdering.NeoX;
-        for (int h = 0; h < headCount; h++)
-        {
-            var x = heads.Slice(h * headDim, headDim);
-            for (int i = 0; i < half; i++)
-            {
-                int a = neox ? i : 2 * i;
-                int b = neox ? i + half : 2 * i + 1;
-                float x0 = x[a], x1 = x[b];
-                // x0·cos − x1·sin with the first product fused, as the C compiler contracts ggml's expression
-                x[a] = MathF.FusedMultiplyAdd(x0, cos[i], -(x1 * sin[i]));
-                x[b] = MathF.FusedMultiplyAdd(x0, sin[i], x1 * cos[i]);
-            }
-        }
     }
 
     public void Dispose()

@@ -7,11 +7,8 @@ using Kiln.Tokenizers;
 namespace Kiln.Cli.Commands;
 
 /// <summary>
-/// The one place <c>kiln serve</c> builds its engine. It loads the model, its tokenizer and chat template, and
-/// wraps them in an <see cref="IInferenceEngine"/>: today the one-request-at-a-time
-/// <see cref="SequentialLlamaEngine"/>; the batching engine replaces it here, taking
-/// <see cref="ServeSettings.MaxSequences"/>, <see cref="ServeSettings.MaxBatchTokens"/> and
-/// <see cref="ServeSettings.KvCacheMb"/>, which the sequential engine has no use for.
+/// The one place <c>kiln serve</c> builds its engine: the model, its tokenizer and chat template, and the
+/// continuous-batching <see cref="LlamaEngine"/> over a paged KV cache sized by the serve flags.
 /// </summary>
 internal static class ServingEngineFactory
 {
@@ -24,29 +21,22 @@ internal static class ServingEngineFactory
         {
             var tokenizer = Tokenizer.FromGguf(model.File);
             var template = ChatTemplate.Detect(model.File.TryGetString("tokenizer.chat_template"));
-            string name = settings.Alias ?? Path.GetFileNameWithoutExtension(settings.ModelPath);
-            var context = new LlamaContext(model, new LlamaContextOptions
+            var engine = new LlamaEngine(model, tokenizer, new LlamaEngineOptions
             {
+                ModelName = settings.Alias ?? Path.GetFileNameWithoutExtension(settings.ModelPath),
+                MaxSequences = settings.MaxSequences,
+                MaxBatchTokens = settings.MaxBatchTokens,
                 ContextLength = settings.ContextLength,
-                MaxBatch = settings.MaxBatchTokens,
+                KvCacheMegabytes = settings.KvCacheMb,
                 Threads = settings.Threads,
+                MaxWaiting = settings.MaxWaiting,
             });
-            var engine = new SequentialLlamaEngine(context, tokenizer, name, settings.MaxWaiting);
-            return new ServedModel(engine, template) { Resources = new OwnedModel(model, context) };
+            return new ServedModel(engine, template) { Resources = model };
         }
         catch
         {
             model.Dispose();
             throw;
-        }
-    }
-
-    private sealed class OwnedModel(LlamaModel model, LlamaContext context) : IDisposable
-    {
-        public void Dispose()
-        {
-            context.Dispose();
-            model.Dispose();
         }
     }
 }

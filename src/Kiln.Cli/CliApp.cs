@@ -27,6 +27,7 @@ public static class CliApp
         root.Subcommands.Add(ConvertCommand.Create(io));
         root.Subcommands.Add(PerplexityCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
+        root.Subcommands.Add(DataCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);
         bool verbose = args.Contains("--verbose") || args.Contains("-v");

@@ -1,0 +1,7 @@
+namespace Kiln.Training;
+
+/// <summary>The loss or gradient norm stopped being a finite number; the step was not applied.</summary>
+public sealed class TrainingDivergedException(long step, string what) : Exception($"{what} at step {step + 1}: training stopped, weights from before this step are kept")
+{
+    public long Step { get; } = step;
+}

@@ -21,7 +21,7 @@ public sealed class DataCommandTests : IDisposable
         Assert.Equal(190, t.Count + v.Count);
         Assert.Equal(38, v.Count);
         var tok = CharacterTokenizer.Load(Path.Combine(_dir, "tokenizer.json"));
-        Assert.Equal(8, tok.VocabSize); // \n space b e n o r t
+        Assert.Equal(3 + 8, tok.VocabSize); // reserved, then \n space b e n o r t
         var ids = new int[19];
         t.Read(0, ids);
         Assert.Equal("to be or not to be\n", tok.Decode(ids));

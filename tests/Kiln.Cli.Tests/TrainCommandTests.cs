@@ -12,7 +12,7 @@ public sealed class TrainCommandTests : IDisposable
 
     private string P(string name) => Path.Combine(_dir, name);
 
-    /// <summary>A character-level train/val pair of a repetitive text (vocabulary 8).</summary>
+    /// <summary>A character-level train/val pair of a repetitive text (vocabulary 3 + 8).</summary>
     private (string Train, string Val) Data()
     {
         if (!File.Exists(P("train.bin")))
@@ -61,7 +61,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("class=\"validation\"", svg);
         var ckpt = TrainingCheckpoint.Read(P("run/checkpoint.bin"));
         Assert.Equal(8, ckpt.Step);
-        Assert.Equal(8, ckpt.Config.Vocab); // from the data file
+        Assert.Equal(11, ckpt.Config.Vocab); // from the data file
         Assert.Equal(ckpt.Config, TrainingConfig.FromJson(File.ReadAllText(P("run/config.json"))));
         double first = double.Parse(csv[1].Split(',')[1], System.Globalization.CultureInfo.InvariantCulture);
         double last = double.Parse(csv[8].Split(',')[1], System.Globalization.CultureInfo.InvariantCulture);
@@ -104,7 +104,7 @@ public sealed class TrainCommandTests : IDisposable
         var (train, _) = Data();
         r = KilnRunner.Run("train", "--config", P("cfg.json"), "--data", train, "--steps", "2", "--batch", "1", "--seq", "8", "--out", P("o2"));
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("vocabulary of 8, larger than the model's vocab of 4", r.Stderr);
+        Assert.Contains("vocabulary of 11, larger than the model's vocab of 4", r.Stderr);
     }
 
     [Fact]
@@ -135,5 +135,47 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Matches(@"^kiln: error: (loss|gradient norm) became (NaN|∞|-∞|Infinity|-Infinity) at step (\d+): training stopped, weights from before this step are kept; the last good checkpoint \(step \d+\) is ", error);
         var ckpt = TrainingCheckpoint.Read(P("nan/checkpoint.bin"));
         Assert.Contains($"(step {ckpt.Step})", error);
+    }
+
+    /// <summary>kiln export, then kiln run greedy on the export: the text the trainer's own forward pass predicts.</summary>
+    [Fact]
+    public void ExportedModelRunsGreedilyAsTheTrainerPredicts()
+    {
+        var r = KilnRunner.Run(Args("run", "--steps", "30", "--dim", "32", "--seq", "16", "--batch", "4", "--context", "32"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.True(File.Exists(P("run/tokenizer.json")));
+        r = KilnRunner.Run("export", P("run/checkpoint.bin"), "-o", P("model.gguf"), "--type", "f32");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+
+        var ckpt = TrainingCheckpoint.Read(P("run/checkpoint.bin"));
+        var tok = CharacterTokenizer.Load(P("run/tokenizer.json"));
+        var model = Kiln.Training.Models.TrainableModel<float>.Create(ckpt.Config, null);
+        ckpt.Weights.CopyTo(model.Parameters.Values, 0);
+        var ids = tok.Encode("to be or").ToList();
+        for (int i = 0; i < 10; i++)
+        {
+            model.Forward(ids.ToArray(), [], 1, ids.Count);
+            var last = model.Logits.Slice((ids.Count - 1) * ckpt.Config.Vocab, ckpt.Config.Vocab);
+            int best = 0;
+            for (int j = 1; j < last.Length; j++)
+                if (last[j] > last[best])
+                    best = j;
+            ids.Add(best);
+        }
+        string expected = tok.Decode(ids.ToArray().AsSpan(tok.Encode("to be or").Length));
+
+        r = KilnRunner.Run("run", "-m", P("model.gguf"), "-p", "to be or", "-n", "10", "--temp", "0", "--no-display-prompt", "-t", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(expected + "\n", r.Stdout); // kiln run ends its output with a newline
+    }
+
+    [Fact]
+    public void ExportWithoutATokenizerSaysWhereItLooked()
+    {
+        Assert.Equal(0, KilnRunner.Run(Args("run", "--stop-at", "1")).ExitCode);
+        File.Delete(P("run/tokenizer.json"));
+        var r = KilnRunner.Run("export", P("run/checkpoint.bin"), "-o", P("m.gguf"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("tokenizer not found", r.Stderr);
     }
 }

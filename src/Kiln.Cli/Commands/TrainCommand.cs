@@ -115,6 +115,11 @@ internal static class TrainCommand
         var trainer = checkpoint is null ? Trainer.Start(config, options, train, pool) : Trainer.Resume(checkpoint, config, options, train, pool);
         Directory.CreateDirectory(outDir);
         File.WriteAllText(Path.Combine(outDir, "config.json"), config.ToJson());
+        // the data's tokenizer travels with the run, so 'kiln export' finds it beside the checkpoint
+        string dataTokenizer = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(train.Path))!, "tokenizer.json");
+        string runTokenizer = Path.Combine(outDir, "tokenizer.json");
+        if (File.Exists(dataTokenizer) && !File.Exists(runTokenizer))
+            File.Copy(dataTokenizer, runTokenizer);
         using var metrics = MetricsLog.Open(Path.Combine(outDir, "metrics.csv"), trainer.Step);
 
         io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,

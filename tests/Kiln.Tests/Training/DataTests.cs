@@ -110,9 +110,11 @@ public sealed class DataTests : IDisposable
     {
         const string text = "hello, wörld 🙂\nhi";
         var tok = CharacterTokenizer.FromText(text);
-        Assert.Equal(text.EnumerateRunes().Distinct().Count(), tok.VocabSize);
+        Assert.Equal(3 + text.EnumerateRunes().Distinct().Count(), tok.VocabSize);
         Assert.Equal("\n", tok.Symbols[0]);
         int[] ids = tok.Encode(text);
+        Assert.Equal(3, tok.Encode("\n").Single()); // after the reserved ids
+        Assert.Equal("a", CharacterTokenizer.FromText("a").Decode([0, 1, 3, 2]));
         Assert.Equal(text, tok.Decode(ids));
         string path = Path.Combine(_dir, "tok.json");
         File.WriteAllText(path, tok.ToJson());

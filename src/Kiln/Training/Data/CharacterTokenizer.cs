@@ -6,7 +6,9 @@ namespace Kiln.Training.Data;
 
 /// <summary>
 /// Character-level tokenizer (nanoGPT's shakespeare_char): one id per distinct Unicode code point of the training
-/// text, ids in code-point order. Saved as {"type":"char","symbols":[…]}.
+/// text, in code-point order, after three reserved ids 0, 1, 2 for unknown, begin and end of text. The reserved ids
+/// never occur in the data; they exist because a GGUF SentencePiece vocabulary gives ids 0/1/2 those roles when the
+/// file names none, so an exported model must not use them for characters. Saved as {"type":"char","symbols":[…]}.
 /// </summary>
 public sealed class CharacterTokenizer
 {
@@ -21,12 +23,15 @@ public sealed class CharacterTokenizer
         {
             if (!Rune.TryGetRuneAt(_symbols[i], 0, out var rune) || rune.Utf16SequenceLength != _symbols[i].Length)
                 throw new InvalidDataException($"symbol {i} is not a single character");
-            if (!_ids.TryAdd(rune.Value, i))
+            if (!_ids.TryAdd(rune.Value, ReservedIds + i))
                 throw new InvalidDataException($"symbol {i} ('{_symbols[i]}') appears twice");
         }
     }
 
-    public int VocabSize => _symbols.Length;
+    /// <summary>Ids before the first character: unknown, begin of text, end of text.</summary>
+    public const int ReservedIds = 3;
+
+    public int VocabSize => ReservedIds + _symbols.Length;
     public IReadOnlyList<string> Symbols => _symbols;
 
     public static CharacterTokenizer FromText(string text) =>
@@ -48,7 +53,7 @@ public sealed class CharacterTokenizer
     {
         var sb = new StringBuilder(ids.Length);
         foreach (int id in ids)
-            sb.Append((uint)id < (uint)_symbols.Length ? _symbols[id] : "\uFFFD");
+            sb.Append((uint)(id - ReservedIds) < (uint)_symbols.Length ? _symbols[id - ReservedIds] : id is >= 0 and < ReservedIds ? "" : "\uFFFD");
         return sb.ToString();
     }
 

@@ -1,0 +1,119 @@
+using System.Runtime.InteropServices;
+using Kiln.Formats.Gguf;
+using Kiln.Tensors;
+using Kiln.Training.Data;
+using Kiln.Training.Models;
+
+namespace Kiln.Training.Export;
+
+/// <summary>
+/// Writes a trained Llama-family model as a GGUF that Kiln's inference (and llama.cpp) loads: the fused Q/K/V and
+/// gate/up projections are split row-wise into attn_q/k/v and ffn_gate/up, RoPE needs no permutation (the trainer
+/// rotates adjacent pairs, GGUF "llama" ordering), and the character vocabulary becomes a SentencePiece-style
+/// vocabulary (ids 0/1/2 reserved as unk/BOS/EOS, spaces as "▁", no BOS added, no space prefix).
+/// </summary>
+public static class LlamaGgufExporter
+{
+    public static void Export(TrainingConfig config, ReadOnlySpan<float> weights, CharacterTokenizer tokenizer, string path, GgmlType type, string name = "kiln")
+    {
+        if (config.Family != ModelFamily.Llama)
+            throw new TrainingConfigException($"export writes Llama-family models; this checkpoint is {config.Family.ToString().ToLowerInvariant()}");
+        if (type != GgmlType.F32 && type != GgmlType.F16)
+            throw new ArgumentException($"export type {type} is not supported (f32, f16)", nameof(type));
+        if (tokenizer.VocabSize > config.Vocab)
+            throw new TrainingConfigException($"the tokenizer has {tokenizer.VocabSize} tokens, more than the model's vocab of {config.Vocab}");
+        var model = new LlamaTrainModel<float>(config, null);
+        if (weights.Length != model.Parameters.Count)
+            throw new TrainingConfigException($"{weights.Length} weights given, the configuration has {model.Parameters.Count}");
+        weights.CopyTo(model.Parameters.Values);
+
+        var w = new GgufWriter();
+        WriteMetadata(w, config, tokenizer, name, type);
+        var ps = model.Parameters;
+        void Add(string tensorName, string source, int firstRow = 0, int rows = -1)
+        {
+            var p = ps[source];
+            int cols = p.Shape.Length == 1 ? p.Shape[0] : p.Shape[1];
+            int totalRows = p.Shape.Length == 1 ? 1 : p.Shape[0];
+            if (rows < 0)
+                rows = totalRows;
+            var data = ps.Values.AsMemory(p.Offset + firstRow * cols, rows * cols);
+            bool vector = p.Shape.Length == 1;
+            GgmlType t = vector ? GgmlType.F32 : type; // norms stay F32, as llama.cpp keeps them
+            long[] dims = vector ? [cols] : [cols, rows];
+            w.AddTensor(tensorName, t, dims, stream => WriteData(stream, data.Span, t));
+        }
+
+        int hd = config.HeadDim, f = config.FfnDim;
+        int qRows = config.Heads * hd, kvRows = config.KvHeadCount * hd;
+        Add("token_embd.weight", "token_embd.weight");
+        Add("output_norm.weight", "output_norm.weight");
+        Add("output.weight", "output.weight");
+        for (int l = 0; l < config.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            Add(p + "attn_norm.weight", p + "attn_norm.weight");
+            Add(p + "attn_q.weight", p + "attn_qkv.weight", 0, qRows);
+            Add(p + "attn_k.weight", p + "attn_qkv.weight", qRows, kvRows);
+            Add(p + "attn_v.weight", p + "attn_qkv.weight", qRows + kvRows, kvRows);
+            Add(p + "attn_output.weight", p + "attn_output.weight");
+            Add(p + "ffn_norm.weight", p + "ffn_norm.weight");
+            Add(p + "ffn_gate.weight", p + "ffn_gate_up.weight", 0, f);
+            Add(p + "ffn_up.weight", p + "ffn_gate_up.weight", f, f);
+            Add(p + "ffn_down.weight", p + "ffn_down.weight");
+        }
+        w.Write(path);
+    }
+
+    private static void WriteData(Stream stream, ReadOnlySpan<float> data, GgmlType type)
+    {
+        if (type == GgmlType.F32)
+        {
+            stream.Write(MemoryMarshal.AsBytes(data));
+            return;
+        }
+        var bytes = new byte[data.Length * 2];
+        F16.Quantize(data, bytes);
+        stream.Write(bytes);
+    }
+
+    private static void WriteMetadata(GgufWriter w, TrainingConfig config, CharacterTokenizer tokenizer, string name, GgmlType type)
+    {
+        w.SetMetadata("general.architecture", GgufValue.FromString("llama"));
+        w.SetMetadata("general.name", GgufValue.FromString(name));
+        w.SetMetadata("general.file_type", GgufValue.FromUInt32(type == GgmlType.F32 ? 0u : 1u)); // llama.cpp's ALL_F32 / MOSTLY_F16
+        w.SetMetadata("llama.context_length", GgufValue.FromUInt32((uint)config.Context));
+        w.SetMetadata("llama.embedding_length", GgufValue.FromUInt32((uint)config.Dim));
+        w.SetMetadata("llama.block_count", GgufValue.FromUInt32((uint)config.Layers));
+        w.SetMetadata("llama.feed_forward_length", GgufValue.FromUInt32((uint)config.FfnDim));
+        w.SetMetadata("llama.attention.head_count", GgufValue.FromUInt32((uint)config.Heads));
+        w.SetMetadata("llama.attention.head_count_kv", GgufValue.FromUInt32((uint)config.KvHeadCount));
+        w.SetMetadata("llama.attention.layer_norm_rms_epsilon", GgufValue.FromFloat32(config.NormEpsilon));
+        w.SetMetadata("llama.rope.freq_base", GgufValue.FromFloat32(config.RopeFreqBase));
+        w.SetMetadata("llama.rope.dimension_count", GgufValue.FromUInt32((uint)config.HeadDim));
+        w.SetMetadata("llama.vocab_size", GgufValue.FromUInt32((uint)config.Vocab));
+
+        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
+        var types = new List<int> { 2, 3, 3 }; // unknown, control, control
+        foreach (string s in tokenizer.Symbols)
+        {
+            tokens.Add(s == " " ? "\u2581" : s);
+            types.Add(1);
+        }
+        // a model trained with a larger vocabulary than its tokenizer: the rest are placeholders
+        for (int i = tokens.Count; i < config.Vocab; i++)
+        {
+            tokens.Add($"<unused{i}>");
+            types.Add(5);
+        }
+        w.SetMetadata("tokenizer.ggml.model", GgufValue.FromString("llama"));
+        w.SetMetadata("tokenizer.ggml.tokens", GgufValue.FromArray(GgufArray.Of(tokens.ToArray())));
+        w.SetMetadata("tokenizer.ggml.scores", GgufValue.FromArray(GgufArray.Of(new float[tokens.Count])));
+        w.SetMetadata("tokenizer.ggml.token_type", GgufValue.FromArray(GgufArray.Of(types.ToArray())));
+        w.SetMetadata("tokenizer.ggml.unknown_token_id", GgufValue.FromUInt32(0));
+        w.SetMetadata("tokenizer.ggml.bos_token_id", GgufValue.FromUInt32(1));
+        w.SetMetadata("tokenizer.ggml.eos_token_id", GgufValue.FromUInt32(2));
+        w.SetMetadata("tokenizer.ggml.add_bos_token", GgufValue.FromBool(false));
+        w.SetMetadata("tokenizer.ggml.add_space_prefix", GgufValue.FromBool(false));
+    }
+}

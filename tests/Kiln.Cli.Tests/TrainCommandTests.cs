@@ -84,6 +84,16 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void PrintsSamplesWhenAsked()
+    {
+        var r = KilnRunner.Run(Args("run", "--sample-every", "4"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var samples = r.Stderr.Split('\n').Where(l => l.StartsWith("sample at step ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, samples.Length);
+        Assert.All(samples, l => Assert.Matches(@"^sample at step [48]: [tobenr ⏎]{150,200}$", l));
+    }
+
+    [Fact]
     public void MissingDataIsOneClearError()
     {
         var r = KilnRunner.Run("train", "--layers", "1", "--dim", "16", "--heads", "2", "--data", P("nope.bin"), "--steps", "2", "--out", P("o"));

@@ -5,6 +5,7 @@ using Kiln.Threading;
 using Kiln.Training;
 using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
+using Kiln.Training.Models;
 using Kiln.Training.Optimization;
 using Kiln.Training.Reporting;
 using Spectre.Console;
@@ -50,11 +51,12 @@ internal static class TrainCommand
         public readonly Option<int> EvalEvery = new("--eval-every") { Description = "Validation loss every N steps (and at the end)", DefaultValueFactory = _ => 100 };
         public readonly Option<int> EvalBatches = new("--eval-batches") { Description = "Batches per validation", DefaultValueFactory = _ => 20 };
         public readonly Option<int> SaveEvery = new("--save-every") { Description = "Checkpoint every N steps (and at the end)", DefaultValueFactory = _ => 500 };
+        public readonly Option<int> SampleEvery = new("--sample-every") { Description = "Print a text sample every N steps (needs tokenizer.json beside the data; 0: never)" };
         public readonly Option<int> StopAt = new("--stop-at") { Description = "Stop (with a checkpoint) after this step, keeping the schedule of --steps; continue later with --resume" };
         public readonly Option<int> LogEvery = new("--log-every") { Description = "Progress line every N steps when not on a terminal", DefaultValueFactory = _ => 10 };
 
         public IEnumerable<Option> All => [Config, Family, Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context, Data, Val, Steps, Batch, Seq, Lr, MinLr,
-            Warmup, GradAccum, Clip, WeightDecay, Seed, Sequential, Recompute, Threads, Out, Resume, EvalEvery, EvalBatches, SaveEvery, StopAt, LogEvery];
+            Warmup, GradAccum, Clip, WeightDecay, Seed, Sequential, Recompute, Threads, Out, Resume, EvalEvery, EvalBatches, SaveEvery, SampleEvery, StopAt, LogEvery];
         public Option[] ModelFlags => [Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context];
     }
 
@@ -70,7 +72,7 @@ internal static class TrainCommand
 
     private static int Run(CliIO io, Flags f, ParseResult r, CancellationToken cancellation)
     {
-        foreach (var (option, min) in new (Option<int>, int)[] { (f.Steps, 1), (f.Batch, 1), (f.Seq, 1), (f.GradAccum, 1), (f.EvalEvery, 1), (f.EvalBatches, 1), (f.SaveEvery, 1), (f.LogEvery, 1), (f.Warmup, 0), (f.Threads, 0), (f.StopAt, 0) })
+        foreach (var (option, min) in new (Option<int>, int)[] { (f.Steps, 1), (f.Batch, 1), (f.Seq, 1), (f.GradAccum, 1), (f.EvalEvery, 1), (f.EvalBatches, 1), (f.SaveEvery, 1), (f.LogEvery, 1), (f.Warmup, 0), (f.Threads, 0), (f.StopAt, 0), (f.SampleEvery, 0) })
         {
             int v = r.GetValue(option);
             if (v < min)
@@ -125,7 +127,14 @@ internal static class TrainCommand
         io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"kiln: {config.Family.ToString().ToLowerInvariant()} {config.Layers} layers × {config.Dim}, {trainer.Model.Parameters.Count:N0} parameters; {options.Batch}×{options.SequenceLength}×{options.GradAccum} = {trainer.TokensPerStep} tokens/step, {threads} threads{(resume ? $", resuming at step {trainer.Step}" : "")}"));
 
-        var loop = new TrainingLoop(io, trainer, options, val, metrics, outDir, checkpointPath,
+        CharacterTokenizer? sampleTokenizer = null;
+        if (r.GetValue(f.SampleEvery) > 0)
+        {
+            if (!File.Exists(runTokenizer))
+                throw new CliException($"--sample-every needs the data's tokenizer: {dataTokenizer} not found");
+            sampleTokenizer = CharacterTokenizer.Load(runTokenizer);
+        }
+        var loop = new TrainingLoop(io, trainer, options, val, metrics, outDir, checkpointPath, r.GetValue(f.SampleEvery), sampleTokenizer,
             r.GetValue(f.EvalEvery), r.GetValue(f.EvalBatches), r.GetValue(f.SaveEvery), r.GetValue(f.LogEvery),
             r.GetValue(f.StopAt) is > 0 and var stop ? Math.Min(stop, options.Steps) : options.Steps, cancellation);
         bool interactive = ReferenceEquals(io.Error, ConsoleStreams.Stderr) && !Console.IsErrorRedirected;
@@ -183,7 +192,7 @@ internal static class TrainCommand
 
     /// <summary>The step loop with its reporting, shared by the progress-bar and plain-line front ends.</summary>
     private sealed class TrainingLoop(CliIO io, Trainer trainer, TrainerOptions options, TokenStream? val, MetricsLog metrics,
-        string outDir, string checkpointPath, int evalEvery, int evalBatches, int saveEvery, int logEvery, int stopAt, CancellationToken cancellation)
+        string outDir, string checkpointPath, int sampleEvery, CharacterTokenizer? tokenizer, int evalEvery, int evalBatches, int saveEvery, int logEvery, int stopAt, CancellationToken cancellation)
     {
         private long _savedStep = -1;
 
@@ -250,11 +259,26 @@ internal static class TrainCommand
                     progress(line, s.Step);
                 else if (s.Step % logEvery == 0 || last || !double.IsNaN(valLoss))
                     io.Error.WriteLine(line);
+                if (tokenizer is not null && sampleEvery > 0 && s.Step % sampleEvery == 0)
+                    io.Error.WriteLine($"sample at step {s.Step}: {Sample(s.Step).ReplaceLineEndings("⏎")}");
             }
             WritePlot();
             var final = metrics.Rows.Count > 0 ? metrics.Rows[^1] : default;
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"trained {trainer.Step} steps: loss {final.TrainLoss:F4}{(double.IsNaN(lastVal) ? "" : $", validation loss {lastVal:F4}")}; checkpoint {checkpointPath}"));
+        }
+
+        private TrainableModel<float>? _sampler;
+
+        /// <summary>200 characters at temperature 0.8 from a newline, on a copy of the weights (the trained model keeps its buffers).</summary>
+        private string Sample(long step)
+        {
+            _sampler ??= TrainableModel<float>.Create(trainer.Config, null);
+            trainer.Model.Parameters.Values.CopyTo(_sampler.Parameters.Values, 0);
+            int start = tokenizer!.Encode("\n") is [var nl] && nl < trainer.Config.Vocab ? nl : CharacterTokenizer.ReservedIds;
+            // its own generator, seeded by the step: sampling must not move the run's RNG, or resumed runs would differ
+            int[] ids = TrainingSampler.Generate(_sampler, [start], 200, 0.8f, new TrainingRandom(options.Seed ^ (ulong)step));
+            return tokenizer.Decode(ids.AsSpan(1));
         }
 
         private void WritePlot() =>

@@ -13,7 +13,7 @@ internal static class ExportCommand
     {
         var checkpoint = new Argument<string>("CKPT") { Description = "Training checkpoint (checkpoint.bin in a kiln train output folder)" };
         var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
-        var type = new Option<string>("--type") { Description = "Weight type: f32 or f16 (norms stay f32)", DefaultValueFactory = _ => "f16" };
+        var type = new Option<string>("--type") { Description = "Weight type: f32, f16 or q8_0 (norms stay f32)", DefaultValueFactory = _ => "f16" };
         var tokenizer = new Option<string>("--tokenizer") { Description = "Tokenizer JSON; default: tokenizer.json beside the checkpoint" };
         var command = new Command("export", "Export a trained Llama-family checkpoint as a GGUF model");
         command.Arguments.Add(checkpoint);
@@ -26,7 +26,8 @@ internal static class ExportCommand
             {
                 "f32" => GgmlType.F32,
                 "f16" => GgmlType.F16,
-                var other => throw new CliException($"--type '{other}' is not one of f32, f16"),
+                "q8_0" => GgmlType.Q8_0,
+                var other => throw new CliException($"--type '{other}' is not one of f32, f16, q8_0"),
             };
             string ckptPath = r.GetValue(checkpoint)!;
             string tokPath = r.GetValue(tokenizer) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(ckptPath))!, "tokenizer.json");

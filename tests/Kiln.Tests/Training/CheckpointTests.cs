@@ -143,4 +143,22 @@ public sealed class CheckpointTests : IDisposable
         var e = Assert.Throws<TrainingConfigException>(() => Trainer.Start(Config, Options, data, null));
         Assert.Contains("larger than the model's vocab of 13", e.Message);
     }
+
+    /// <summary>After the first step sized the buffers, a training step allocates nothing (so memory cannot grow over steps).</summary>
+    [Theory]
+    [InlineData(ModelFamily.Llama)]
+    [InlineData(ModelFamily.Gpt2)]
+    public void SteadyStateStepsAllocateNothing(ModelFamily family)
+    {
+        using var data = Data();
+        var config = family == ModelFamily.Llama ? Config : Config with { Family = ModelFamily.Gpt2, KvHeads = 0 };
+        var t = Trainer.Start(config, Options, data, null);
+        t.TrainStep();
+        t.TrainStep();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++)
+            t.TrainStep();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"{allocated} bytes allocated over 5 steps");
+    }
 }

@@ -33,6 +33,7 @@ public sealed class ExportTests : IDisposable
     [Theory]
     [InlineData(GgmlType.F32)]
     [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.Q8_0)]
     public void ExportedModelGivesTheTrainersLogitsAndGreedyTokens(GgmlType type)
     {
         var (trainer, tok) = Trained();
@@ -51,7 +52,8 @@ public sealed class ExportTests : IDisposable
         context.Evaluate(ids, logits);
         var sequence = new List<int>(ids);
         // F32: same weights, different summation orders: ~1e-5. F16: weights rounded to 11 bits, activations too.
-        double tolerance = type == GgmlType.F32 ? 1e-3 : 5e-2;
+        // Q8_0: weights and activations on 8 bits per block of 32 (relative error up to ~1/254 per value).
+        double tolerance = type switch { GgmlType.F32 => 1e-3, GgmlType.F16 => 5e-2, _ => 0.25 };
         for (int step = 0; step < 12; step++)
         {
             trainer.Model.Forward(sequence.ToArray(), [], 1, sequence.Count);
@@ -76,6 +78,16 @@ public sealed class ExportTests : IDisposable
             if (x[i] > x[best])
                 best = i;
         return best;
+    }
+
+    [Fact]
+    public void Q8NeedsRowsInBlocksOf32()
+    {
+        var config = new TrainingConfig { Family = ModelFamily.Llama, Layers = 1, Dim = 48, Heads = 2, Vocab = 10, Context = 8 };
+        var e = Assert.Throws<TrainingConfigException>(() =>
+            LlamaGgufExporter.Export(config, new float[new Kiln.Training.Models.LlamaTrainModel<float>(config, null).Parameters.Count],
+                CharacterTokenizer.FromText("abc"), Path.Combine(_dir, "x.gguf"), GgmlType.Q8_0));
+        Assert.Contains("must be multiples of 32", e.Message);
     }
 
     [Fact]

@@ -10,7 +10,8 @@ namespace Kiln.Training.Export;
 /// Writes a trained Llama-family model as a GGUF that Kiln's inference (and llama.cpp) loads: the fused Q/K/V and
 /// gate/up projections are split row-wise into attn_q/k/v and ffn_gate/up, RoPE needs no permutation (the trainer
 /// rotates adjacent pairs, GGUF "llama" ordering), and the character vocabulary becomes a SentencePiece-style
-/// vocabulary (ids 0/1/2 reserved as unk/BOS/EOS, spaces as "▁", no BOS added, no space prefix).
+/// vocabulary (ids 0/1/2 reserved as unk/BOS/EOS, spaces as "▁", no BOS added, no space prefix). Matrices are
+/// written as F32, F16 or Q8_0 (ggml's block layout, quantized by <see cref="Q8_0.Quantize"/>); norms stay F32.
 /// </summary>
 public static class LlamaGgufExporter
 {
@@ -18,8 +19,11 @@ public static class LlamaGgufExporter
     {
         if (config.Family != ModelFamily.Llama)
             throw new TrainingConfigException($"export writes Llama-family models; this checkpoint is {config.Family.ToString().ToLowerInvariant()}");
-        if (type != GgmlType.F32 && type != GgmlType.F16)
-            throw new ArgumentException($"export type {type} is not supported (f32, f16)", nameof(type));
+        if (type != GgmlType.F32 && type != GgmlType.F16 && type != GgmlType.Q8_0)
+            throw new ArgumentException($"export type {type} is not supported (f32, f16, q8_0)", nameof(type));
+        if (type == GgmlType.Q8_0 && (config.Dim % Q8_0.BlockSize != 0 || config.FfnDim % Q8_0.BlockSize != 0))
+            throw new TrainingConfigException(
+                $"q8_0 stores rows in blocks of {Q8_0.BlockSize}: dim ({config.Dim}) and ffn ({config.FfnDim}) must be multiples of {Q8_0.BlockSize}");
         if (tokenizer.VocabSize > config.Vocab)
             throw new TrainingConfigException($"the tokenizer has {tokenizer.VocabSize} tokens, more than the model's vocab of {config.Vocab}");
         var model = new LlamaTrainModel<float>(config, null);
@@ -72,6 +76,13 @@ public static class LlamaGgufExporter
             stream.Write(MemoryMarshal.AsBytes(data));
             return;
         }
+        if (type == GgmlType.Q8_0)
+        {
+            var blocks = new byte[data.Length / Q8_0.BlockSize * Q8_0.BlockBytes];
+            Q8_0.Quantize(data, blocks);
+            stream.Write(blocks);
+            return;
+        }
         var bytes = new byte[data.Length * 2];
         F16.Quantize(data, bytes);
         stream.Write(bytes);
@@ -81,7 +92,8 @@ public static class LlamaGgufExporter
     {
         w.SetMetadata("general.architecture", GgufValue.FromString("llama"));
         w.SetMetadata("general.name", GgufValue.FromString(name));
-        w.SetMetadata("general.file_type", GgufValue.FromUInt32(type == GgmlType.F32 ? 0u : 1u)); // llama.cpp's ALL_F32 / MOSTLY_F16
+        // llama.cpp's LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_Q8_0
+        w.SetMetadata("general.file_type", GgufValue.FromUInt32(type == GgmlType.F32 ? 0u : type == GgmlType.F16 ? 1u : 7u));
         w.SetMetadata("llama.context_length", GgufValue.FromUInt32((uint)config.Context));
         w.SetMetadata("llama.embedding_length", GgufValue.FromUInt32((uint)config.Dim));
         w.SetMetadata("llama.block_count", GgufValue.FromUInt32((uint)config.Layers));

@@ -27,6 +27,7 @@ public static class CliApp
         root.Subcommands.Add(ConvertCommand.Create(io));
         root.Subcommands.Add(PerplexityCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
+        root.Subcommands.Add(TokenizerCommand.Create(io));
         root.Subcommands.Add(DataCommand.Create(io));
         root.Subcommands.Add(TrainCommand.Create(io));
         root.Subcommands.Add(ExportCommand.Create(io));

@@ -188,4 +188,36 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("tokenizer not found", r.Stderr);
     }
+
+    /// <summary>The byte-level BPE path end to end: tokenizer train → data prepare → train → export → kiln run greedy = trainer argmax.</summary>
+    [Fact]
+    public void BytePairTokenizerFlowsThroughTrainingExportAndRun()
+    {
+        string corpus = string.Concat(Enumerable.Repeat("the cat sat on the mat. the dog sat on the log.\n", 40));
+        File.WriteAllText(P("c.txt"), corpus);
+        var r = KilnRunner.Run("tokenizer", "train", "--vocab", "300", P("c.txt"), "-o", P("tok.json"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Directory.CreateDirectory(P("bpe"));
+        r = KilnRunner.Run("data", "prepare", "--tokenizer", P("tok.json"), P("c.txt"), "-o", P("bpe/train.bin"), P("bpe/val.bin"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        r = KilnRunner.Run("train", "--layers", "1", "--dim", "32", "--heads", "2", "--data", P("bpe/train.bin"), "--steps", "30", "--batch", "4",
+            "--seq", "16", "--lr", "1e-2", "--threads", "2", "--out", P("bperun"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        r = KilnRunner.Run("export", P("bperun/checkpoint.bin"), "-o", P("bpe.gguf"), "--type", "f32");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+
+        var tok = Assert.IsType<ByteLevelBpeTokenizer>(TrainingTokenizer.Load(P("bperun/tokenizer.json")));
+        var ckpt = TrainingCheckpoint.Read(P("bperun/checkpoint.bin"));
+        Assert.Equal(tok.VocabSize, ckpt.Config.Vocab); // from the data file (training stopped below 300: the text is repetitive)
+        var model = Kiln.Training.Models.TrainableModel<float>.Create(ckpt.Config, null);
+        ckpt.Weights.CopyTo(model.Parameters.Values, 0);
+        int[] prompt = tok.Encode("the cat");
+        int[] all = Kiln.Training.TrainingSampler.Generate(model, prompt, 6, 0f, new Kiln.Training.TrainingRandom(1));
+        string expected = tok.Decode(all.AsSpan(prompt.Length));
+
+        r = KilnRunner.Run("run", "-m", P("bpe.gguf"), "-p", "the cat", "-n", "6", "--temp", "0", "--no-display-prompt", "-t", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(expected + "\n", r.Stdout);
+        Assert.StartsWith(" sat on", expected);
+    }
 }

@@ -20,7 +20,7 @@ internal static class DataCommand
         var file = new Argument<string>("FILE") { Description = "UTF-8 text to tokenize" };
         var tokenizer = new Option<string>("--tokenizer")
         {
-            Description = "'char' (build a character vocabulary from FILE, saved as tokenizer.json beside the train file) or a tokenizer JSON file",
+            Description = "'char' (build a character vocabulary from FILE, saved as tokenizer.json beside the train file) or a tokenizer JSON file (kiln tokenizer train, or a saved char vocabulary)",
             Required = true,
         };
         var output = new Option<string[]>("--output", "-o")
@@ -60,7 +60,7 @@ internal static class DataCommand
             }
 
             string tokenizerName = r.GetValue(tokenizer)!;
-            CharacterTokenizer tok;
+            TrainingTokenizer tok;
             string? savedTokenizer = null;
             if (tokenizerName == "char")
             {
@@ -69,7 +69,7 @@ internal static class DataCommand
             }
             else
             {
-                tok = CharacterTokenizer.Load(tokenizerName);
+                tok = TrainingTokenizer.Load(tokenizerName);
             }
             int[] tokens = tok.Encode(text);
             int valCount = (int)Math.Round(tokens.Length * fraction);
@@ -80,7 +80,9 @@ internal static class DataCommand
                 Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(o))!);
             TokenStreamFile.Write(outputs[0], tokens.AsSpan(0, trainCount), tok.VocabSize);
             TokenStreamFile.Write(outputs[1], tokens.AsSpan(trainCount), tok.VocabSize);
-            if (savedTokenizer is not null)
+            // the tokenizer travels with the data: kiln train copies it into its output, kiln export reads it from there
+            savedTokenizer ??= Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outputs[0]))!, "tokenizer.json");
+            if (Path.GetFullPath(savedTokenizer) != Path.GetFullPath(tokenizerName))
                 File.WriteAllText(savedTokenizer, tok.ToJson());
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{tokens.Length} tokens (vocabulary {tok.VocabSize}): {trainCount} → {outputs[0]}, {valCount} → {outputs[1]}"));

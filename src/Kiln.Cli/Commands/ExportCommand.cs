@@ -34,7 +34,7 @@ internal static class ExportCommand
             var ckpt = TrainingCheckpoint.Read(ckptPath);
             if (!File.Exists(tokPath))
                 throw new FileNotFoundException($"tokenizer not found: {tokPath} (pass --tokenizer)", tokPath);
-            var tok = CharacterTokenizer.Load(tokPath);
+            var tok = TrainingTokenizer.Load(tokPath);
             string outPath = r.GetValue(output)!;
             LlamaGgufExporter.Export(ckpt.Config, ckpt.Weights, tok, outPath, ggmlType);
             io.Out.WriteLine($"wrote {outPath}: llama {ckpt.Config.Layers} layers × {ckpt.Config.Dim}, {ckpt.Weights.Length:N0} parameters, step {ckpt.Step}, {r.GetValue(type)}");

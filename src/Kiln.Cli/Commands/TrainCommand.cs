@@ -127,12 +127,12 @@ internal static class TrainCommand
         io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"kiln: {config.Family.ToString().ToLowerInvariant()} {config.Layers} layers × {config.Dim}, {trainer.Model.Parameters.Count:N0} parameters; {options.Batch}×{options.SequenceLength}×{options.GradAccum} = {trainer.TokensPerStep} tokens/step, {threads} threads{(resume ? $", resuming at step {trainer.Step}" : "")}"));
 
-        CharacterTokenizer? sampleTokenizer = null;
+        TrainingTokenizer? sampleTokenizer = null;
         if (r.GetValue(f.SampleEvery) > 0)
         {
             if (!File.Exists(runTokenizer))
                 throw new CliException($"--sample-every needs the data's tokenizer: {dataTokenizer} not found");
-            sampleTokenizer = CharacterTokenizer.Load(runTokenizer);
+            sampleTokenizer = TrainingTokenizer.Load(runTokenizer);
         }
         var loop = new TrainingLoop(io, trainer, options, val, metrics, outDir, checkpointPath, r.GetValue(f.SampleEvery), sampleTokenizer,
             r.GetValue(f.EvalEvery), r.GetValue(f.EvalBatches), r.GetValue(f.SaveEvery), r.GetValue(f.LogEvery),
@@ -192,7 +192,7 @@ internal static class TrainCommand
 
     /// <summary>The step loop with its reporting, shared by the progress-bar and plain-line front ends.</summary>
     private sealed class TrainingLoop(CliIO io, Trainer trainer, TrainerOptions options, TokenStream? val, MetricsLog metrics,
-        string outDir, string checkpointPath, int sampleEvery, CharacterTokenizer? tokenizer, int evalEvery, int evalBatches, int saveEvery, int logEvery, int stopAt, CancellationToken cancellation)
+        string outDir, string checkpointPath, int sampleEvery, TrainingTokenizer? tokenizer, int evalEvery, int evalBatches, int saveEvery, int logEvery, int stopAt, CancellationToken cancellation)
     {
         private long _savedStep = -1;
 
@@ -270,12 +270,12 @@ internal static class TrainCommand
 
         private TrainableModel<float>? _sampler;
 
-        /// <summary>200 characters at temperature 0.8 from a newline, on a copy of the weights (the trained model keeps its buffers).</summary>
+        /// <summary>200 tokens at temperature 0.8 from a newline, on a copy of the weights (the trained model keeps its buffers).</summary>
         private string Sample(long step)
         {
             _sampler ??= TrainableModel<float>.Create(trainer.Config, null);
             trainer.Model.Parameters.Values.CopyTo(_sampler.Parameters.Values, 0);
-            int start = tokenizer!.Encode("\n") is [var nl] && nl < trainer.Config.Vocab ? nl : CharacterTokenizer.ReservedIds;
+            int start = Math.Min(tokenizer!.SampleStartId, trainer.Config.Vocab - 1);
             // its own generator, seeded by the step: sampling must not move the run's RNG, or resumed runs would differ
             int[] ids = TrainingSampler.Generate(_sampler, [start], 200, 0.8f, new TrainingRandom(options.Seed ^ (ulong)step));
             return tokenizer.Decode(ids.AsSpan(1));

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Kiln.Formats.Gguf;
 using System.Text.Json.Nodes;
 
 namespace Kiln.Training.Data;
@@ -10,7 +11,7 @@ namespace Kiln.Training.Data;
 /// never occur in the data; they exist because a GGUF SentencePiece vocabulary gives ids 0/1/2 those roles when the
 /// file names none, so an exported model must not use them for characters. Saved as {"type":"char","symbols":[…]}.
 /// </summary>
-public sealed class CharacterTokenizer
+public sealed class CharacterTokenizer : TrainingTokenizer
 {
     private readonly string[] _symbols;
     private readonly Dictionary<int, int> _ids;
@@ -31,13 +32,13 @@ public sealed class CharacterTokenizer
     /// <summary>Ids before the first character: unknown, begin of text, end of text.</summary>
     public const int ReservedIds = 3;
 
-    public int VocabSize => ReservedIds + _symbols.Length;
+    public override int VocabSize => ReservedIds + _symbols.Length;
     public IReadOnlyList<string> Symbols => _symbols;
 
     public static CharacterTokenizer FromText(string text) =>
         new(text.EnumerateRunes().Select(r => r.Value).Distinct().Order().Select(v => new Rune(v).ToString()));
 
-    public int[] Encode(string text)
+    public override int[] Encode(string text)
     {
         var ids = new List<int>(text.Length);
         foreach (var rune in text.EnumerateRunes())
@@ -49,7 +50,7 @@ public sealed class CharacterTokenizer
         return [.. ids];
     }
 
-    public string Decode(ReadOnlySpan<int> ids)
+    public override string Decode(ReadOnlySpan<int> ids)
     {
         var sb = new StringBuilder(ids.Length);
         foreach (int id in ids)
@@ -57,27 +58,44 @@ public sealed class CharacterTokenizer
         return sb.ToString();
     }
 
-    public string ToJson() =>
+    public override string ToJson() =>
         new JsonObject { ["type"] = "char", ["symbols"] = new JsonArray(_symbols.Select(s => (JsonNode)s).ToArray()) }.ToJsonString();
 
-    public static CharacterTokenizer Load(string path)
+    public static new CharacterTokenizer Load(string path) =>
+        TrainingTokenizer.Load(path) as CharacterTokenizer ?? throw new InvalidDataException($"{path} is not a character tokenizer");
+
+    internal static CharacterTokenizer FromJson(JsonNode root, string path)
     {
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"tokenizer file not found: {path}", path);
-        JsonNode? root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllText(path));
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: not JSON ({e.Message})");
-        }
-        string? type = root?["type"]?.GetValue<string>();
-        if (type != "char")
-            throw new InvalidDataException($"{path}: tokenizer type '{type}' is not supported (char)");
-        var symbols = root!["symbols"]?.AsArray().Select(n => n?.GetValue<string>() ?? "").ToArray()
+        var symbols = root["symbols"]?.AsArray().Select(n => n?.GetValue<string>() ?? "").ToArray()
             ?? throw new InvalidDataException($"{path}: missing symbols");
         return new CharacterTokenizer(symbols);
+    }
+
+    public override int SampleStartId => _ids.TryGetValue('\n', out int id) ? id : ReservedIds;
+
+    /// <summary>A SentencePiece-style vocabulary: unk, BOS, EOS, then the characters with space as "▁"; no BOS added, no space prefix.</summary>
+    public override void WriteGgufMetadata(GgufWriter w, int modelVocab)
+    {
+        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
+        var types = new List<int> { 2, 3, 3 }; // unknown, control, control
+        foreach (string s in _symbols)
+        {
+            tokens.Add(s == " " ? "\u2581" : s);
+            types.Add(1);
+        }
+        for (int i = tokens.Count; i < modelVocab; i++)
+        {
+            tokens.Add($"<unused{i}>");
+            types.Add(5);
+        }
+        w.SetMetadata("tokenizer.ggml.model", GgufValue.FromString("llama"));
+        w.SetMetadata("tokenizer.ggml.tokens", GgufValue.FromArray(GgufArray.Of(tokens.ToArray())));
+        w.SetMetadata("tokenizer.ggml.scores", GgufValue.FromArray(GgufArray.Of(new float[tokens.Count])));
+        w.SetMetadata("tokenizer.ggml.token_type", GgufValue.FromArray(GgufArray.Of(types.ToArray())));
+        w.SetMetadata("tokenizer.ggml.unknown_token_id", GgufValue.FromUInt32(0));
+        w.SetMetadata("tokenizer.ggml.bos_token_id", GgufValue.FromUInt32(1));
+        w.SetMetadata("tokenizer.ggml.eos_token_id", GgufValue.FromUInt32(2));
+        w.SetMetadata("tokenizer.ggml.add_bos_token", GgufValue.FromBool(false));
+        w.SetMetadata("tokenizer.ggml.add_space_prefix", GgufValue.FromBool(false));
     }
 }

@@ -9,13 +9,13 @@ namespace Kiln.Training.Export;
 /// <summary>
 /// Writes a trained Llama-family model as a GGUF that Kiln's inference (and llama.cpp) loads: the fused Q/K/V and
 /// gate/up projections are split row-wise into attn_q/k/v and ffn_gate/up, RoPE needs no permutation (the trainer
-/// rotates adjacent pairs, GGUF "llama" ordering), and the character vocabulary becomes a SentencePiece-style
-/// vocabulary (ids 0/1/2 reserved as unk/BOS/EOS, spaces as "▁", no BOS added, no space prefix). Matrices are
+/// rotates adjacent pairs, GGUF "llama" ordering), and the tokenizer writes its own metadata (a character vocabulary
+/// as SentencePiece-style tokens, a byte-level BPE as GPT-2's). Matrices are
 /// written as F32, F16 or Q8_0 (ggml's block layout, quantized by <see cref="Q8_0.Quantize"/>); norms stay F32.
 /// </summary>
 public static class LlamaGgufExporter
 {
-    public static void Export(TrainingConfig config, ReadOnlySpan<float> weights, CharacterTokenizer tokenizer, string path, GgmlType type, string name = "kiln")
+    public static void Export(TrainingConfig config, ReadOnlySpan<float> weights, TrainingTokenizer tokenizer, string path, GgmlType type, string name = "kiln")
     {
         if (config.Family != ModelFamily.Llama)
             throw new TrainingConfigException($"export writes Llama-family models; this checkpoint is {config.Family.ToString().ToLowerInvariant()}");
@@ -88,7 +88,7 @@ public static class LlamaGgufExporter
         stream.Write(bytes);
     }
 
-    private static void WriteMetadata(GgufWriter w, TrainingConfig config, CharacterTokenizer tokenizer, string name, GgmlType type)
+    private static void WriteMetadata(GgufWriter w, TrainingConfig config, TrainingTokenizer tokenizer, string name, GgmlType type)
     {
         w.SetMetadata("general.architecture", GgufValue.FromString("llama"));
         w.SetMetadata("general.name", GgufValue.FromString(name));
@@ -105,27 +105,6 @@ public static class LlamaGgufExporter
         w.SetMetadata("llama.rope.dimension_count", GgufValue.FromUInt32((uint)config.HeadDim));
         w.SetMetadata("llama.vocab_size", GgufValue.FromUInt32((uint)config.Vocab));
 
-        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
-        var types = new List<int> { 2, 3, 3 }; // unknown, control, control
-        foreach (string s in tokenizer.Symbols)
-        {
-            tokens.Add(s == " " ? "\u2581" : s);
-            types.Add(1);
-        }
-        // a model trained with a larger vocabulary than its tokenizer: the rest are placeholders
-        for (int i = tokens.Count; i < config.Vocab; i++)
-        {
-            tokens.Add($"<unused{i}>");
-            types.Add(5);
-        }
-        w.SetMetadata("tokenizer.ggml.model", GgufValue.FromString("llama"));
-        w.SetMetadata("tokenizer.ggml.tokens", GgufValue.FromArray(GgufArray.Of(tokens.ToArray())));
-        w.SetMetadata("tokenizer.ggml.scores", GgufValue.FromArray(GgufArray.Of(new float[tokens.Count])));
-        w.SetMetadata("tokenizer.ggml.token_type", GgufValue.FromArray(GgufArray.Of(types.ToArray())));
-        w.SetMetadata("tokenizer.ggml.unknown_token_id", GgufValue.FromUInt32(0));
-        w.SetMetadata("tokenizer.ggml.bos_token_id", GgufValue.FromUInt32(1));
-        w.SetMetadata("tokenizer.ggml.eos_token_id", GgufValue.FromUInt32(2));
-        w.SetMetadata("tokenizer.ggml.add_bos_token", GgufValue.FromBool(false));
-        w.SetMetadata("tokenizer.ggml.add_space_prefix", GgufValue.FromBool(false));
+        tokenizer.WriteGgufMetadata(w, config.Vocab);
     }
 }

@@ -51,6 +51,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("trained 8 steps", r.Stdout);
         Assert.Matches(@"step 8/8 \| loss [0-9.]+ \| val [0-9.]+ \| lr ", r.Stderr);
+        Assert.Matches(@"kiln: 8 steps in [0-9.]+ s \(evaluation and checkpoints included\): [0-9]+ tokens/s, [0-9.]+ GFLOP/s; peak resident memory [0-9]+ MiB", r.Stderr);
         string[] csv = File.ReadAllLines(P("run/metrics.csv"));
         Assert.Equal(9, csv.Length);
         Assert.StartsWith("step,train_loss,val_loss", csv[0]);

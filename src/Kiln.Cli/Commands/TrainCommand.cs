@@ -264,8 +264,15 @@ internal static class TrainCommand
             }
             WritePlot();
             var final = metrics.Rows.Count > 0 ? metrics.Rows[^1] : default;
+            double seconds = clock.Elapsed.TotalSeconds;
+            double rate = (trainer.Step - startStep) * trainer.TokensPerStep / Math.Max(seconds, 1e-9);
+            double peakMiB;
+            using (var self = Process.GetCurrentProcess())
+                peakMiB = self.PeakWorkingSet64 / (1024.0 * 1024.0);
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"trained {trainer.Step} steps: loss {final.TrainLoss:F4}{(double.IsNaN(lastVal) ? "" : $", validation loss {lastVal:F4}")}; checkpoint {checkpointPath}"));
+            io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"kiln: {trainer.Step - startStep} steps in {seconds:F1} s (evaluation and checkpoints included): {rate:F0} tokens/s, {rate * trainer.FlopsPerToken / 1e9:F2} GFLOP/s; peak resident memory {peakMiB:F0} MiB"));
         }
 
         private TrainableModel<float>? _sampler;

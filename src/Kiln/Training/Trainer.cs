@@ -48,6 +48,12 @@ public sealed class Trainer
 
     public long TokensPerStep => (long)Options.Batch * Options.SequenceLength * Options.GradAccum;
 
+    /// <summary>
+    /// Floating-point operations per trained token by nanoGPT's estimate (as in its MFU): 6·N for the matrix products
+    /// of forward and backward plus 12·layers·dim·T for attention scores and values (causal masking not subtracted).
+    /// </summary>
+    public double FlopsPerToken => 6.0 * Model.Parameters.Count + 12.0 * Config.Layers * Config.Dim * Options.SequenceLength;
+
     /// <summary>A fresh run: weights drawn from the seed.</summary>
     public static Trainer Start(TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool)
     {

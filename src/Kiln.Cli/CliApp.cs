@@ -30,6 +30,10 @@ public static class CliApp
         root.Subcommands.Add(BenchCommand.Create(io));
         root.Subcommands.Add(ServeCommand.Create(io));
         root.Subcommands.Add(LoadTestCommand.Create(io));
+        root.Subcommands.Add(TokenizerCommand.Create(io));
+        root.Subcommands.Add(DataCommand.Create(io));
+        root.Subcommands.Add(TrainCommand.Create(io));
+        root.Subcommands.Add(ExportCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);
         bool verbose = args.Contains("--verbose") || args.Contains("-v");

@@ -1,0 +1,45 @@
+using System.CommandLine;
+using Kiln.Tensors;
+using Kiln.Training.Checkpoints;
+using Kiln.Training.Data;
+using Kiln.Training.Export;
+
+namespace Kiln.Cli.Commands;
+
+/// <summary>kiln export: a training checkpoint (Llama family) to a GGUF model for kiln run and llama.cpp.</summary>
+internal static class ExportCommand
+{
+    public static Command Create(CliIO io)
+    {
+        var checkpoint = new Argument<string>("CKPT") { Description = "Training checkpoint (checkpoint.bin in a kiln train output folder)" };
+        var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
+        var type = new Option<string>("--type") { Description = "Weight type: f32, f16 or q8_0 (norms stay f32)", DefaultValueFactory = _ => "f16" };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "Tokenizer JSON; default: tokenizer.json beside the checkpoint" };
+        var command = new Command("export", "Export a trained Llama-family checkpoint as a GGUF model");
+        command.Arguments.Add(checkpoint);
+        command.Options.Add(output);
+        command.Options.Add(type);
+        command.Options.Add(tokenizer);
+        command.SetAction(r =>
+        {
+            GgmlType ggmlType = r.GetValue(type) switch
+            {
+                "f32" => GgmlType.F32,
+                "f16" => GgmlType.F16,
+                "q8_0" => GgmlType.Q8_0,
+                var other => throw new CliException($"--type '{other}' is not one of f32, f16, q8_0"),
+            };
+            string ckptPath = r.GetValue(checkpoint)!;
+            string tokPath = r.GetValue(tokenizer) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(ckptPath))!, "tokenizer.json");
+            var ckpt = TrainingCheckpoint.Read(ckptPath);
+            if (!File.Exists(tokPath))
+                throw new FileNotFoundException($"tokenizer not found: {tokPath} (pass --tokenizer)", tokPath);
+            var tok = TrainingTokenizer.Load(tokPath);
+            string outPath = r.GetValue(output)!;
+            LlamaGgufExporter.Export(ckpt.Config, ckpt.Weights, tok, outPath, ggmlType);
+            io.Out.WriteLine($"wrote {outPath}: llama {ckpt.Config.Layers} layers × {ckpt.Config.Dim}, {ckpt.Weights.Length:N0} parameters, step {ckpt.Step}, {r.GetValue(type)}");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,294 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Kiln.Threading;
+using Kiln.Training;
+using Kiln.Training.Checkpoints;
+using Kiln.Training.Data;
+using Kiln.Training.Models;
+using Kiln.Training.Optimization;
+using Kiln.Training.Reporting;
+using Spectre.Console;
+
+namespace Kiln.Cli.Commands;
+
+/// <summary>
+/// kiln train: trains a GPT-2 or Llama model from scratch on a token file. The output folder holds config.json,
+/// checkpoint.bin (latest, replaced atomically), metrics.csv and loss.svg; --resume continues from its checkpoint.
+/// </summary>
+internal static class TrainCommand
+{
+    public const string CheckpointName = "checkpoint.bin";
+
+    private sealed class Flags
+    {
+        public readonly Option<string> Config = new("--config") { Description = "Model configuration JSON (family, layers, dim, heads, kvHeads, ffn, vocab, context)" };
+        public readonly Option<string> Family = new("--family") { Description = "Model family when given by flags: llama or gpt2", DefaultValueFactory = _ => "llama" };
+        public readonly Option<int> Layers = new("--layers") { Description = "Transformer blocks" };
+        public readonly Option<int> Dim = new("--dim") { Description = "Model width" };
+        public readonly Option<int> Heads = new("--heads") { Description = "Attention heads" };
+        public readonly Option<int> KvHeads = new("--kv-heads") { Description = "KV heads (Llama GQA); default: as many as heads" };
+        public readonly Option<int> Ffn = new("--ffn") { Description = "Feed-forward width; default: the family's rule" };
+        public readonly Option<int> Vocab = new("--vocab") { Description = "Vocabulary size; default: the data file's" };
+        public readonly Option<int> Context = new("--context") { Description = "Context length; default: --seq" };
+        public readonly Option<string> Data = new("--data") { Description = "Training token file (kiln data prepare)", Required = true };
+        public readonly Option<string> Val = new("--val") { Description = "Validation token file" };
+        public readonly Option<int> Steps = new("--steps") { Description = "Optimizer steps in total", Required = true };
+        public readonly Option<int> Batch = new("--batch") { Description = "Sequences per micro-batch", DefaultValueFactory = _ => 4 };
+        public readonly Option<int> Seq = new("--seq") { Description = "Tokens per sequence", DefaultValueFactory = _ => 64 };
+        public readonly Option<float> Lr = new("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 3e-4f };
+        public readonly Option<float> MinLr = new("--min-lr") { Description = "Final learning rate of the cosine decay; default: lr/10", DefaultValueFactory = _ => -1f };
+        public readonly Option<int> Warmup = new("--warmup") { Description = "Linear warm-up steps" };
+        public readonly Option<int> GradAccum = new("--grad-accum") { Description = "Micro-batches per step", DefaultValueFactory = _ => 1 };
+        public readonly Option<float> Clip = new("--clip") { Description = "Gradient-norm limit (0: off)", DefaultValueFactory = _ => 1f };
+        public readonly Option<float> WeightDecay = new("--weight-decay") { Description = "AdamW decoupled weight decay (matrices only)", DefaultValueFactory = _ => 0.1f };
+        public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of initialization and data order", DefaultValueFactory = _ => 1337UL };
+        public readonly Option<bool> Sequential = new("--sequential") { Description = "Read the data in order instead of shuffled windows" };
+        public readonly Option<bool> Recompute = new("--recompute") { Description = "Recompute attention probabilities in backward instead of storing them" };
+        public readonly Option<int> Threads = new("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
+        public readonly Option<string> Out = new("--out", "-o") { Description = "Output folder", Required = true };
+        public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the output folder's checkpoint" };
+        public readonly Option<int> EvalEvery = new("--eval-every") { Description = "Validation loss every N steps (and at the end)", DefaultValueFactory = _ => 100 };
+        public readonly Option<int> EvalBatches = new("--eval-batches") { Description = "Batches per validation", DefaultValueFactory = _ => 20 };
+        public readonly Option<int> SaveEvery = new("--save-every") { Description = "Checkpoint every N steps (and at the end)", DefaultValueFactory = _ => 500 };
+        public readonly Option<int> SampleEvery = new("--sample-every") { Description = "Print a text sample every N steps (needs tokenizer.json beside the data; 0: never)" };
+        public readonly Option<int> StopAt = new("--stop-at") { Description = "Stop (with a checkpoint) after this step, keeping the schedule of --steps; continue later with --resume" };
+        public readonly Option<int> LogEvery = new("--log-every") { Description = "Progress line every N steps when not on a terminal", DefaultValueFactory = _ => 10 };
+
+        public IEnumerable<Option> All => [Config, Family, Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context, Data, Val, Steps, Batch, Seq, Lr, MinLr,
+            Warmup, GradAccum, Clip, WeightDecay, Seed, Sequential, Recompute, Threads, Out, Resume, EvalEvery, EvalBatches, SaveEvery, SampleEvery, StopAt, LogEvery];
+        public Option[] ModelFlags => [Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context];
+    }
+
+    public static Command Create(CliIO io)
+    {
+        var f = new Flags();
+        var command = new Command("train", "Train a GPT-2 or Llama model from scratch on a token file (see 'kiln data prepare')");
+        foreach (var o in f.All)
+            command.Options.Add(o);
+        command.SetAction((r, cancellation) => Task.FromResult(Run(io, f, r, cancellation)));
+        return command;
+    }
+
+    private static int Run(CliIO io, Flags f, ParseResult r, CancellationToken cancellation)
+    {
+        foreach (var (option, min) in new (Option<int>, int)[] { (f.Steps, 1), (f.Batch, 1), (f.Seq, 1), (f.GradAccum, 1), (f.EvalEvery, 1), (f.EvalBatches, 1), (f.SaveEvery, 1), (f.LogEvery, 1), (f.Warmup, 0), (f.Threads, 0), (f.StopAt, 0), (f.SampleEvery, 0) })
+        {
+            int v = r.GetValue(option);
+            if (v < min)
+                throw new CliException($"{option.Name} {v} must be at least {min}");
+        }
+        string outDir = r.GetValue(f.Out)!;
+        string checkpointPath = Path.Combine(outDir, CheckpointName);
+        bool resume = r.GetValue(f.Resume);
+        if (resume && !File.Exists(checkpointPath))
+            throw new CliException($"--resume: no checkpoint in {outDir} ({CheckpointName} not found)");
+        if (!resume && File.Exists(checkpointPath))
+            throw new CliException($"{outDir} already holds a checkpoint: pass --resume to continue it, or choose another --out");
+
+        using var train = TokenStream.Open(r.GetValue(f.Data)!);
+        string? valPath = r.GetValue(f.Val);
+        using var val = valPath is null ? null : TokenStream.Open(valPath);
+        TrainingCheckpoint? checkpoint = resume ? TrainingCheckpoint.Read(checkpointPath) : null;
+        TrainingConfig config = ResolveConfig(f, r, train, checkpoint);
+        var options = new TrainerOptions
+        {
+            Batch = r.GetValue(f.Batch),
+            SequenceLength = r.GetValue(f.Seq),
+            Steps = r.GetValue(f.Steps),
+            GradAccum = r.GetValue(f.GradAccum),
+            LearningRate = r.GetValue(f.Lr),
+            MinLearningRate = r.GetValue(f.MinLr),
+            WarmupSteps = r.GetValue(f.Warmup),
+            Clip = r.GetValue(f.Clip),
+            Adam = new AdamWOptions { WeightDecay = r.GetValue(f.WeightDecay) },
+            Seed = r.GetValue(f.Seed),
+            Shuffle = !r.GetValue(f.Sequential),
+            RecomputeAttention = r.GetValue(f.Recompute),
+        };
+        options.Validate(config);
+        if (val is not null && val.VocabSize > config.Vocab)
+            throw new TrainingConfigException($"{val.Path} was tokenized with a vocabulary of {val.VocabSize}, larger than the model's vocab of {config.Vocab}");
+        if (val is not null && val.Count < options.SequenceLength + 1)
+            throw new InvalidDataException($"{val.Path} holds {val.Count} tokens; a sequence of {options.SequenceLength} needs at least {options.SequenceLength + 1}");
+
+        int threads = r.GetValue(f.Threads) is > 0 and var t ? t : WorkerPool.DefaultThreadCount();
+        using var pool = new WorkerPool(threads);
+        var trainer = checkpoint is null ? Trainer.Start(config, options, train, pool) : Trainer.Resume(checkpoint, config, options, train, pool);
+        Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "config.json"), config.ToJson());
+        // the data's tokenizer travels with the run, so 'kiln export' finds it beside the checkpoint
+        string dataTokenizer = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(train.Path))!, "tokenizer.json");
+        string runTokenizer = Path.Combine(outDir, "tokenizer.json");
+        if (File.Exists(dataTokenizer) && !File.Exists(runTokenizer))
+            File.Copy(dataTokenizer, runTokenizer);
+        using var metrics = MetricsLog.Open(Path.Combine(outDir, "metrics.csv"), trainer.Step);
+
+        io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"kiln: {config.Family.ToString().ToLowerInvariant()} {config.Layers} layers × {config.Dim}, {trainer.Model.Parameters.Count:N0} parameters; {options.Batch}×{options.SequenceLength}×{options.GradAccum} = {trainer.TokensPerStep} tokens/step, {threads} threads{(resume ? $", resuming at step {trainer.Step}" : "")}"));
+
+        TrainingTokenizer? sampleTokenizer = null;
+        if (r.GetValue(f.SampleEvery) > 0)
+        {
+            if (!File.Exists(runTokenizer))
+                throw new CliException($"--sample-every needs the data's tokenizer: {dataTokenizer} not found");
+            sampleTokenizer = TrainingTokenizer.Load(runTokenizer);
+        }
+        var loop = new TrainingLoop(io, trainer, options, val, metrics, outDir, checkpointPath, r.GetValue(f.SampleEvery), sampleTokenizer,
+            r.GetValue(f.EvalEvery), r.GetValue(f.EvalBatches), r.GetValue(f.SaveEvery), r.GetValue(f.LogEvery),
+            r.GetValue(f.StopAt) is > 0 and var stop ? Math.Min(stop, options.Steps) : options.Steps, cancellation);
+        bool interactive = ReferenceEquals(io.Error, ConsoleStreams.Stderr) && !Console.IsErrorRedirected;
+        if (interactive)
+            loop.RunWithProgressBar();
+        else
+            loop.Run(null);
+        return 0;
+    }
+
+    private static TrainingConfig ResolveConfig(Flags f, ParseResult r, TokenStream train, TrainingCheckpoint? checkpoint)
+    {
+        string? configPath = r.GetValue(f.Config);
+        bool anyModelFlag = f.ModelFlags.Any(o => r.GetResult(o) is { Implicit: false }) || r.GetResult(f.Family) is { Implicit: false };
+        if (configPath is not null && anyModelFlag)
+            throw new CliException("give the model either with --config or with flags (--layers, --dim, …), not both");
+        TrainingConfig config;
+        if (configPath is not null)
+        {
+            if (!File.Exists(configPath))
+                throw new FileNotFoundException($"config file not found: {configPath}", configPath);
+            config = TrainingConfig.FromJson(File.ReadAllText(configPath), configPath);
+        }
+        else if (anyModelFlag)
+        {
+            string family = r.GetValue(f.Family)!;
+            config = new TrainingConfig
+            {
+                Family = family switch
+                {
+                    "llama" => ModelFamily.Llama,
+                    "gpt2" => ModelFamily.Gpt2,
+                    _ => throw new CliException($"--family '{family}' is not one of llama, gpt2"),
+                },
+                Layers = r.GetValue(f.Layers),
+                Dim = r.GetValue(f.Dim),
+                Heads = r.GetValue(f.Heads),
+                KvHeads = r.GetValue(f.KvHeads),
+                Ffn = r.GetValue(f.Ffn),
+                Vocab = r.GetValue(f.Vocab) is > 0 and var v ? v : train.VocabSize,
+                Context = r.GetValue(f.Context) is > 0 and var c ? c : r.GetValue(f.Seq),
+            };
+            config.Validate();
+        }
+        else if (checkpoint is not null)
+        {
+            config = checkpoint.Config;
+        }
+        else
+        {
+            throw new CliException("no model given: pass --config FILE, or --layers, --dim and --heads");
+        }
+        return config;
+    }
+
+    /// <summary>The step loop with its reporting, shared by the progress-bar and plain-line front ends.</summary>
+    private sealed class TrainingLoop(CliIO io, Trainer trainer, TrainerOptions options, TokenStream? val, MetricsLog metrics,
+        string outDir, string checkpointPath, int sampleEvery, TrainingTokenizer? tokenizer, int evalEvery, int evalBatches, int saveEvery, int logEvery, int stopAt, CancellationToken cancellation)
+    {
+        private long _savedStep = -1;
+
+        public void RunWithProgressBar()
+        {
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            console.Progress()
+                .AutoClear(false)
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("starting", maxValue: options.Steps);
+                    task.Value = trainer.Step;
+                    Run((line, step) =>
+                    {
+                        task.Description = Markup.Escape(line);
+                        task.Value = step;
+                    });
+                });
+        }
+
+        /// <summary>Trains to the final step. With <paramref name="progress"/> null, prints a line every logEvery steps.</summary>
+        public void Run(Action<string, long>? progress)
+        {
+            var clock = Stopwatch.StartNew();
+            long startStep = trainer.Step;
+            double elapsedBefore = metrics.Rows.Count > 0 ? metrics.Rows[^1].ElapsedSeconds : 0;
+            _savedStep = startStep > 0 ? startStep : -1;
+            double lastVal = double.NaN;
+            while (trainer.Step < stopAt)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                double stepStart = clock.Elapsed.TotalSeconds;
+                StepResult s;
+                try
+                {
+                    s = trainer.TrainStep();
+                }
+                catch (TrainingDivergedException e)
+                {
+                    WritePlot();
+                    string kept = _savedStep > 0 ? $"the last good checkpoint (step {_savedStep}) is {checkpointPath}" : "no checkpoint had been written yet";
+                    throw new TrainingDivergedException(e.Step, e.What, kept);
+                }
+                double stepSeconds = clock.Elapsed.TotalSeconds - stepStart;
+                double valLoss = double.NaN;
+                bool last = s.Step == stopAt;
+                if (val is not null && (s.Step % evalEvery == 0 || last))
+                    lastVal = valLoss = trainer.Evaluate(val, evalBatches);
+                double done = clock.Elapsed.TotalSeconds;
+                double tokensPerSecond = (s.Step - startStep) * trainer.TokensPerStep / Math.Max(done, 1e-9);
+                metrics.Add(new MetricsRow(s.Step, s.Loss, valLoss, s.LearningRate, s.GradientNorm, s.Tokens / Math.Max(stepSeconds, 1e-9), elapsedBefore + done));
+                if (s.Step % saveEvery == 0 || last)
+                {
+                    trainer.Save(checkpointPath);
+                    _savedStep = s.Step;
+                }
+                if (s.Step % evalEvery == 0 || last)
+                    WritePlot();
+                double eta = (options.Steps - s.Step) * trainer.TokensPerStep / Math.Max(tokensPerSecond, 1e-9);
+                string line = string.Create(CultureInfo.InvariantCulture,
+                    $"step {s.Step}/{options.Steps} | loss {s.Loss:F4}{(double.IsNaN(lastVal) ? "" : $" | val {lastVal:F4}")} | lr {s.LearningRate:0.###e+0} | norm {s.GradientNorm:F2} | {tokensPerSecond:F0} tok/s | ETA {TimeSpan.FromSeconds(Math.Round(eta)):c}");
+                if (progress is not null)
+                    progress(line, s.Step);
+                else if (s.Step % logEvery == 0 || last || !double.IsNaN(valLoss))
+                    io.Error.WriteLine(line);
+                if (tokenizer is not null && sampleEvery > 0 && s.Step % sampleEvery == 0)
+                    io.Error.WriteLine($"sample at step {s.Step}: {Sample(s.Step).ReplaceLineEndings("⏎")}");
+            }
+            WritePlot();
+            var final = metrics.Rows.Count > 0 ? metrics.Rows[^1] : default;
+            double seconds = clock.Elapsed.TotalSeconds;
+            double rate = (trainer.Step - startStep) * trainer.TokensPerStep / Math.Max(seconds, 1e-9);
+            double peakMiB;
+            using (var self = Process.GetCurrentProcess())
+                peakMiB = self.PeakWorkingSet64 / (1024.0 * 1024.0);
+            io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"trained {trainer.Step} steps: loss {final.TrainLoss:F4}{(double.IsNaN(lastVal) ? "" : $", validation loss {lastVal:F4}")}; checkpoint {checkpointPath}"));
+            io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"kiln: {trainer.Step - startStep} steps in {seconds:F1} s (evaluation and checkpoints included): {rate:F0} tokens/s, {rate * trainer.FlopsPerToken / 1e9:F2} GFLOP/s; peak resident memory {peakMiB:F0} MiB"));
+        }
+
+        private TrainableModel<float>? _sampler;
+
+        /// <summary>200 tokens at temperature 0.8 from a newline, on a copy of the weights (the trained model keeps its buffers).</summary>
+        private string Sample(long step)
+        {
+            _sampler ??= TrainableModel<float>.Create(trainer.Config, null);
+            trainer.Model.Parameters.Values.CopyTo(_sampler.Parameters.Values, 0);
+            int start = Math.Min(tokenizer!.SampleStartId, trainer.Config.Vocab - 1);
+            // its own generator, seeded by the step: sampling must not move the run's RNG, or resumed runs would differ
+            int[] ids = TrainingSampler.Generate(_sampler, [start], 200, 0.8f, new TrainingRandom(options.Seed ^ (ulong)step));
+            return tokenizer.Decode(ids.AsSpan(1));
+        }
+
+        private void WritePlot() =>
+            File.WriteAllText(Path.Combine(outDir, "loss.svg"), LossCurveSvg.Render(metrics.Rows, $"{trainer.Config.Family.ToString().ToLowerInvariant()} {trainer.Config.Layers}×{trainer.Config.Dim}: loss"));
+    }
+}

@@ -1,0 +1,45 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kiln.Formats.Gguf;
+
+namespace Kiln.Training.Data;
+
+/// <summary>
+/// A tokenizer the trainer makes and saves as JSON ({"type": "char" | "bpe", …}), and that export writes into a GGUF
+/// so Kiln's inference and llama.cpp tokenize the same way.
+/// </summary>
+public abstract class TrainingTokenizer
+{
+    public abstract int VocabSize { get; }
+    public abstract int[] Encode(string text);
+    public abstract string Decode(ReadOnlySpan<int> ids);
+    public abstract string ToJson();
+
+    /// <summary>Writes tokenizer.ggml.* for a model of <paramref name="modelVocab"/> ≥ VocabSize (extra ids become unused placeholders).</summary>
+    public abstract void WriteGgufMetadata(GgufWriter writer, int modelVocab);
+
+    /// <summary>A token to start samples from (a newline when there is one).</summary>
+    public abstract int SampleStartId { get; }
+
+    public static TrainingTokenizer Load(string path)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"tokenizer file not found: {path}", path);
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not JSON ({e.Message})");
+        }
+        string? type = root?["type"]?.GetValue<string>();
+        return type switch
+        {
+            "char" => CharacterTokenizer.FromJson(root!, path),
+            "bpe" => ByteLevelBpeTokenizer.FromJson(root!, path),
+            _ => throw new InvalidDataException($"{path}: tokenizer type '{type}' is not supported (char, bpe)"),
+        };
+    }
+}

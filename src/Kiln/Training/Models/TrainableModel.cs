@@ -1,0 +1,166 @@
+using System.Numerics;
+using Kiln.Threading;
+using Kiln.Training.Ops;
+
+namespace Kiln.Training.Models;
+
+/// <summary>
+/// A decoder-only transformer with hand-written forward and backward passes. The base runs what both families share
+/// (tokens → blocks → final norm → logits → cross-entropy, and back); each family supplies its embedding, block and
+/// norm. Activations are kept per layer for the backward pass; activation gradients use one layer's worth of
+/// scratch, reused from the top block down. Buffers are sized for one (batch, sequence) shape and reallocated only
+/// when the shape changes, so steady-state steps allocate nothing.
+/// </summary>
+public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    protected readonly WorkerPool? Pool;
+    protected readonly Linear<T> LinearOp;
+    protected readonly CausalAttention<T> AttentionOp;
+    protected readonly Residual<T> ResidualOp;
+    private readonly SoftmaxCrossEntropy<T> _loss;
+    private int[] _tokens = [];
+    private int[] _targets = [];
+    private bool _haveTargets;
+
+    protected TrainableModel(TrainingConfig config, WorkerPool? pool, bool recomputeAttention)
+    {
+        config.Validate();
+        Config = config;
+        Pool = pool;
+        LinearOp = new Linear<T>(pool);
+        AttentionOp = new CausalAttention<T>(pool, config.Heads, config.KvHeadCount, config.HeadDim, recomputeAttention);
+        ResidualOp = new Residual<T>(pool);
+        _loss = new SoftmaxCrossEntropy<T>(pool);
+        var builder = new ParameterSet<T>.Builder();
+        DeclareParameters(builder);
+        Parameters = builder.Build();
+    }
+
+    public TrainingConfig Config { get; }
+    public ParameterSet<T> Parameters { get; }
+    public int Batch { get; private set; }
+    public int SequenceLength { get; private set; }
+    protected int Rows => Batch * SequenceLength;
+    protected ReadOnlyMemory<int> Tokens => _tokens;
+
+    /// <summary>Residual stream: Stream[l] is the input of block l, Stream[Layers] the input of the final norm. Each [rows, dim].</summary>
+    protected T[][] Stream { get; private set; } = [];
+
+    /// <summary>Final-norm output [rows, dim].</summary>
+    protected T[] Final { get; private set; } = [];
+
+    /// <summary>Logits [rows, vocab] after Forward (overwritten by their gradient in Backward).</summary>
+    public ReadOnlySpan<T> Logits => _logits;
+
+    private T[] _logits = [];
+    private T[] _losses = [];
+    private T[] _dStream = [];
+    private T[] _dFinal = [];
+
+    public static TrainableModel<T> Create(TrainingConfig config, WorkerPool? pool, bool recomputeAttention = false) => config.Family switch
+    {
+        ModelFamily.Gpt2 => new GptModel<T>(config, pool, recomputeAttention),
+        ModelFamily.Llama => new LlamaTrainModel<T>(config, pool, recomputeAttention),
+        _ => throw new TrainingConfigException($"unknown model family {config.Family}"),
+    };
+
+    protected abstract void DeclareParameters(ParameterSet<T>.Builder builder);
+
+    /// <summary>GPT-2's initialization: N(0, 0.02) weights, residual output projections scaled by 1/√(2·layers), zero biases, unit norm gains.</summary>
+    public abstract void Initialize(TrainingRandom random);
+
+    protected abstract void AllocateActivations(int rows);
+    protected abstract void EmbedForward(Memory<T> output);
+    protected abstract void EmbedBackward(ReadOnlyMemory<T> dOutput);
+    protected abstract void BlockForward(int layer, ReadOnlyMemory<T> input, Memory<T> output);
+
+    /// <summary>dStream holds d(output) on entry and must hold d(input) on return.</summary>
+    protected abstract void BlockBackward(int layer, ReadOnlyMemory<T> input, Memory<T> dStream);
+
+    protected abstract void FinalNormForward(ReadOnlyMemory<T> input, Memory<T> output);
+    protected abstract void FinalNormBackward(ReadOnlyMemory<T> dOutput, ReadOnlyMemory<T> input, Memory<T> dInput);
+    protected abstract ParameterTensor OutputWeight { get; }
+
+    protected void FillNormal(ParameterTensor p, TrainingRandom random, double std)
+    {
+        var v = Parameters.Value(p).Span;
+        for (int i = 0; i < v.Length; i++)
+            v[i] = T.CreateChecked(random.NextGaussian() * std);
+    }
+
+    protected void Fill(ParameterTensor p, double value) => Parameters.Value(p).Span.Fill(T.CreateChecked(value));
+
+    public void ZeroGradients() => Array.Clear(Parameters.Gradients);
+
+    /// <summary>
+    /// Runs the model on inputs[batch·seqLen] (row-major, sequences back to back). With targets, returns the mean
+    /// cross-entropy and keeps what <see cref="Backward"/> needs; without, returns NaN and leaves the logits.
+    /// </summary>
+    public double Forward(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch, int seqLen)
+    {
+        if (batch <= 0 || seqLen <= 0)
+            throw new ArgumentException($"batch {batch} and sequence length {seqLen} must be positive");
+        if (seqLen > Config.Context)
+            throw new ArgumentException($"sequence length {seqLen} exceeds the model's context of {Config.Context}");
+        int rows = batch * seqLen;
+        if (inputs.Length != rows || (!targets.IsEmpty && targets.Length != rows))
+            throw new ArgumentException($"expected {rows} input (and target) tokens, got {inputs.Length} ({targets.Length})");
+        if (batch != Batch || seqLen != SequenceLength)
+            Allocate(batch, seqLen);
+        inputs.CopyTo(_tokens);
+        _haveTargets = !targets.IsEmpty;
+        if (_haveTargets)
+            targets.CopyTo(_targets);
+
+        EmbedForward(Stream[0]);
+        for (int l = 0; l < Config.Layers; l++)
+            BlockForward(l, Stream[l], Stream[l + 1]);
+        FinalNormForward(Stream[Config.Layers], Final);
+        LinearOp.Forward(Final, Parameters.Value(OutputWeight), ReadOnlyMemory<T>.Empty, _logits, rows, Config.Dim, Config.Vocab);
+        if (!_haveTargets)
+            return double.NaN;
+        _loss.Forward(_logits, _targets, _losses, rows, Config.Vocab);
+        double sum = 0;
+        foreach (T l in _losses)
+            sum += double.CreateChecked(l);
+        return sum / rows;
+    }
+
+    /// <summary>
+    /// Adds d(lossScale · mean loss)/dθ of the last Forward into the gradients (they accumulate: call
+    /// <see cref="ZeroGradients"/> at the start of each optimizer step; gradient accumulation passes 1/steps).
+    /// </summary>
+    public void Backward(double lossScale = 1.0)
+    {
+        if (!_haveTargets)
+            throw new InvalidOperationException("Backward needs a Forward with targets first");
+        _haveTargets = false; // the logits become their gradient below
+        int rows = Rows;
+        _loss.Backward(_logits, _targets, _logits, rows, Config.Vocab, T.CreateChecked(lossScale / rows));
+        Array.Clear(_dFinal);
+        LinearOp.Backward(_logits, Final, Parameters.Value(OutputWeight), _dFinal, Parameters.Gradient(OutputWeight),
+            Memory<T>.Empty, rows, Config.Dim, Config.Vocab);
+        Array.Clear(_dStream);
+        FinalNormBackward(_dFinal, Stream[Config.Layers], _dStream);
+        for (int l = Config.Layers - 1; l >= 0; l--)
+            BlockBackward(l, Stream[l], _dStream);
+        EmbedBackward(_dStream);
+    }
+
+    private void Allocate(int batch, int seqLen)
+    {
+        (Batch, SequenceLength) = (batch, seqLen);
+        int rows = batch * seqLen, dim = Config.Dim;
+        _tokens = new int[rows];
+        _targets = new int[rows];
+        Stream = new T[Config.Layers + 1][];
+        for (int l = 0; l <= Config.Layers; l++)
+            Stream[l] = new T[rows * dim];
+        Final = new T[rows * dim];
+        _dFinal = new T[rows * dim];
+        _dStream = new T[rows * dim];
+        _logits = new T[rows * Config.Vocab];
+        _losses = new T[rows];
+        AllocateActivations(rows);
+    }
+}

@@ -1,0 +1,145 @@
+using Kiln.Threading;
+using Kiln.Training.Checkpoints;
+using Kiln.Training.Data;
+using Kiln.Training.Models;
+using Kiln.Training.Optimization;
+
+namespace Kiln.Training;
+
+/// <summary>
+/// One training run: model, optimizer, data loader and RNG, stepped one optimizer update at a time. Every input to
+/// a step (weights, moments, update count, data position, RNG state) is saved by <see cref="Save"/>, and the step
+/// itself is deterministic (fixed summation orders for any thread count), so resuming reproduces the bits of an
+/// uninterrupted run.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly int[] _inputs;
+    private readonly int[] _targets;
+    private readonly LearningRateSchedule _schedule;
+
+    private Trainer(TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool)
+    {
+        config.Validate();
+        options.Validate(config);
+        if (train.VocabSize > config.Vocab)
+            throw new TrainingConfigException(
+                $"{train.Path} was tokenized with a vocabulary of {train.VocabSize}, larger than the model's vocab of {config.Vocab}");
+        Config = config;
+        Options = options;
+        Model = TrainableModel<float>.Create(config, pool, options.RecomputeAttention);
+        Optimizer = new AdamW(Model.Parameters, options.Adam);
+        Loader = new TokenBatchLoader(train, options.Batch, options.SequenceLength, options.Shuffle, options.Seed);
+        Random = new TrainingRandom(options.Seed);
+        _inputs = new int[options.Batch * options.SequenceLength];
+        _targets = new int[_inputs.Length];
+        _schedule = options.Schedule;
+    }
+
+    public TrainingConfig Config { get; }
+    public TrainerOptions Options { get; }
+    public TrainableModel<float> Model { get; }
+    public AdamW Optimizer { get; }
+    public TokenBatchLoader Loader { get; }
+    public TrainingRandom Random { get; }
+
+    /// <summary>Optimizer steps taken.</summary>
+    public long Step { get; private set; }
+
+    public long TokensPerStep => (long)Options.Batch * Options.SequenceLength * Options.GradAccum;
+
+    /// <summary>
+    /// Floating-point operations per trained token by nanoGPT's estimate (as in its MFU): 6·N for the matrix products
+    /// of forward and backward plus 12·layers·dim·T for attention scores and values (causal masking not subtracted).
+    /// </summary>
+    public double FlopsPerToken => 6.0 * Model.Parameters.Count + 12.0 * Config.Layers * Config.Dim * Options.SequenceLength;
+
+    /// <summary>A fresh run: weights drawn from the seed.</summary>
+    public static Trainer Start(TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool)
+    {
+        var t = new Trainer(config, options, train, pool);
+        t.Model.Initialize(t.Random);
+        return t;
+    }
+
+    /// <summary>
+    /// Continues a saved run. The model config must match (a checkpoint of another shape is refused); so must the
+    /// options that decide which data a step sees (batch, sequence, accumulation, seed, shuffling). The step count,
+    /// rates and clipping come from <paramref name="options"/>.
+    /// </summary>
+    public static Trainer Resume(TrainingCheckpoint checkpoint, TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool)
+    {
+        if (checkpoint.Config != config)
+            throw new TrainingConfigException($"the checkpoint is of another model configuration:\n{checkpoint.Config.ToJson()}\nnot\n{config.ToJson()}");
+        var saved = checkpoint.Options;
+        if (saved.Batch != options.Batch || saved.SequenceLength != options.SequenceLength || saved.GradAccum != options.GradAccum
+            || saved.Seed != options.Seed || saved.Shuffle != options.Shuffle)
+            throw new TrainingConfigException(
+                $"the checkpoint was trained with batch {saved.Batch}, sequence {saved.SequenceLength}, grad-accum {saved.GradAccum}, seed {saved.Seed}, shuffle {saved.Shuffle}; resume with the same");
+        var t = new Trainer(config, options, train, pool);
+        if (checkpoint.Weights.Length != t.Model.Parameters.Count)
+            throw new TrainingConfigException($"the checkpoint holds {checkpoint.Weights.Length} parameters, the model {t.Model.Parameters.Count}");
+        checkpoint.Weights.CopyTo(t.Model.Parameters.Values, 0);
+        checkpoint.FirstMoment.CopyTo(t.Optimizer.FirstMoment, 0);
+        checkpoint.SecondMoment.CopyTo(t.Optimizer.SecondMoment, 0);
+        t.Optimizer.UpdateCount = checkpoint.UpdateCount;
+        t.Random.State = checkpoint.RandomState;
+        t.Loader.Position = checkpoint.DataPosition;
+        t.Step = checkpoint.Step;
+        return t;
+    }
+
+    /// <summary>One optimizer step over GradAccum micro-batches. A non-finite loss or gradient throws before any weight changes.</summary>
+    public StepResult TrainStep()
+    {
+        var model = Model;
+        model.ZeroGradients();
+        double loss = 0;
+        for (int micro = 0; micro < Options.GradAccum; micro++)
+        {
+            Loader.Next(_inputs, _targets);
+            double l = model.Forward(_inputs, _targets, Options.Batch, Options.SequenceLength);
+            if (!double.IsFinite(l))
+                throw new TrainingDivergedException(Step, $"loss became {l}");
+            loss += l;
+            model.Backward(1.0 / Options.GradAccum);
+        }
+        loss /= Options.GradAccum;
+        double norm = GradientClipping.Clip(model.Parameters.Gradients, Options.Clip);
+        if (!double.IsFinite(norm))
+            throw new TrainingDivergedException(Step, $"gradient norm became {norm}");
+        float lr = _schedule.At(Step);
+        Optimizer.Update(lr);
+        Step++;
+        return new StepResult(Step, loss, norm, lr, TokensPerStep);
+    }
+
+    /// <summary>Mean loss over the first <paramref name="batches"/> batches of a stream, read in order (the same tokens every time).</summary>
+    public double Evaluate(TokenStream stream, int batches)
+    {
+        var loader = new TokenBatchLoader(stream, Options.Batch, Options.SequenceLength, shuffle: false, seed: 0);
+        batches = (int)Math.Min(batches, Math.Max(1, loader.Windows / Options.Batch));
+        double sum = 0;
+        for (int i = 0; i < batches; i++)
+        {
+            loader.Next(_inputs, _targets);
+            sum += Model.Forward(_inputs, _targets, Options.Batch, Options.SequenceLength);
+        }
+        return sum / batches;
+    }
+
+    public TrainingCheckpoint Snapshot() => new()
+    {
+        Config = Config,
+        Options = Options,
+        Step = Step,
+        UpdateCount = Optimizer.UpdateCount,
+        RandomState = Random.State,
+        DataPosition = Loader.Position,
+        Weights = (float[])Model.Parameters.Values.Clone(),
+        FirstMoment = (float[])Optimizer.FirstMoment.Clone(),
+        SecondMoment = (float[])Optimizer.SecondMoment.Clone(),
+    };
+
+    public void Save(string path) => Snapshot().Write(path);
+}

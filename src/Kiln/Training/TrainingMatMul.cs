@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Runtime.InteropServices;
+using Kiln.Tensors;
 using Kiln.Threading;
 using Kiln.Training.Ops;
 
@@ -10,8 +12,9 @@ namespace Kiln.Training;
 ///   Forward:        Y[n,m]  = X[n,k] · W[m,k]ᵀ
 ///   BackwardInput:  dX[n,k] += dY[n,m] · W[m,k]
 ///   BackwardWeight: dW[m,k] += dY[n,m]ᵀ · X[n,k]
-/// A simple tiled dot/axpy product: tiles of W rows are reused across all X rows while they sit in cache.
-/// Each output element is summed in a fixed order whatever the thread split, so results are reproducible.
+/// Single precision goes to <see cref="Sgemm"/> (packed, register-tiled, one FMA chain per output element in k
+/// order whatever the thread split); double precision, used by the gradient checks, to a simple tiled dot/axpy
+/// product. Either way each output element is summed in a fixed order, so results are reproducible.
 /// </summary>
 public sealed class TrainingMatMul<T> : ParallelOp where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -30,6 +33,11 @@ public sealed class TrainingMatMul<T> : ParallelOp where T : unmanaged, IFloatin
     public void Forward(ReadOnlyMemory<T> x, ReadOnlyMemory<T> w, Memory<T> y, int n, int m, int k)
     {
         Check(x.Length, n * k, w.Length, m * k, y.Length, n * m);
+        if (typeof(T) == typeof(float))
+        {
+            Sgemm.Multiply(Floats(x), Floats(w), Floats(y), n, m, k, transposeA: false, transposeB: true, accumulate: false, Pool);
+            return;
+        }
         (_phase, _a, _b, _c, _n, _m, _k) = (Phase.Forward, x, w, y, n, m, k);
         Run(m, Tile);
     }
@@ -38,6 +46,11 @@ public sealed class TrainingMatMul<T> : ParallelOp where T : unmanaged, IFloatin
     public void BackwardInput(ReadOnlyMemory<T> dy, ReadOnlyMemory<T> w, Memory<T> dx, int n, int m, int k)
     {
         Check(dy.Length, n * m, w.Length, m * k, dx.Length, n * k);
+        if (typeof(T) == typeof(float))
+        {
+            Sgemm.Multiply(Floats(dy), Floats(w), Floats(dx), n, k, m, transposeA: false, transposeB: false, accumulate: true, Pool);
+            return;
+        }
         (_phase, _a, _b, _c, _n, _m, _k) = (Phase.BackwardInput, dy, w, dx, n, m, k);
         Run(n);
     }
@@ -46,9 +59,18 @@ public sealed class TrainingMatMul<T> : ParallelOp where T : unmanaged, IFloatin
     public void BackwardWeight(ReadOnlyMemory<T> dy, ReadOnlyMemory<T> x, Memory<T> dw, int n, int m, int k)
     {
         Check(dy.Length, n * m, x.Length, n * k, dw.Length, m * k);
+        if (typeof(T) == typeof(float))
+        {
+            Sgemm.Multiply(Floats(dy), Floats(x), Floats(dw), m, k, n, transposeA: true, transposeB: false, accumulate: true, Pool);
+            return;
+        }
         (_phase, _a, _b, _c, _n, _m, _k) = (Phase.BackwardWeight, dy, x, dw, n, m, k);
         Run(m, Tile);
     }
+
+    private static ReadOnlySpan<float> Floats(ReadOnlyMemory<T> m) => MemoryMarshal.Cast<T, float>(m.Span);
+
+    private static Span<float> Floats(Memory<T> m) => MemoryMarshal.Cast<T, float>(m.Span);
 
     private static void Check(int a, int aWant, int b, int bWant, int c, int cWant)
     {

@@ -16,6 +16,8 @@ public abstract class ParallelOp : IParallelWork
 
     protected int ThreadCount => _pool?.ThreadCount ?? 1;
 
+    protected WorkerPool? Pool => _pool;
+
     protected void Run(int count, int grain = 1)
     {
         if (_pool is null)

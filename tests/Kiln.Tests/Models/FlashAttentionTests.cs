@@ -187,6 +187,7 @@ public unsafe class FlashAttentionTests
         const int headDim = 64, group = 4;
         int rows = FlashAttention.QueryTile * group;
         int expected = rows * headDim            // pre-scaled queries
+            + headDim                             // one key row before it is transposed into the tile
             + 2 * FlashAttention.KeyTile * headDim  // widened keys and values
             + rows * FlashAttention.KeyTile        // scores of one key tile
             + 2 * rows                            // running maximum and sum
@@ -220,32 +221,37 @@ public unsafe class FlashAttentionTests
 
     [Theory]
     [MemberData(nameof(KernelShapes))]
-    public void ScoreRowPathsAgreeWithTheScalarOne(int width, int rows)
+    public void ScoreRowPathsAgreeWithTheScalarOne(int width, int count)
     {
-        float[] query = KernelTestData.Floats(width, width + rows);
-        float[] keys = KernelTestData.Floats(width * rows, 2 * width + rows, 2f);
-        var scalar = new float[rows];
-        FlashAttention.ScoreRowScalar(query, keys, scalar);
-        for (int j = 0; j < rows; j++)
+        // a transposed key tile: one row of `stride` positions per dimension, the positions past `count` stale
+        int stride = (count + 15) / 16 * 16 + 16;
+        float[] query = KernelTestData.Floats(width, width + count);
+        float[] keys = KernelTestData.Floats(width * stride, 2 * width + count, 2f);
+        var scalar = new float[count];
+        FlashAttention.ScoreRowScalar(query, keys, stride, scalar);
+        for (int j = 0; j < count; j++)
         {
             double exact = 0;
             for (int d = 0; d < width; d++)
-                exact += (double)query[d] * keys[j * width + d];
-            Assert.True(Math.Abs(scalar[j] - exact) <= 1e-5 * (1 + width), $"row {j}: {scalar[j]} vs {exact}");
+                exact += (double)query[d] * keys[d * stride + j];
+            Assert.True(Math.Abs(scalar[j] - exact) <= 1e-5 * (1 + width), $"position {j}: {scalar[j]} vs {exact}");
         }
 
         void Check(Action<float[]> path, string name)
         {
-            var scores = new float[rows];
+            // one guard element past the end: the kernels must not write beyond the scores they were given
+            var scores = new float[count + 1];
+            scores[count] = 12345f;
             path(scores);
-            for (int j = 0; j < rows; j++)
-                Assert.True(Math.Abs(scores[j] - scalar[j]) <= 1e-5f * (1 + Math.Abs(scalar[j])), $"{name}, row {j}: {scores[j]} vs {scalar[j]}");
+            Assert.Equal(12345f, scores[count]);
+            for (int j = 0; j < count; j++)
+                Assert.True(Math.Abs(scores[j] - scalar[j]) <= 1e-5f * (1 + Math.Abs(scalar[j])), $"{name}, position {j}: {scores[j]} vs {scalar[j]}");
         }
-        Check(s => FlashAttention.ScoreRow(query, keys, s), "dispatch");
+        Check(s => FlashAttention.ScoreRow(query, keys, stride, s.AsSpan(0, count)), "dispatch");
         if (KernelTestData.Avx2)
-            Check(s => FlashAttention.ScoreRowAvx2(query, keys, s), "AVX2");
+            Check(s => FlashAttention.ScoreRowAvx2(query, keys, stride, s.AsSpan(0, count)), "AVX2");
         if (KernelTestData.Avx512)
-            Check(s => FlashAttention.ScoreRowAvx512(query, keys, s), "AVX-512");
+            Check(s => FlashAttention.ScoreRowAvx512(query, keys, stride, s.AsSpan(0, count)), "AVX-512");
     }
 
     [Theory]

@@ -133,7 +133,11 @@ internal sealed unsafe class FlashAttention : IParallelWork
             int keyCount = Math.Min(KeyTile, keyEnd - keyStart);
             for (int j = 0; j < keyCount; j++)
             {
-                Widen(cache.ReadKey(_layer, keyStart + j, kvHead * hd, hd, s.Keys.AsSpan(j * hd, hd)), s.Keys.AsSpan(j * hd, hd));
+                // Keys are stored transposed (dimension-major) so that a score kernel fills a vector of positions
+                // with plain FMAs and never needs a horizontal sum.
+                ReadOnlySpan<float> key = cache.ReadKey(_layer, keyStart + j, kvHead * hd, hd, s.KeyRow);
+                for (int d = 0; d < hd; d++)
+                    s.Keys[d * KeyTile + j] = key[d];
                 Widen(cache.ReadValue(_layer, keyStart + j, kvHead * hd, hd, s.Values.AsSpan(j * hd, hd)), s.Values.AsSpan(j * hd, hd));
             }
 
@@ -147,14 +151,13 @@ internal sealed unsafe class FlashAttention : IParallelWork
                 {
                     int r = t * group + g;
                     var scores = s.Scores.AsSpan(r * KeyTile, visible);
-                    var keys = s.Keys.AsSpan(0, visible * hd);
                     var values = s.Values.AsSpan(0, visible * hd);
                     var query = s.Queries.AsSpan(r * hd, hd);
                     var output = s.Output.AsSpan(r * hd, hd);
                     if (_scalarReference)
-                        ScoreRowScalar(query, keys, scores);
+                        ScoreRowScalar(query, s.Keys, KeyTile, scores);
                     else
-                        ScoreRow(query, keys, scores);
+                        ScoreRow(query, s.Keys, KeyTile, scores);
 
                     float previous = s.Max[r];
                     float max = Math.Max(previous, MaxOf(scores));
@@ -195,67 +198,93 @@ internal sealed unsafe class FlashAttention : IParallelWork
 
     private static float MaxOf(ReadOnlySpan<float> x) => System.Numerics.Tensors.TensorPrimitives.Max(x);
 
-    /// <summary>scores[j] = query · keys[j] for the scores.Length key rows (each query.Length long) of <paramref name="keys"/>.</summary>
-    public static void ScoreRow(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, Span<float> scores)
+    /// <summary>
+    /// scores[j] = Σ_d query[d]·keys[d·stride + j] for j &lt; scores.Length: keys hold one row per dimension (a
+    /// transposed key tile). <paramref name="stride"/> is a multiple of 16 and at least scores.Length; the SIMD paths
+    /// read whole vectors of positions up to the next multiple of 8 or 16, whose scores they discard.
+    /// </summary>
+    public static void ScoreRow(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, int stride, Span<float> scores)
     {
-        CheckRows(query.Length, keys.Length, scores.Length);
+        CheckTransposed(query.Length, keys.Length, stride, scores.Length);
         if (CpuPaths.PreferAvx512)
-            ScoreRowAvx512(query, keys, scores);
+            ScoreRowAvx512(query, keys, stride, scores);
         else if (CpuPaths.CanAvx2)
-            ScoreRowAvx2(query, keys, scores);
+            ScoreRowAvx2(query, keys, stride, scores);
         else
-            ScoreRowScalar(query, keys, scores);
+            ScoreRowScalar(query, keys, stride, scores);
     }
 
-    /// <summary>Reference for <see cref="ScoreRow"/>: one product at a time, summed in order.</summary>
-    public static void ScoreRowScalar(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, Span<float> scores)
+    /// <summary>Reference for <see cref="ScoreRow"/>: one product at a time, summed in order of d.</summary>
+    public static void ScoreRowScalar(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, int stride, Span<float> scores)
     {
-        CheckRows(query.Length, keys.Length, scores.Length);
-        int hd = query.Length;
+        CheckTransposed(query.Length, keys.Length, stride, scores.Length);
         for (int j = 0; j < scores.Length; j++)
         {
             float sum = 0;
-            for (int d = 0; d < hd; d++)
-                sum = MathF.FusedMultiplyAdd(query[d], keys[j * hd + d], sum);
+            for (int d = 0; d < query.Length; d++)
+                sum = MathF.FusedMultiplyAdd(query[d], keys[d * stride + j], sum);
             scores[j] = sum;
         }
     }
 
-    internal static void ScoreRowAvx2(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, Span<float> scores)
+    internal static void ScoreRowAvx2(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, int stride, Span<float> scores)
     {
         ref float q = ref MemoryMarshal.GetReference(query);
         ref float k = ref MemoryMarshal.GetReference(keys);
-        int hd = query.Length, whole = hd - hd % 8;
-        for (int j = 0; j < scores.Length; j++)
+        int hd = query.Length, n = scores.Length;
+        Span<float> tail = stackalloc float[8];
+        for (int j = 0; j < n; j += 8)
         {
-            ref float row = ref Unsafe.Add(ref k, j * hd);
-            Vector256<float> acc = Vector256<float>.Zero;
+            // Two chains over alternate dimensions halve the FMA latency the sum waits on.
+            Vector256<float> a0 = Vector256<float>.Zero, a1 = a0;
             int d = 0;
-            for (; d < whole; d += 8)
-                acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref q, (nuint)d), Vector256.LoadUnsafe(ref row, (nuint)d), acc);
-            float sum = Vector256.Sum(acc);
-            for (; d < hd; d++)
-                sum = MathF.FusedMultiplyAdd(Unsafe.Add(ref q, d), Unsafe.Add(ref row, d), sum);
-            scores[j] = sum;
+            for (; d + 2 <= hd; d += 2)
+            {
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref q, d)), Vector256.LoadUnsafe(ref k, (nuint)(d * stride + j)), a0);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref q, d + 1)), Vector256.LoadUnsafe(ref k, (nuint)((d + 1) * stride + j)), a1);
+            }
+            if (d < hd)
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Create(Unsafe.Add(ref q, d)), Vector256.LoadUnsafe(ref k, (nuint)(d * stride + j)), a0);
+            Vector256<float> sum = a0 + a1;
+            if (j + 8 <= n)
+            {
+                sum.StoreUnsafe(ref MemoryMarshal.GetReference(scores), (nuint)j);
+            }
+            else
+            {
+                sum.CopyTo(tail);
+                tail[..(n - j)].CopyTo(scores[j..]);
+            }
         }
     }
 
-    internal static void ScoreRowAvx512(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, Span<float> scores)
+    internal static void ScoreRowAvx512(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, int stride, Span<float> scores)
     {
         ref float q = ref MemoryMarshal.GetReference(query);
         ref float k = ref MemoryMarshal.GetReference(keys);
-        int hd = query.Length, whole = hd - hd % 16;
-        for (int j = 0; j < scores.Length; j++)
+        int hd = query.Length, n = scores.Length;
+        Span<float> tail = stackalloc float[16];
+        for (int j = 0; j < n; j += 16)
         {
-            ref float row = ref Unsafe.Add(ref k, j * hd);
-            Vector512<float> acc = Vector512<float>.Zero;
+            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0;
             int d = 0;
-            for (; d < whole; d += 16)
-                acc = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref q, (nuint)d), Vector512.LoadUnsafe(ref row, (nuint)d), acc);
-            float sum = Vector512.Sum(acc);
-            for (; d < hd; d++)
-                sum = MathF.FusedMultiplyAdd(Unsafe.Add(ref q, d), Unsafe.Add(ref row, d), sum);
-            scores[j] = sum;
+            for (; d + 2 <= hd; d += 2)
+            {
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(Unsafe.Add(ref q, d)), Vector512.LoadUnsafe(ref k, (nuint)(d * stride + j)), a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(Unsafe.Add(ref q, d + 1)), Vector512.LoadUnsafe(ref k, (nuint)((d + 1) * stride + j)), a1);
+            }
+            if (d < hd)
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(Unsafe.Add(ref q, d)), Vector512.LoadUnsafe(ref k, (nuint)(d * stride + j)), a0);
+            Vector512<float> sum = a0 + a1;
+            if (j + 16 <= n)
+            {
+                sum.StoreUnsafe(ref MemoryMarshal.GetReference(scores), (nuint)j);
+            }
+            else
+            {
+                sum.CopyTo(tail);
+                tail[..(n - j)].CopyTo(scores[j..]);
+            }
         }
     }
 
@@ -403,6 +432,12 @@ internal sealed unsafe class FlashAttention : IParallelWork
         }
     }
 
+    private static void CheckTransposed(int width, int matrixLength, int stride, int count)
+    {
+        if (width < 1 || stride % 16 != 0 || count > stride || (long)width * stride != matrixLength)
+            throw new ArgumentException($"expected {width} rows of a stride of {stride} (a multiple of 16, at least {count}), got {matrixLength} floats");
+    }
+
     private static void CheckRows(int width, int matrixLength, int rows)
     {
         if (width < 1 || (long)width * rows != matrixLength)
@@ -413,6 +448,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
     private sealed class Scratch
     {
         public readonly float[] Queries;
+        public readonly float[] KeyRow;
         public readonly float[] Keys;
         public readonly float[] Values;
         public readonly float[] Scores;
@@ -423,6 +459,7 @@ internal sealed unsafe class FlashAttention : IParallelWork
         public Scratch(int rows, int headDim)
         {
             Queries = new float[rows * headDim];
+            KeyRow = new float[headDim];
             Keys = new float[KeyTile * headDim];
             Values = new float[KeyTile * headDim];
             Scores = new float[rows * KeyTile];
@@ -431,6 +468,6 @@ internal sealed unsafe class FlashAttention : IParallelWork
             Output = new float[rows * headDim];
         }
 
-        public int FloatCount => Queries.Length + Keys.Length + Values.Length + Scores.Length + Max.Length + Sum.Length + Output.Length;
+        public int FloatCount => Queries.Length + KeyRow.Length + Keys.Length + Values.Length + Scores.Length + Max.Length + Sum.Length + Output.Length;
     }
 }

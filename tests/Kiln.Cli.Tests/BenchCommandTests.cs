@@ -83,6 +83,14 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public void FlashAttentionFlagIsAccepted()
+    {
+        var r = KilnRunner.Run("bench", "-m", RandomModel(), "-p", "40", "-n", "2", "-r", "1", "-t", "1", "--flash-attn");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("| pp40 |", r.Stdout);
+    }
+
+    [Fact]
     public void JsonIsOneDocumentWithNamedFields()
     {
         string model = RandomModel();

@@ -121,7 +121,7 @@ internal static class BenchCommand
                 return new BenchReport.TestResult(m.Name, m.Kind == InferenceTestKind.PromptProcessing ? "pp" : "tg", m.Tokens,
                     m.Mean, m.StandardDeviation, m.TokensPerSecond, weights, weights / bandwidth?.BestGbps);
             }).ToList();
-            var report = new BenchReport(info, threadCount, reps, tests, bandwidth);
+            var report = new BenchReport(info, threadCount, reps, r.GetValue(flashAttention), tests, bandwidth);
 
             if (r.GetValue(json))
                 io.Out.WriteLine(JsonSerializer.Serialize(report, Json));

@@ -83,6 +83,19 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public void FlashAttentionFlagIsAccepted()
+    {
+        var r = KilnRunner.Run("bench", "-m", RandomModel(), "-p", "40", "-n", "2", "-r", "1", "-t", "1", "--flash-attn");
+        Assert.Equal(0, r.ExitCode);
+        string[] lines = r.Stdout.Replace("\r\n", "\n").Split('\n');
+        Assert.Matches(@"^\| model +\| type +\| +size \| +params \| threads \| fa \| test \| +t/s \| weights GB/s \|$", lines[0]);
+        Assert.Matches(@"^\| random\.gguf +\| q8_0 \| .* \|  1 \| pp40 \| ", lines[2]);
+        var json = KilnRunner.Run("bench", "-m", RandomModel(), "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-fa", "--json");
+        Assert.Equal(0, json.ExitCode);
+        Assert.Contains("\"flash_attention\": true", json.Stdout);
+    }
+
+    [Fact]
     public void JsonIsOneDocumentWithNamedFields()
     {
         string model = RandomModel();

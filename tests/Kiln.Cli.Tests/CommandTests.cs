@@ -21,6 +21,18 @@ public sealed class CommandTests : IDisposable
         Assert.Matches(@"prompt 5 tokens .* t/s\); generated 48 tokens", r.Stderr);
     }
 
+    /// <summary>-fa switches to flash attention; stories260K's greedy continuation is still llama.cpp's.</summary>
+    [SharedTheory]
+    [InlineData("-fa")]
+    [InlineData("--flash-attn")]
+    public void FlashAttentionFlagKeepsLlamaCppsGreedyContinuation(string flag)
+    {
+        var c = StoriesReferences.Cases[3];
+        var r = KilnRunner.Run("run", "-m", StoriesReferences.ModelPath, "-p", c.Prompt, "-n", "48", "--temp", "0", "-t", "2", flag);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(c.Prompt + c.GeneratedText + Environment.NewLine, r.Stdout);
+    }
+
     [Fact]
     public void Q8_0CacheRunsWhereHeadsAreWholeBlocksAndIsRefusedClearlyElsewhere()
     {

@@ -58,6 +58,23 @@ public sealed class PerplexityCommandTests : IDisposable
         Assert.Matches(@"calculating perplexity over \d+ chunks, n_ctx=32, 1 threads", r.Stderr);
     }
 
+    /// <summary>-fa evaluates with flash attention: the same chunks, a perplexity equal up to float rounding.</summary>
+    [Fact]
+    public void FlashAttentionGivesThePerplexityOfTheDefault()
+    {
+        string model = RandomModel(), text = TextFile(Story);
+        double Final(params string[] extra)
+        {
+            var r = KilnRunner.Run(["perplexity", "-m", model, "-f", text, "-c", "32", "-t", "1", .. extra]);
+            Assert.Equal(0, r.ExitCode);
+            var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"Final estimate: PPL = ([0-9.]+)");
+            Assert.True(m.Success, r.Stdout);
+            return double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        double exact = Final(), flash = Final("-fa");
+        Assert.True(Math.Abs(flash - exact) <= 1e-3 * exact, $"flash {flash}, default {exact}");
+    }
+
     [Fact]
     public void DefaultContextIsCappedAtTheModelsContext()
     {

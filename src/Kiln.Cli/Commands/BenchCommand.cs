@@ -47,10 +47,11 @@ internal static class BenchCommand
         var repetitions = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions of each test, after one warm-up", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON document instead of the table" };
         var memory = new Option<bool>("--memory") { Description = "Also measure the memory read bandwidth (alone: only that)" };
+        var flashAttention = RuntimeFlags.CreateFlashAttention();
         var memoryMib = new Option<int>("--memory-mib") { Description = "Buffer of the --memory measurement, in MiB (far above the last-level cache)", DefaultValueFactory = _ => 1024 };
 
         var command = new Command("bench", "Measure prompt and generation speed (tokens/s) like llama-bench, and memory read bandwidth");
-        foreach (Option o in new Option[] { model, synthetic, type, prompt, generate, threads, repetitions, json, memory, memoryMib })
+        foreach (Option o in new Option[] { model, synthetic, type, prompt, generate, threads, repetitions, json, memory, memoryMib, flashAttention })
             command.Options.Add(o);
 
         command.SetAction(r =>
@@ -103,7 +104,7 @@ internal static class BenchCommand
             BenchReport.ModelInfo? info = null;
             var measured = new List<InferenceMeasurement>();
             if (hasModel)
-                (info, measured) = MeasureModel(io, modelPath, shape, scheme, p, n, reps, threadCount);
+                (info, measured) = MeasureModel(io, modelPath, shape, scheme, p, n, reps, threadCount, r.GetValue(flashAttention));
 
             BenchReport.MemoryResult? bandwidth = null;
             if (wantMemory || n > 0 && hasModel)
@@ -120,7 +121,7 @@ internal static class BenchCommand
                 return new BenchReport.TestResult(m.Name, m.Kind == InferenceTestKind.PromptProcessing ? "pp" : "tg", m.Tokens,
                     m.Mean, m.StandardDeviation, m.TokensPerSecond, weights, weights / bandwidth?.BestGbps);
             }).ToList();
-            var report = new BenchReport(info, threadCount, reps, tests, bandwidth);
+            var report = new BenchReport(info, threadCount, reps, r.GetValue(flashAttention), tests, bandwidth);
 
             if (r.GetValue(json))
                 io.Out.WriteLine(JsonSerializer.Serialize(report, Json));
@@ -132,7 +133,7 @@ internal static class BenchCommand
     }
 
     private static (BenchReport.ModelInfo, List<InferenceMeasurement>) MeasureModel(
-        CliIO io, string? path, SyntheticModelShape? shape, SyntheticWeightScheme? scheme, int p, int n, int reps, int threads)
+        CliIO io, string? path, SyntheticModelShape? shape, SyntheticWeightScheme? scheme, int p, int n, int reps, int threads, bool flash)
     {
         SyntheticModel? synthetic = null;
         LlamaModel model;
@@ -172,6 +173,7 @@ internal static class BenchCommand
                 ContextLength = Math.Max(p, n),
                 MaxBatch = Math.Clamp(p, 1, 512),
                 Threads = threads,
+                FlashAttention = flash,
             });
             if (p > 0)
                 measured.Add(InferenceBenchmark.MeasurePrompt(context, p, reps));

@@ -2,12 +2,13 @@ namespace Kiln.Cli.Commands;
 
 /// <summary>
 /// Everything kiln bench measured, in the shape --json prints it (snake_case names): the model, one entry
-/// per test, and the machine's read bandwidth when it was measured.
+/// per test, and the machine's read bandwidth when it was measured. <c>FlashAttention</c>: measured with -fa.
 /// </summary>
 internal sealed record BenchReport(
     BenchReport.ModelInfo? Model,
     int Threads,
     int Repetitions,
+    bool FlashAttention,
     IReadOnlyList<BenchReport.TestResult> Tests,
     BenchReport.MemoryResult? Memory)
 {

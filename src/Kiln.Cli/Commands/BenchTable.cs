@@ -18,7 +18,15 @@ internal static class BenchTable
                 rows.Add([m.Name, m.WeightType, $"{F(m.SizeGib)} GiB", Count(m.Parameters), I(report.Threads), t.Name,
                     $"{F(t.TokensPerSecond)} ± {F(t.TokensPerSecondStddev)}", bandwidth]);
             }
-            Render(o, rows, [false, false, true, true, true, true, true, true]);
+            bool[] rightAligned = [false, false, true, true, true, true, true, true];
+            if (report.FlashAttention)
+            {
+                // llama-bench shows an fa column when flash attention is on
+                for (int i = 0; i < rows.Count; i++)
+                    rows[i] = [.. rows[i][..5], i == 0 ? "fa" : "1", .. rows[i][5..]];
+                rightAligned = [.. rightAligned[..5], true, .. rightAligned[5..]];
+            }
+            Render(o, rows, rightAligned);
             if (report.Tests.Any(t => t.WeightBandwidthGbps is not null))
             {
                 string share = report.Memory is null ? "" : "; in brackets, its share of the read bandwidth below";

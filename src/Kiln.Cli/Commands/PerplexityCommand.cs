@@ -32,8 +32,10 @@ internal static class PerplexityCommand
             Description = "Compare the model with the base file's distributions: KL divergence, top-1 agreement, perplexity ratio and difference",
         };
 
+        var flashAttention = RuntimeFlags.CreateFlashAttention();
+
         var command = new Command("perplexity", "Measure a model's perplexity on a text file, as llama.cpp's llama-perplexity does");
-        foreach (Option o in new Option[] { model, file, context, threads, chunks, klBase, kl })
+        foreach (Option o in new Option[] { model, file, context, threads, chunks, klBase, kl, flashAttention })
             command.Options.Add(o);
         // --file is required unless the tokens come from a base file
         command.Validators.Add(result =>
@@ -47,6 +49,7 @@ internal static class PerplexityCommand
             int n = r.GetValue(context);
             int t = r.GetValue(threads);
             int maxChunks = r.GetValue(chunks);
+            bool flash = r.GetValue(flashAttention);
             if (n < 0)
                 throw new CliException($"--ctx-size {n} must not be negative");
             if (t < 0 || t > 1024)
@@ -59,7 +62,7 @@ internal static class PerplexityCommand
             {
                 if (basePath is null)
                     throw new CliException("--kl-divergence needs --kl-divergence-base FILE (the base model's log-probabilities, saved by a run with --kl-divergence-base alone)");
-                return Task.FromResult(CompareWithBase(io, r.GetValue(model)!, basePath, n, t, maxChunks, cancellation));
+                return Task.FromResult(CompareWithBase(io, r.GetValue(model)!, basePath, n, t, maxChunks, flash, cancellation));
             }
             string textPath = r.GetValue(file)!;
             string text = ReadText(textPath);
@@ -76,6 +79,7 @@ internal static class PerplexityCommand
                 ContextLength = n,
                 Threads = t,
                 MaxChunks = Math.Max(maxChunks, 0),
+                FlashAttention = flash,
             });
 
             int[] tokens = evaluator.Tokenize(text);
@@ -114,7 +118,7 @@ internal static class PerplexityCommand
     /// --kl-divergence: evaluates the base file's tokens with the same chunking and prints llama-perplexity's
     /// final statistics (perplexity of both, their ratio and difference, KLD percentiles, Δp, same top).
     /// </summary>
-    private static int CompareWithBase(CliIO io, string modelPath, string basePath, int n, int threads, int maxChunks, CancellationToken cancellation)
+    private static int CompareWithBase(CliIO io, string modelPath, string basePath, int n, int threads, int maxChunks, bool flash, CancellationToken cancellation)
     {
         if (!File.Exists(basePath))
             throw new FileNotFoundException($"KL-divergence base file not found: {basePath}", basePath);
@@ -132,6 +136,7 @@ internal static class PerplexityCommand
             ContextLength = reference.ContextLength,
             Threads = threads,
             MaxChunks = Math.Max(maxChunks, 0),
+            FlashAttention = flash,
         });
         var accumulator = new KlDivergenceAccumulator(reference);
         int total = evaluator.ChunkCount(reference.Tokens.Length);

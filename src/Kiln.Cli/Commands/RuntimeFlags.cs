@@ -13,6 +13,13 @@ internal sealed class RuntimeFlags
     public readonly Option<int> ContextSize = new("--ctx-size", "-c") { Description = "Context length in tokens; default: the model's, at most 4096" };
     public readonly Option<int> BatchSize = new("--batch-size", "-b") { Description = "Prompt tokens per forward pass", DefaultValueFactory = _ => 512 };
     public readonly Option<string> CacheType = new("--cache-type") { Description = "KV cache element type: f16, f32 or q8_0", DefaultValueFactory = _ => "f16" };
+    public readonly Option<bool> FlashAttention = CreateFlashAttention();
+
+    /// <summary>-fa / --flash-attn, shared with the commands that do not load through these flags (bench, perplexity).</summary>
+    public static Option<bool> CreateFlashAttention() => new("--flash-attn", "-fa")
+    {
+        Description = "Tiled online-softmax attention (as llama.cpp's -fa): faster on long prompts, O(tile) memory; agrees with the default to float rounding, not bit for bit",
+    };
 
     public RuntimeFlags()
     {
@@ -21,7 +28,7 @@ internal sealed class RuntimeFlags
 
     public void AddTo(Command command)
     {
-        foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType })
+        foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType, FlashAttention })
             command.Options.Add(o);
     }
 
@@ -56,6 +63,7 @@ internal sealed class RuntimeFlags
                     "q8_0" => KvCacheType.Q8_0,
                     _ => KvCacheType.F16,
                 },
+                FlashAttention = r.GetValue(FlashAttention),
             });
             return new LoadedModel(model, tokenizer, context);
         }

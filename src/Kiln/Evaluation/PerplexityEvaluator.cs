@@ -57,6 +57,7 @@ public sealed class PerplexityEvaluator : IDisposable
             MaxBatch = n,
             Threads = options.Threads,
             KvCacheType = options.KvCacheType,
+            FlashAttention = options.FlashAttention,
         });
         _chunk = new int[n];
         _logits = new float[(n - FirstScored) * _vocab];

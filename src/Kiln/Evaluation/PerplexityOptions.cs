@@ -18,4 +18,7 @@ public sealed record PerplexityOptions
 
     /// <summary>llama.cpp's default KV cache is F16; its rounding is part of the reference figures.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>Evaluate with <see cref="LlamaContextOptions.FlashAttention"/>.</summary>
+    public bool FlashAttention { get; init; }
 }

@@ -19,6 +19,7 @@ public sealed unsafe class LlamaContext : IDisposable
     private readonly bool _ownsPool;
     private readonly MatMul _matmul;
     private readonly Attention _attention;
+    private readonly FlashAttention? _flashAttention;
     private readonly KvCache _cache;
 
     // Activations, row-major [batch, width].
@@ -58,6 +59,7 @@ public sealed unsafe class LlamaContext : IDisposable
         _cache = new KvCache(_c.BlockCount, ctx, _c.KvDim, options.KvCacheType);
         _matmul = new MatMul(_pool);
         _attention = new Attention(_c, ctx, _pool.ThreadCount);
+        _flashAttention = options.FlashAttention ? new FlashAttention(_c, _pool.ThreadCount) : null;
         int b = MaxBatch;
         _x = new float[b * _c.EmbeddingLength];
         _xb = new float[b * Math.Max(_c.EmbeddingLength, _c.QueryDim)];
@@ -171,7 +173,12 @@ public sealed unsafe class LlamaContext : IDisposable
             }
 
             fixed (float* pq = _q, patt = _att)
-                _attention.Run(_pool, _cache, l, start, n, pq, patt);
+            {
+                if (_flashAttention is not null)
+                    _flashAttention.Run(_pool, _cache, l, start, n, pq, patt);
+                else
+                    _attention.Run(_pool, _cache, l, start, n, pq, patt);
+            }
 
             _matmul.Run(layer.Output, _att, n, _xb2);
 

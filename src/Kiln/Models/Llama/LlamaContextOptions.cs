@@ -20,4 +20,11 @@ public sealed record LlamaContextOptions
     public WorkerPool? Pool { get; init; }
 
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>
+    /// Tiled online-softmax attention (llama.cpp's -fa): reads the KV cache once per 16-token query tile instead of
+    /// once per token and head, with O(tile) scratch; agrees with the default, llama.cpp-exact attention to float
+    /// rounding rather than bit for bit.
+    /// </summary>
+    public bool FlashAttention { get; init; }
 }

@@ -1,3 +1,4 @@
+using Kiln.Models.Lora;
 using Kiln.Threading;
 
 namespace Kiln.Models.Llama;
@@ -20,4 +21,7 @@ public sealed record LlamaContextOptions
     public WorkerPool? Pool { get; init; }
 
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>LoRA adapters added to the base matrices (validated against the model when the context is made).</summary>
+    public IReadOnlyList<LoraAdapter> Adapters { get; init; } = [];
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Kiln.Formats.Gguf;
 using Kiln.Models.Llama;
+using Kiln.Models.Lora;
 using Kiln.Tokenizers;
 
 namespace Kiln.Cli.Commands;
@@ -13,6 +14,7 @@ internal sealed class RuntimeFlags
     public readonly Option<int> ContextSize = new("--ctx-size", "-c") { Description = "Context length in tokens; default: the model's, at most 4096" };
     public readonly Option<int> BatchSize = new("--batch-size", "-b") { Description = "Prompt tokens per forward pass", DefaultValueFactory = _ => 512 };
     public readonly Option<string> CacheType = new("--cache-type") { Description = "KV cache element type: f16, f32 or q8_0", DefaultValueFactory = _ => "f16" };
+    public readonly Option<string[]> Lora = new("--lora") { Description = "LoRA adapter GGUF to apply (repeatable)", AllowMultipleArgumentsPerToken = false };
 
     public RuntimeFlags()
     {
@@ -21,7 +23,7 @@ internal sealed class RuntimeFlags
 
     public void AddTo(Command command)
     {
-        foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType })
+        foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType, Lora })
             command.Options.Add(o);
     }
 
@@ -41,6 +43,7 @@ internal sealed class RuntimeFlags
         string path = r.GetValue(Model)!;
         if (!File.Exists(path))
             throw new FileNotFoundException($"model file not found: {path}", path);
+        var adapters = (r.GetValue(Lora) ?? []).Select(LoraAdapter.Load).ToArray();
         var model = LlamaModel.Load(path);
         try
         {
@@ -50,6 +53,7 @@ internal sealed class RuntimeFlags
                 ContextLength = ctx,
                 MaxBatch = batch,
                 Threads = threads,
+                Adapters = adapters,
                 KvCacheType = r.GetValue(CacheType) switch
                 {
                     "f32" => KvCacheType.F32,

@@ -202,6 +202,29 @@ public sealed class LoraTests : IDisposable
         Assert.True(right >= 10, $"{right}/12 next tokens right");
     }
 
+    /// <summary>QLoRA on llama.cpp-quantized bases (K-quant mix, legacy and 2-bit): the frozen rows dequantize on the fly and the adapter still learns.</summary>
+    [SharedTheory]
+    [InlineData("tiny256-Q4_K_M.gguf")]
+    [InlineData("tiny256-Q4_0-pure.gguf")]
+    [InlineData("tiny256-Q2_K-pure.gguf")]
+    public void QLoraLearnsOnQuantizedBases(string name)
+    {
+        string basePath = SharedData.Path("refs", "quant", name);
+        using var model = LlamaModel.Load(basePath);
+        var adapter = LoraAdapter.Create(model.Config, 4, 8, LoraTargetNames.All, seed: 2);
+        var trainModel = new LoraLlamaModel(model, adapter, _pool);
+        int[] data = Enumerable.Repeat(Sequence(11, 6), 10).SelectMany(p => p).ToArray();
+        var tuner = new LoraFinetuner(trainModel, new LoraFinetuneOptions { Batch = 2, SequenceLength = 16, Steps = 30, LearningRate = 2e-2f, WarmupSteps = 3 }, data);
+        double first = tuner.TrainStep().Loss, last = 0;
+        for (int i = 1; i < 30; i++)
+            last = tuner.TrainStep().Loss;
+        Assert.True(last < 0.5 * first, $"loss {first} → {last}");
+        LoraMergeExporter.Merge(basePath, [trainModel.Adapter], P("merged.gguf"), null);
+        using var merged = LlamaModel.Load(P("merged.gguf"));
+        Assert.Equal(model.Layers[0].Down.Type, merged.Layers[0].Down.Type);
+        Assert.Equal(new FileInfo(basePath).Length, new FileInfo(P("merged.gguf")).Length);
+    }
+
     private static int ArgMax(ReadOnlySpan<float> v)
     {
         int best = 0;

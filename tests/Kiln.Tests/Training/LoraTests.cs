@@ -225,6 +225,22 @@ public sealed class LoraTests : IDisposable
         Assert.Equal(new FileInfo(basePath).Length, new FileInfo(P("merged.gguf")).Length);
     }
 
+    [Fact]
+    public void FinetuningIsBitIdenticalForAnyThreadCount()
+    {
+        using var model = LlamaModel.Load(BaseModel(GgmlType.Q8_0));
+        int[] data = Sequence(200, 12);
+        float[] Train(WorkerPool? pool)
+        {
+            var m = new LoraLlamaModel(model, LoraAdapter.Create(model.Config, 3, 6, LoraTargetNames.All, seed: 4), pool);
+            var tuner = new LoraFinetuner(m, new LoraFinetuneOptions { Batch = 3, SequenceLength = 11, Steps = 4, LearningRate = 1e-2f }, data);
+            for (int i = 0; i < 4; i++)
+                tuner.TrainStep();
+            return m.Parameters.Values;
+        }
+        Assert.Equal(Train(null), Train(_pool));
+    }
+
     private static int ArgMax(ReadOnlySpan<float> v)
     {
         int best = 0;

@@ -19,7 +19,6 @@ namespace Kiln.Training.Ops;
 public sealed class FrozenLoraLinear<T> : ParallelOp where T : unmanaged, IFloatingPointIeee754<T>
 {
     public const int Tile = 16;
-    private const int RowBlock = 32;
 
     private enum Phase { Forward, AddLora, BackwardInput, LoraOutputGradient, LoraBGradient }
 
@@ -30,7 +29,7 @@ public sealed class FrozenLoraLinear<T> : ParallelOp where T : unmanaged, IFloat
     private WeightMatrix _w = null!;
     private ReadOnlyMemory<T> _x, _dy, _b, _u;
     private Memory<T> _y, _dx, _du, _db;
-    private int _rows, _stride, _offset, _rank;
+    private int _rows, _stride, _offset, _rank, _rowBlock;
     private T _scale;
 
     public FrozenLoraLinear(WorkerPool? pool) : base(pool) => _matMul = new TrainingMatMul<T>(pool);
@@ -60,8 +59,11 @@ public sealed class FrozenLoraLinear<T> : ParallelOp where T : unmanaged, IFloat
         if (dx.Length < rows * w.Columns)
             throw new ArgumentException($"dx holds {dx.Length} values, {rows}×{w.Columns} needed");
         EnsureTiles(w.Columns);
+        // one block of dx rows per worker: each block dequantizes all of W once, so fewer blocks mean less
+        // dequantization; the sums run over W's rows in order whatever the blocking, so the bits do not change
+        _rowBlock = (rows + ThreadCount - 1) / ThreadCount;
         (_phase, _w, _dy, _dx, _rows, _stride, _offset) = (Phase.BackwardInput, w, dy, dx, rows, stride, offset);
-        Run((rows + RowBlock - 1) / RowBlock);
+        Run((rows + _rowBlock - 1) / _rowBlock);
         if (lora.IsNone)
             return;
         int r = lora.Rank;
@@ -157,9 +159,9 @@ public sealed class FrozenLoraLinear<T> : ParallelOp where T : unmanaged, IFloat
             }
             case Phase.BackwardInput:
             {
-                // each unit owns RowBlock rows of dx and walks all of W tile by tile, in W's row order
+                // each unit owns a block of dx rows and walks all of W tile by tile, in W's row order
                 var dy = _dy.Span; var dx = _dx.Span;
-                int i0 = begin * RowBlock, i1 = Math.Min(_rows, end * RowBlock);
+                int i0 = begin * _rowBlock, i1 = Math.Min(_rows, end * _rowBlock);
                 for (int j0 = 0; j0 < m; j0 += Tile)
                 {
                     int count = Math.Min(m, j0 + Tile) - j0;

@@ -34,6 +34,7 @@ public static class CliApp
         root.Subcommands.Add(DataCommand.Create(io));
         root.Subcommands.Add(TrainCommand.Create(io));
         root.Subcommands.Add(ExportCommand.Create(io));
+        root.Subcommands.Add(FinetuneCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);
         bool verbose = args.Contains("--verbose") || args.Contains("-v");

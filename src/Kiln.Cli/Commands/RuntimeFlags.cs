@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Kiln.Formats.Gguf;
 using Kiln.Models.Llama;
+using Kiln.Models.Lora;
 using Kiln.Tokenizers;
 
 namespace Kiln.Cli.Commands;
@@ -21,6 +22,8 @@ internal sealed class RuntimeFlags
         Description = "Tiled online-softmax attention (as llama.cpp's -fa): faster on long prompts, O(tile) memory; agrees with the default to float rounding, not bit for bit",
     };
 
+    public readonly Option<string[]> Lora = new("--lora") { Description = "LoRA adapter GGUF to apply (repeatable)", AllowMultipleArgumentsPerToken = false };
+
     public RuntimeFlags()
     {
         CacheType.AcceptOnlyFromAmong("f16", "f32", "q8_0");
@@ -28,7 +31,7 @@ internal sealed class RuntimeFlags
 
     public void AddTo(Command command)
     {
-        foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType, FlashAttention })
+        foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType, FlashAttention, Lora })
             command.Options.Add(o);
     }
 
@@ -48,6 +51,7 @@ internal sealed class RuntimeFlags
         string path = r.GetValue(Model)!;
         if (!File.Exists(path))
             throw new FileNotFoundException($"model file not found: {path}", path);
+        var adapters = (r.GetValue(Lora) ?? []).Select(LoraAdapter.Load).ToArray();
         var model = LlamaModel.Load(path);
         try
         {
@@ -57,6 +61,7 @@ internal sealed class RuntimeFlags
                 ContextLength = ctx,
                 MaxBatch = batch,
                 Threads = threads,
+                Adapters = adapters,
                 KvCacheType = r.GetValue(CacheType) switch
                 {
                     "f32" => KvCacheType.F32,

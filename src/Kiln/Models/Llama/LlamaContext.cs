@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using Kiln.Compute;
+using Kiln.Models.Lora;
 using Kiln.Tensors;
 using Kiln.Threading;
 
@@ -21,6 +22,7 @@ public sealed unsafe class LlamaContext : IDisposable
     private readonly Attention _attention;
     private readonly FlashAttention? _flashAttention;
     private readonly KvCache _cache;
+    private readonly LoraAdapterStack? _lora;
 
     // Activations, row-major [batch, width].
     private readonly float[] _x;
@@ -71,6 +73,8 @@ public sealed unsafe class LlamaContext : IDisposable
         _hb = new float[b * _c.FeedForwardLength];
         _hb2 = new float[b * _c.FeedForwardLength];
         _rope = new RotaryEmbedding(_c, b);
+        if (options.Adapters.Count > 0)
+            _lora = new LoraAdapterStack(_c, options.Adapters, model.File.Path);
     }
 
     public LlamaModel Model => _model;
@@ -157,8 +161,11 @@ public sealed unsafe class LlamaContext : IDisposable
             for (int t = 0; t < n; t++)
                 RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.AttentionNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
             _matmul.Run(layer.Query, _xb, n, _q);
+            _lora?.Apply(l, LoraTarget.Query, _xb, n, _q);
             _matmul.Run(layer.Key, _xb, n, _k);
+            _lora?.Apply(l, LoraTarget.Key, _xb, n, _k);
             _matmul.Run(layer.Value, _xb, n, _v);
+            _lora?.Apply(l, LoraTarget.Value, _xb, n, _v);
             for (int t = 0; t < n; t++)
             {
                 var q = _q.AsSpan(t * qDim, qDim);
@@ -181,6 +188,7 @@ public sealed unsafe class LlamaContext : IDisposable
             }
 
             _matmul.Run(layer.Output, _att, n, _xb2);
+            _lora?.Apply(l, LoraTarget.Output, _att, n, _xb2);
 
             int rows = n;
             if (l == _c.BlockCount - 1 && outputs < n)
@@ -198,10 +206,13 @@ public sealed unsafe class LlamaContext : IDisposable
             for (int t = 0; t < rows; t++)
                 RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
             _matmul.Run(layer.Gate, _xb, rows, _hb);
+            _lora?.Apply(l, LoraTarget.Gate, _xb, rows, _hb);
             _matmul.Run(layer.Up, _xb, rows, _hb2);
+            _lora?.Apply(l, LoraTarget.Up, _xb, rows, _hb2);
             for (int t = 0; t < rows; t++)
                 SwiGlu.Apply(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
             _matmul.Run(layer.Down, _hb, rows, _xb2);
+            _lora?.Apply(l, LoraTarget.Down, _hb, rows, _xb2);
             TensorPrimitives.Add(_x.AsSpan(0, rows * dim), _xb2.AsSpan(0, rows * dim), _x.AsSpan(0, rows * dim));
         }
         Position = start + n;

@@ -1,3 +1,4 @@
+using Kiln.Models.Lora;
 using Kiln.Threading;
 
 namespace Kiln.Models.Llama;
@@ -27,4 +28,7 @@ public sealed record LlamaContextOptions
     /// rounding rather than bit for bit.
     /// </summary>
     public bool FlashAttention { get; init; }
+
+    /// <summary>LoRA adapters added to the base matrices (validated against the model when the context is made).</summary>
+    public IReadOnlyList<LoraAdapter> Adapters { get; init; } = [];
 }

@@ -27,6 +27,7 @@ public static class CliApp
         root.Subcommands.Add(ConvertCommand.Create(io));
         root.Subcommands.Add(QuantizeCommand.Create(io));
         root.Subcommands.Add(PerplexityCommand.Create(io));
+        root.Subcommands.Add(ImatrixCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);

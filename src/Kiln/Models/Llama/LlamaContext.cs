@@ -80,6 +80,9 @@ public sealed unsafe class LlamaContext : IDisposable
     public int VocabSize => _c.VocabSize;
     public long KvCacheBytes => _cache.ByteSize;
 
+    /// <summary>Sees every weight product's input when set (calibration); null, the default, costs one test per product.</summary>
+    public IMatMulInputObserver? MatMulInputObserver { get; set; }
+
     /// <summary>Tokens already in the KV cache; the next token evaluated goes at this position.</summary>
     public int Position { get; private set; }
 
@@ -155,8 +158,11 @@ public sealed unsafe class LlamaContext : IDisposable
 
             for (int t = 0; t < n; t++)
                 RmsNorm(_x.AsSpan(t * dim, dim), layer.AttentionNorm, _xb.AsSpan(t * dim, dim));
+            Observe(l, layer.Query, _xb, n);
             _matmul.Run(layer.Query, _xb, n, _q);
+            Observe(l, layer.Key, _xb, n);
             _matmul.Run(layer.Key, _xb, n, _k);
+            Observe(l, layer.Value, _xb, n);
             _matmul.Run(layer.Value, _xb, n, _v);
             for (int t = 0; t < n; t++)
             {
@@ -174,6 +180,7 @@ public sealed unsafe class LlamaContext : IDisposable
             fixed (float* pq = _q, patt = _att)
                 _attention.Run(_pool, _cache, l, start, n, pq, patt);
 
+            Observe(l, layer.Output, _att, n);
             _matmul.Run(layer.Output, _att, n, _xb2);
 
             int rows = n;
@@ -191,10 +198,13 @@ public sealed unsafe class LlamaContext : IDisposable
 
             for (int t = 0; t < rows; t++)
                 RmsNorm(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _xb.AsSpan(t * dim, dim));
+            Observe(l, layer.Gate, _xb, rows);
             _matmul.Run(layer.Gate, _xb, rows, _hb);
+            Observe(l, layer.Up, _xb, rows);
             _matmul.Run(layer.Up, _xb, rows, _hb2);
             for (int t = 0; t < rows; t++)
                 SwiGlu(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
+            Observe(l, layer.Down, _hb, rows);
             _matmul.Run(layer.Down, _hb, rows, _xb2);
             TensorPrimitives.Add(_x.AsSpan(0, rows * dim), _xb2.AsSpan(0, rows * dim), _x.AsSpan(0, rows * dim));
         }
@@ -207,8 +217,12 @@ public sealed unsafe class LlamaContext : IDisposable
         int dim = _c.EmbeddingLength;
         for (int t = 0; t < rows; t++)
             RmsNorm(_x.AsSpan(t * dim, dim), _model.OutputNorm, _xb.AsSpan(t * dim, dim));
+        Observe(-1, _model.Output, _xb, rows);
         _matmul.Run(_model.Output, _xb, rows, logits);
     }
+
+    private void Observe(int layer, WeightMatrix w, float[] input, int rows) =>
+        MatMulInputObserver?.Observe(layer, w.Name, input.AsSpan(0, rows * w.Columns), rows);
 
     /// <summary>ggml_rms_norm followed by ggml_mul: sum of squares in double, then two float roundings.</summary>
     private void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y)

@@ -53,16 +53,25 @@ public sealed class GptqAndImatrixCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("Q4_0", false)]
-    [InlineData("Q4_0", true)]
-    [InlineData("Q8_0", false)]
-    public void GptqOutputIsAnOrdinaryGgufThatRuns(string type, bool actOrder)
+    [InlineData("Q4_0", "")]
+    [InlineData("Q4_0", "--act-order")]
+    [InlineData("Q4_0", "--one-pass")]
+    [InlineData("Q8_0", "")]
+    public void GptqOutputIsAnOrdinaryGgufThatRuns(string type, string flag)
     {
         string model = Model(), calib = Calibration(), output = Path.Combine(_dir, "gptq.gguf");
         string[] args = ["quantize", model, output, "--type", type, "-t", "2", "--method", "gptq", "--calib", calib, "--samples", "4"];
-        var q = KilnRunner.Run(actOrder ? [.. args, "--act-order"] : args);
+        var q = KilnRunner.Run(flag == "" ? args : [.. args, flag]);
         Assert.Equal(0, q.ExitCode);
-        Assert.Contains("kiln: GPTQ calibration: 4 chunks of 64 tokens", q.Stderr);
+        if (flag == "--one-pass")
+        {
+            Assert.Contains("kiln: GPTQ calibration: 4 chunks of 64 tokens", q.Stderr);
+        }
+        else
+        {
+            Assert.Contains("kiln: GPTQ layer 1/2: 4 chunks of 64 tokens", q.Stderr);
+            Assert.Contains("kiln: GPTQ layer 2/2: 4 chunks of 64 tokens", q.Stderr);
+        }
         Assert.Contains($"wrote {output} ({type}", q.Stdout);
 
         string rtn = Path.Combine(_dir, "rtn.gguf");

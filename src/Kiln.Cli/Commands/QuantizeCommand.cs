@@ -36,11 +36,15 @@ internal static class QuantizeCommand
         var samples = new Option<int>("--samples") { Description = "GPTQ: calibration chunks (of min(512, model context) tokens)", DefaultValueFactory = _ => 128 };
         var damp = new Option<double>("--damp") { Description = "GPTQ: damping, a fraction of H's mean diagonal", DefaultValueFactory = _ => 0.01 };
         var actOrder = new Option<bool>("--act-order") { Description = "GPTQ: quantize columns in order of decreasing input energy" };
+        var onePass = new Option<bool>("--one-pass")
+        {
+            Description = "GPTQ: every layer's Hessians from one pass of the unquantized model (faster, more memory; later layers do not see earlier layers' quantization error)",
+        };
 
         var command = new Command("quantize", "Quantize a GGUF model to Q8_0, Q4_0 … or a K mix (Q4_K_M …) as llama.cpp's llama-quantize does");
         command.Arguments.Add(input);
         command.Arguments.Add(output);
-        foreach (Option o in new Option[] { type, threads, leaveOutput, pure, force, imatrix, method, calib, samples, damp, actOrder })
+        foreach (Option o in new Option[] { type, threads, leaveOutput, pure, force, imatrix, method, calib, samples, damp, actOrder, onePass })
             command.Options.Add(o);
 
         command.SetAction(r =>
@@ -82,9 +86,9 @@ internal static class QuantizeCommand
                 if (!(r.GetValue(damp) >= 0 && r.GetValue(damp) < 1))
                     throw new CliException($"--damp {r.GetValue(damp)} must be in [0, 1)");
             }
-            else if (calibPath is not null || r.GetValue(actOrder))
+            else if (calibPath is not null || r.GetValue(actOrder) || r.GetValue(onePass))
             {
-                throw new CliException("--calib and --act-order belong to --method gptq");
+                throw new CliException("--calib, --act-order and --one-pass belong to --method gptq");
             }
             ImportanceMatrix? importance = null;
             if (r.GetValue(imatrix) is { } imatrixPath)
@@ -103,13 +107,30 @@ internal static class QuantizeCommand
                 TensorWritten = p => io.Error.WriteLine(Describe(p.Tensor, p.Number, p.Total)),
                 Importance = importance,
             };
-            if (gptq)
+            if (gptq && r.GetValue(onePass))
             {
                 var hessians = Calibrate(io, inPath, CalibrationText.Read(calibPath!), options, r.GetValue(samples));
                 options = options with
                 {
                     Gptq = new GptqOptions(hessians.Hessian) { Damp = r.GetValue(damp), ActOrder = r.GetValue(actOrder) },
                 };
+            }
+            else if (gptq)
+            {
+                var calibration = new GptqCalibration(CalibrationText.Read(calibPath!))
+                {
+                    Samples = r.GetValue(samples),
+                    Damp = r.GetValue(damp),
+                    ActOrder = r.GetValue(actOrder),
+                };
+                try
+                {
+                    options = options with { Precomputed = LayerwiseGptq.Run(inPath, options, calibration, line => io.Error.WriteLine("kiln: " + line)) };
+                }
+                catch (ArgumentException e) when (e is not ArgumentNullException)
+                {
+                    throw new CliException(e.Message);
+                }
             }
             io.Error.WriteLine($"kiln: quantizing {inPath} to {outPath} as {mix.Name} with {options.Threads} threads");
             var summary = GgufQuantizer.Quantize(inPath, outPath, options);

@@ -56,6 +56,9 @@ public static class GgufQuantizer
             {
                 if (t.IsCopied)
                     Copy(source, info, stream);
+                else if (options.Precomputed?.GetValueOrDefault(t.Name) is { } bytes)
+                    stream.Write(bytes.Length == t.TargetBytes ? bytes
+                        : throw new InvalidOperationException($"tensor '{t.Name}': {bytes.Length} precomputed bytes, {t.TargetBytes} planned"));
                 else if (options.Gptq is { } gptq && GptqQuantizer.Supports(t.TargetType) && t.Dimensions.Length == 2
                          && gptq.Hessian(t.Name) is { } hessian)
                     QuantizeGptq(pool, source, info, t, hessian, gptq, stream);
@@ -115,7 +118,7 @@ public static class GgufQuantizer
         return File.Exists(full) ? File.ResolveLinkTarget(full, returnFinalTarget: true)?.FullName ?? full : full;
     }
 
-    private static unsafe void Copy(GgufFile source, GgufTensorInfo info, Stream stream)
+    internal static unsafe void Copy(GgufFile source, GgufTensorInfo info, Stream stream)
     {
         byte* p = source.GetTensorPointer(info);
         for (long done = 0; done < info.ByteSize;)

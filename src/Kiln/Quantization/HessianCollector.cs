@@ -7,13 +7,17 @@ namespace Kiln.Quantization;
 /// GPTQ's calibration statistics: per weight input, H = 2/N · Σ x xᵀ over the N input rows seen, in double.
 /// Weights that read one input share one matrix (attn_q/k/v read the attention norm's output, ffn_gate/up the
 /// feed-forward norm's), so a layer holds four: two of the model width, one of the query width (attn_output)
-/// and one of the feed-forward width (ffn_down). All layers are collected in one calibration pass of the
-/// unquantized model; memory is Σ over layers of those four n² doubles.
+/// and one of the feed-forward width (ffn_down). Collecting every layer in one pass costs Σ over layers of
+/// those four n² doubles; <see cref="LayerwiseGptq"/> collects one layer per pass.
 /// </summary>
 public sealed class HessianCollector : IMatMulInputObserver
 {
     private readonly Dictionary<string, (double[] Sum, int Width, long Rows)> _sums = new(StringComparer.Ordinal);
+    private readonly int? _layer;
     private double[] _row = [];
+
+    /// <param name="layer">Collect only this block's inputs (layer-by-layer GPTQ); null: every block.</param>
+    public HessianCollector(int? layer = null) => _layer = layer;
 
     /// <summary>The tensor whose input statistics stand for <paramref name="tensorName"/>'s.</summary>
     public static string InputKey(string tensorName) => tensorName
@@ -24,7 +28,7 @@ public sealed class HessianCollector : IMatMulInputObserver
     public void Observe(int layer, string tensorName, ReadOnlySpan<float> rows, int count)
     {
         // the classifier and weights that share another's input are not collected (again)
-        if (layer < 0 || count == 0 || InputKey(tensorName) != tensorName)
+        if (layer < 0 || count == 0 || InputKey(tensorName) != tensorName || (_layer is { } only && layer != only))
             return;
         int n = rows.Length / count;
         if (!_sums.TryGetValue(tensorName, out var s))

@@ -23,6 +23,9 @@ public sealed record QuantizationOptions
     /// </summary>
     public GptqOptions? Gptq { get; init; }
 
+    /// <summary>Tensors already quantized (by <see cref="LayerwiseGptq"/>), in their planned type, written as they are.</summary>
+    public IReadOnlyDictionary<string, byte[]>? Precomputed { get; init; }
+
     /// <summary>Called after each tensor has been written, in file order.</summary>
     public Action<TensorProgress>? TensorWritten { get; init; }
 }

@@ -11,8 +11,7 @@ public static class RowQuantizer
 
     /// <summary>
     /// With <paramref name="importance"/> (an imatrix's per-column weights for this row's tensor) the types llama.cpp
-    /// weighs (Q4_0, Q4_1, Q5_0, Q5_1, Q3_K, Q4_K, Q5_K, Q6_K) use its *_impl quantizers; Q8_0 ignores it, as ggml
-    /// does, and Q2_K keeps its reference quantizer (its weighted variant is not written yet).
+    /// weighs (Q4_0, Q4_1, Q5_0, Q5_1, Q2_K … Q6_K) use its *_impl quantizers; Q8_0 ignores it, as ggml does.
     /// </summary>
     public static void Quantize(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
@@ -27,6 +26,7 @@ public static class RowQuantizer
             case GgmlType.Q4_1: Q4_1.Quantize(src, dst, importance); break;
             case GgmlType.Q5_0: Q5_0.Quantize(src, dst, importance); break;
             case GgmlType.Q5_1: Q5_1.Quantize(src, dst, importance); break;
+            case GgmlType.Q2_K: Q2_K.Quantize(src, dst, importance); break;
             case GgmlType.Q3_K: Q3_K.Quantize(src, dst, importance); break;
             case GgmlType.Q4_K: Q4_K.Quantize(src, dst, importance); break;
             case GgmlType.Q5_K: Q5_K.Quantize(src, dst, importance); break;

@@ -6,12 +6,12 @@ namespace Kiln.Tests.Quantization;
 /// <summary>
 /// The imatrix variants of the quantizers: on random rows with random (log-normal, widely spread) column
 /// importance, the importance-weighted rounding error Σ w_i (x_i − q_i)² over many rows is below the reference
-/// quantizer's (Q3_K included); and an empty importance gives the reference bytes.
+/// quantizer's (every type llama.cpp weighs); and an empty importance gives the reference bytes.
 /// </summary>
 public class ImportanceWeightedQuantizerTests
 {
     public static TheoryData<GgmlType> WeightedTypes() =>
-        [GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+        [GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 
     private static double Gaussian(Random r) => Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble());
 

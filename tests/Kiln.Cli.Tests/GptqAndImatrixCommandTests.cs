@@ -127,7 +127,7 @@ public sealed class GptqAndImatrixCommandTests : IDisposable
     {
         string model = Model(), calib = Calibration();
         AssertRefused(KilnRunner.Run("quantize", model, Path.Combine(_dir, "a.gguf"), "--type", "Q5_1", "--method", "gptq", "--calib", calib),
-            "--method gptq writes Q4_0, Q4_K (Q4_K_M, Q4_K_S) and Q8_0, not Q5_1");
+            "--method gptq writes Q4_0, Q5_0, Q8_0, Q4_K (Q4_K_M, Q4_K_S) and Q6_K, not Q5_1");
         string q8 = Path.Combine(_dir, "q8.gguf");
         Assert.Equal(0, KilnRunner.Run("quantize", model, q8, "--type", "Q8_0").ExitCode);
         AssertRefused(KilnRunner.Run("quantize", q8, Path.Combine(_dir, "b.gguf"), "--type", "Q4_0", "--method", "gptq", "--calib", calib),

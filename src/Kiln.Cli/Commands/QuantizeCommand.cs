@@ -78,7 +78,7 @@ internal static class QuantizeCommand
             if (gptq)
             {
                 if (!GptqQuantizer.Supports(mix.DefaultType))
-                    throw new CliException($"--method gptq writes Q4_0, Q4_K (Q4_K_M, Q4_K_S) and Q8_0, not {mix.Name}");
+                    throw new CliException($"--method gptq writes Q4_0, Q5_0, Q8_0, Q4_K (Q4_K_M, Q4_K_S) and Q6_K, not {mix.Name}");
                 if (calibPath is null)
                     throw new CliException("--method gptq needs --calib FILE (calibration text)");
                 if (r.GetValue(samples) < 1)

@@ -9,8 +9,8 @@ namespace Kiln.Quantization;
 /// order of decreasing H diagonal with act-order), each column's rounding error divided by U[i,i] and spread
 /// over the columns not yet quantized through row i of U (the upper Cholesky factor of H⁻¹), eagerly within
 /// a block of 128 columns and lazily, once per block, for the columns after it. The grid each value is
-/// rounded to is the target type's: when a column of a block (Q4_0/Q8_0: 32 columns; Q4_K: the 256-column
-/// super-block) is reached first, the type's round-to-nearest quantizer is run on that block's current
+/// rounded to is the target type's: when a column of a block (Q4_0/Q5_0/Q8_0: 32 columns; Q4_K/Q6_K: the
+/// 256-column super-block) is reached first, the type's round-to-nearest quantizer is run on that block's current
 /// (error-updated) weights and its stored scales (and mins) are kept; the block's codes are then chosen column
 /// by column on that grid. The output is the type's ordinary rows, which any ggml reader loads.
 /// Rows are independent given U, so they are spread over the pool.
@@ -19,7 +19,7 @@ public static class GptqQuantizer
 {
     public const int LazyBlock = 128;
 
-    public static bool Supports(GgmlType type) => type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K;
+    public static bool Supports(GgmlType type) => type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     /// <summary>
     /// Quantizes <paramref name="weights"/> (rows × columns, row-major) into <paramref name="output"/> (rows of
@@ -29,7 +29,7 @@ public static class GptqQuantizer
         double damp, bool actOrder, Span<byte> output, WorkerPool? pool = null)
     {
         if (!Supports(type))
-            throw new NotSupportedException($"GPTQ writes Q4_0, Q4_K and Q8_0, not {GgmlTypeTraits.Name(type)}");
+            throw new NotSupportedException($"GPTQ writes Q4_0, Q5_0, Q8_0, Q4_K and Q6_K, not {GgmlTypeTraits.Name(type)}");
         int group = GridBlock(type);
         if (columns % group != 0)
             throw new ArgumentException($"rows of {columns} are not whole {GgmlTypeTraits.Name(type)} blocks");
@@ -74,8 +74,11 @@ public static class GptqQuantizer
         work.Output.AsSpan(0, rows * rowBytes).CopyTo(output);
     }
 
-    /// <summary>Columns whose scales are fixed together: a Q4_0/Q8_0 block, a Q4_K super-block.</summary>
-    private static int GridBlock(GgmlType type) => type == GgmlType.Q4_K ? Q4_K.BlockSize : 32;
+    /// <summary>Columns whose scales are fixed together: a Q4_0/Q5_0/Q8_0 block, a K super-block.</summary>
+    private static int GridBlock(GgmlType type) => type is GgmlType.Q4_K or GgmlType.Q6_K ? 256 : 32;
+
+    /// <summary>Columns sharing one scale (and offset): Q6_K's 16, everyone else's 32.</summary>
+    private static int ScaleGroup(GgmlType type) => type == GgmlType.Q6_K ? 16 : 32;
 
     private sealed class RowWork : IParallelWork
     {
@@ -100,7 +103,7 @@ public static class GptqQuantizer
             _dead = dead;
             _rowBytes = rowBytes;
             Output = new byte[outputBytes];
-            int groups = n / 32;
+            int groups = n / ScaleGroup(type);
             _w = new double[threads][];
             _err = new double[threads][];
             _scale = new float[threads][];
@@ -150,7 +153,8 @@ public static class GptqQuantizer
                         FixGrid(column / gridBlock, w, dst, scale, offset, worker);
                         ready[column / gridBlock] = true;
                     }
-                    double q = Round(column, w[i], dst, scale[column / 32], offset[column / 32]);
+                    int group = column / ScaleGroup(_type);
+                    double q = Round(column, w[i], dst, scale[group], offset[group]);
                     double e = (w[i] - q) / _u[i * n + i];
                     err[i - i1] = e;
                     var ui = _u.AsSpan(i * n, n);
@@ -181,7 +185,16 @@ public static class GptqQuantizer
             int bytes = (int)GgmlTypeTraits.RowBytes(_type, size);
             var block = dst.Slice(g * bytes, bytes);
             RowQuantizer.Quantize(_type, values, block);
-            if (_type == GgmlType.Q4_K)
+            if (_type == GgmlType.Q6_K)
+            {
+                float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block[208..]));
+                for (int j = 0; j < 16; j++)
+                {
+                    scale[g * 16 + j] = d * (sbyte)block[192 + j];
+                    offset[g * 16 + j] = 0;
+                }
+            }
+            else if (_type == GgmlType.Q4_K)
             {
                 float d = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block));
                 float dmin = HalfBits.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
@@ -225,6 +238,29 @@ public static class GptqQuantizer
                     int l = column % 32, at = 2 + l % 16;
                     block[at] = l < 16 ? (byte)((block[at] & 0xF0) | code) : (byte)((block[at] & 0x0F) | (code << 4));
                     return scale * (float)(code - 8);
+                }
+                case GgmlType.Q5_0:
+                {
+                    int code = scale == 0 ? 16 : Math.Clamp((int)Math.Round(x / scale, MidpointRounding.ToEven) + 16, 0, 31);
+                    var block = dst.Slice(column / 32 * Q5_0.BlockBytes, Q5_0.BlockBytes);
+                    int l = column % 32, at = 6 + l % 16;
+                    block[at] = l < 16 ? (byte)((block[at] & 0xF0) | (code & 0xF)) : (byte)((block[at] & 0x0F) | ((code & 0xF) << 4));
+                    uint qh = BinaryPrimitives.ReadUInt32LittleEndian(block[2..]);
+                    qh = (qh & ~(1u << l)) | ((uint)(code >> 4) << l);
+                    BinaryPrimitives.WriteUInt32LittleEndian(block[2..], qh);
+                    return scale * (float)(code - 16);
+                }
+                case GgmlType.Q6_K:
+                {
+                    int code = scale == 0 ? 32 : Math.Clamp((int)Math.Round(x / scale, MidpointRounding.ToEven) + 32, 0, 63);
+                    // element 128h + 32k + l: low nibble in ql[64h + l + 32(k % 2)] (high half for k ≥ 2), bits 2k of qh[32h + l]
+                    int within = column % Q6_K.BlockSize, h = within / 128, k = within % 128 / 32, l = within % 32;
+                    var block = dst.Slice(column / Q6_K.BlockSize * Q6_K.BlockBytes, Q6_K.BlockBytes);
+                    int at = 64 * h + l + 32 * (k % 2);
+                    block[at] = k < 2 ? (byte)((block[at] & 0xF0) | (code & 0xF)) : (byte)((block[at] & 0x0F) | ((code & 0xF) << 4));
+                    int hi = 128 + 32 * h + l;
+                    block[hi] = (byte)((block[hi] & ~(3 << (2 * k))) | ((code >> 4) << (2 * k)));
+                    return scale * (float)(code - 32);
                 }
                 case GgmlType.Q8_0:
                 {

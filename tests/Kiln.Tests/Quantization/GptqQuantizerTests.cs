@@ -103,6 +103,9 @@ public class GptqQuantizerTests
     [InlineData(GgmlType.Q4_0, true)]
     [InlineData(GgmlType.Q4_K, false)]
     [InlineData(GgmlType.Q4_K, true)]
+    [InlineData(GgmlType.Q5_0, false)]
+    [InlineData(GgmlType.Q6_K, false)]
+    [InlineData(GgmlType.Q6_K, true)]
     [InlineData(GgmlType.Q8_0, false)]
     public void OutputErrorIsWellBelowRoundToNearest(GgmlType type, bool actOrder)
     {
@@ -122,6 +125,8 @@ public class GptqQuantizerTests
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q8_0)]
     public void ActOrderPermutationIsUndone(GgmlType type)
     {
@@ -166,7 +171,7 @@ public class GptqQuantizerTests
         float[] q = Dequantize(GgmlType.Q8_0, Gptq(GgmlType.Q8_0, w, h, false));
         for (int r = 0; r < Rows; r++)
             Assert.All(q.AsSpan(r * Columns, 32).ToArray(), v => Assert.Equal(0f, v));
-        Assert.Throws<NotSupportedException>(() => Gptq(GgmlType.Q6_K, w, h, false));
+        Assert.Throws<NotSupportedException>(() => Gptq(GgmlType.Q5_K, w, h, false));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Buffers.Binary;
 using Kiln.Tensors;
 using Kiln.Threading;
@@ -157,16 +158,13 @@ public static class GptqQuantizer
                     double q = Round(column, w[i], dst, scale[group], offset[group]);
                     double e = (w[i] - q) / _u[i * n + i];
                     err[i - i1] = e;
-                    var ui = _u.AsSpan(i * n, n);
-                    for (int j = i + 1; j < i2; j++)
-                        w[j] -= e * ui[j];
+                    var rest = w.AsSpan(i + 1, i2 - i - 1);
+                    TensorPrimitives.MultiplyAdd(_u.AsSpan(i * n + i + 1, i2 - i - 1), -e, rest, rest);
                 }
                 for (int k = i1; k < i2; k++)
                 {
-                    double e = err[k - i1];
-                    var uk = _u.AsSpan(k * n, n);
-                    for (int j = i2; j < n; j++)
-                        w[j] -= e * uk[j];
+                    var rest = w.AsSpan(i2, n - i2);
+                    TensorPrimitives.MultiplyAdd(_u.AsSpan(k * n + i2, n - i2), -err[k - i1], rest, rest);
                 }
             }
         }

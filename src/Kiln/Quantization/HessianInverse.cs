@@ -25,14 +25,13 @@ public static class HessianInverse
             Array.Copy(original, h, h.Length);
             for (int i = 0; i < n; i++)
                 h[i * n + i] += damp * mean;
+            // H = V Vᵀ with V upper triangular (the Cholesky factor of H with rows and columns reversed), so
+            // H⁻¹ = V⁻ᵀ V⁻¹ = UᵀU with U = V⁻¹: one factorization and one triangular inverse
+            Reverse(h, n);
             if (!CholeskyLower(h, n))
                 continue;
-            InvertFromCholesky(h, n);
-            if (CholeskyLower(h, n))
-            {
-                // H⁻¹ = L Lᵀ = UᵀU with U = Lᵀ
-                return Transpose(h, n);
-            }
+            Reverse(h, n);
+            return InvertUpper(h, n);
         }
         throw new InvalidOperationException("the calibration Hessian is not positive definite even after damping");
     }
@@ -64,43 +63,42 @@ public static class HessianInverse
         return true;
     }
 
-    /// <summary>From L (lower, H = L Lᵀ) in place to H⁻¹ = L⁻ᵀ L⁻¹ (full symmetric).</summary>
-    private static void InvertFromCholesky(double[] a, int n)
+    /// <summary>J A J: rows and columns in reverse order (in place).</summary>
+    private static void Reverse(double[] a, int n)
     {
-        // L⁻¹ (lower) by forward substitution, column by column
-        var inv = new double[(long)n * n];
-        for (int c = 0; c < n; c++)
-        {
-            inv[c * n + c] = 1 / a[c * n + c];
-            for (int i = c + 1; i < n; i++)
-            {
-                double s = 0;
-                for (int k = c; k < i; k++)
-                    s += a[i * n + k] * inv[k * n + c];
-                inv[i * n + c] = -s / a[i * n + i];
-            }
-        }
-        // (L⁻¹)ᵀ L⁻¹: entry (i, j) = Σ_k≥max(i,j) inv[k,i] inv[k,j]
         for (int i = 0; i < n; i++)
         {
-            for (int j = i; j < n; j++)
+            for (int j = 0; j < n; j++)
             {
-                double s = 0;
-                for (int k = j; k < n; k++)
-                    s += inv[k * n + i] * inv[k * n + j];
-                a[i * n + j] = a[j * n + i] = s;
+                int ri = n - 1 - i, rj = n - 1 - j;
+                if ((long)i * n + j < (long)ri * n + rj)
+                    (a[i * n + j], a[ri * n + rj]) = (a[ri * n + rj], a[i * n + j]);
             }
         }
     }
 
-    private static double[] Transpose(double[] a, int n)
+    /// <summary>The inverse of upper-triangular V (row-major), by back substitution row by row from the bottom.</summary>
+    private static double[] InvertUpper(double[] v, int n)
     {
-        var t = new double[(long)n * n];
+        var u = new double[(long)n * n];
+        // U V = I, row i of U: U_ii = 1/V_ii, U_ij = -(Σ_{i≤k<j} U_ik V_kj) / V_jj, accumulated row-wise over k
+        var row = new double[n];
         for (int i = 0; i < n; i++)
         {
-            for (int j = 0; j < n; j++)
-                t[j * n + i] = a[i * n + j];
+            Array.Clear(row);
+            row[i] = 1;
+            // row holds e_i − (U_i,<j · V)_j for the j not yet solved; solving left to right
+            for (int j = i; j < n; j++)
+            {
+                double x = row[j] / v[j * n + j];
+                u[i * n + j] = x;
+                if (x != 0)
+                {
+                    var tail = row.AsSpan(j + 1, n - j - 1);
+                    System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(v.AsSpan(j * n + j + 1, n - j - 1), -x, tail, tail);
+                }
+            }
         }
-        return t;
+        return u;
     }
 }

@@ -119,6 +119,8 @@ public sealed class GptqAndImatrixCommandTests : IDisposable
         File.WriteAllText(garbage, "certainly not an imatrix");
         AssertRefused(KilnRunner.Run("quantize", model, Path.Combine(_dir, "out.gguf"), "--type", "Q4_0", "--imatrix", garbage),
             "is not an importance matrix");
+        AssertRefused(KilnRunner.Run("quantize", model, Path.Combine(_dir, "out.gguf"), "--type", "Q4_0", "--imatrix", im,
+            "--method", "gptq", "--calib", Calibration()), "made for another model");
         Assert.Equal([.. before.Append("garbage.dat").Order()], Files());
     }
 

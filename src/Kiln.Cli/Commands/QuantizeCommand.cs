@@ -107,6 +107,8 @@ internal static class QuantizeCommand
                 TensorWritten = p => io.Error.WriteLine(Describe(p.Tensor, p.Number, p.Total)),
                 Importance = importance,
             };
+            string how = (gptq ? ", GPTQ" : "") + (importance is null ? "" : ", imatrix");
+            io.Error.WriteLine($"kiln: quantizing {inPath} to {outPath} as {mix.Name}{how} with {options.Threads} threads");
             if (gptq && r.GetValue(onePass))
             {
                 var hessians = Calibrate(io, inPath, CalibrationText.Read(calibPath!), options, r.GetValue(samples));
@@ -132,7 +134,7 @@ internal static class QuantizeCommand
                     throw new CliException(e.Message);
                 }
             }
-            io.Error.WriteLine($"kiln: quantizing {inPath} to {outPath} as {mix.Name} with {options.Threads} threads");
+            
             var summary = GgufQuantizer.Quantize(inPath, outPath, options);
 
             if (summary.Fallbacks.Count > 0)

@@ -76,7 +76,7 @@ public static class GgufQuantizer
     /// entry whose length is not the tensor's row length, or a matrix that covers none of the model's tensors,
     /// means it was made for another model (InvalidDataException).
     /// </summary>
-    private static Dictionary<string, float[]> ImportanceFor(QuantizationPlan plan, ImportanceMatrix? matrix)
+    internal static Dictionary<string, float[]> ImportanceFor(QuantizationPlan plan, ImportanceMatrix? matrix)
     {
         var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
         if (matrix is null)

@@ -23,6 +23,8 @@ public static class LayerwiseGptq
         ArgumentNullException.ThrowIfNull(calibration);
         using var source = GgufFile.Open(inputPath);
         var plan = QuantizationPlan.Create(source, options);
+        // a foreign imatrix is refused before the calibration passes, not after them
+        GgufQuantizer.ImportanceFor(plan, options.Importance);
         var done = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         using var pool = new WorkerPool(options.Threads);
         int blocks = (int)(source.TryGetInteger($"{source.TryGetString("general.architecture")}.block_count") ?? 0);

@@ -27,6 +27,7 @@ public static class CliApp
         root.Subcommands.Add(ConvertCommand.Create(io));
         root.Subcommands.Add(QuantizeCommand.Create(io));
         root.Subcommands.Add(PerplexityCommand.Create(io));
+        root.Subcommands.Add(ImatrixCommand.Create(io));
         root.Subcommands.Add(BenchCommand.Create(io));
         root.Subcommands.Add(ServeCommand.Create(io));
         root.Subcommands.Add(LoadTestCommand.Create(io));

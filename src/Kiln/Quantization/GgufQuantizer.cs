@@ -35,6 +35,7 @@ public static class GgufQuantizer
         var clock = Stopwatch.StartNew();
         using var source = GgufFile.Open(inputPath);
         var plan = QuantizationPlan.Create(source, options);
+        var importance = ImportanceFor(plan, options.Importance);
 
         var writer = new GgufWriter();
         foreach (var (key, value) in source.MetadataList)
@@ -55,13 +56,56 @@ public static class GgufQuantizer
             {
                 if (t.IsCopied)
                     Copy(source, info, stream);
+                else if (options.Precomputed?.GetValueOrDefault(t.Name) is { } bytes)
+                    stream.Write(bytes.Length == t.TargetBytes ? bytes
+                        : throw new InvalidOperationException($"tensor '{t.Name}': {bytes.Length} precomputed bytes, {t.TargetBytes} planned"));
+                else if (options.Gptq is { } gptq && GptqQuantizer.Supports(t.TargetType) && t.Dimensions.Length == 2
+                         && gptq.Hessian(t.Name) is { } hessian)
+                    QuantizeGptq(pool, source, info, t, hessian, gptq, stream);
                 else
-                    work.Run(pool, source, info, t, stream);
+                    work.Run(pool, source, info, t, stream, importance.GetValueOrDefault(t.Name));
                 options.TensorWritten?.Invoke(new TensorProgress(t, ++written, plan.Tensors.Count));
             });
         }
         writer.Write(outputPath);
         return new QuantizationSummary(plan.Tensors, source.FileLength, new FileInfo(outputPath).Length, clock.Elapsed);
+    }
+
+    /// <summary>
+    /// Per-column weights of each quantized tensor the imatrix covers, checked before anything is written: an
+    /// entry whose length is not the tensor's row length, or a matrix that covers none of the model's tensors,
+    /// means it was made for another model (InvalidDataException).
+    /// </summary>
+    internal static Dictionary<string, float[]> ImportanceFor(QuantizationPlan plan, ImportanceMatrix? matrix)
+    {
+        var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        if (matrix is null)
+            return weights;
+        foreach (var t in plan.Tensors.Where(t => !t.IsCopied))
+        {
+            if (matrix.ColumnWeights(t.Name, t.RowLength) is { } w)
+                weights[t.Name] = w;
+        }
+        if (!matrix.Entries.Keys.Any(k => plan.Tensors.Any(t => t.Name == k)))
+            throw new InvalidDataException("the importance matrix names none of this model's tensors: it was made for another model");
+        return weights;
+    }
+
+    /// <summary>The whole tensor as floats, GPTQ over the pool, then its rows to the stream.</summary>
+    private static unsafe void QuantizeGptq(WorkerPool pool, GgufFile source, GgufTensorInfo info, TensorQuantization t,
+        double[] hessian, GptqOptions gptq, Stream stream)
+    {
+        int rows = checked((int)t.Rows), columns = checked((int)t.RowLength);
+        if ((long)columns * columns != hessian.Length)
+            throw new InvalidDataException($"tensor '{t.Name}': rows of {columns} but a calibration Hessian of {Math.Sqrt(hessian.Length)} columns");
+        var weights = new float[(long)rows * columns];
+        byte* p = source.GetTensorPointer(info);
+        long sourceRowBytes = GgmlTypeTraits.RowBytes(t.SourceType, columns);
+        for (int r = 0; r < rows; r++)
+            RowKernels.Dequantize(t.SourceType, new ReadOnlySpan<byte>(p + r * sourceRowBytes, (int)sourceRowBytes), weights.AsSpan(r * columns, columns));
+        var output = new byte[t.TargetBytes];
+        GptqQuantizer.Quantize(t.TargetType, weights, rows, columns, hessian, gptq.Damp, gptq.ActOrder, output, pool);
+        stream.Write(output);
     }
 
     /// <summary>True when both paths name one file, also through a symbolic link to it.</summary>
@@ -74,7 +118,7 @@ public static class GgufQuantizer
         return File.Exists(full) ? File.ResolveLinkTarget(full, returnFinalTarget: true)?.FullName ?? full : full;
     }
 
-    private static unsafe void Copy(GgufFile source, GgufTensorInfo info, Stream stream)
+    internal static unsafe void Copy(GgufFile source, GgufTensorInfo info, Stream stream)
     {
         byte* p = source.GetTensorPointer(info);
         for (long done = 0; done < info.ByteSize;)
@@ -98,6 +142,7 @@ public static class GgufQuantizer
         private int _outputRowBytes;
         private int _rowLength;
         private GgmlType _sourceType, _targetType;
+        private float[]? _importance;
 
         public RowChunkWork(int threads, IReadOnlyList<TensorQuantization> tensors)
         {
@@ -115,8 +160,9 @@ public static class GgufQuantizer
                 _rows[i] = new float[longestRow];
         }
 
-        public void Run(WorkerPool pool, GgufFile file, GgufTensorInfo info, TensorQuantization t, Stream stream)
+        public void Run(WorkerPool pool, GgufFile file, GgufTensorInfo info, TensorQuantization t, Stream stream, float[]? importance)
         {
+            _importance = importance;
             _source = file.GetTensorPointer(info);
             _sourceType = t.SourceType;
             _targetType = t.TargetType;
@@ -149,7 +195,7 @@ public static class GgufQuantizer
                     RowKernels.Dequantize(_sourceType, raw, scratch);
                     x = scratch;
                 }
-                RowQuantizer.Quantize(_targetType, x, _output.AsSpan(r * _outputRowBytes, _outputRowBytes));
+                RowQuantizer.Quantize(_targetType, x, _output.AsSpan(r * _outputRowBytes, _outputRowBytes), _importance);
             }
         }
     }

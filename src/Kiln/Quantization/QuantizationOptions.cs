@@ -14,6 +14,18 @@ public sealed record QuantizationOptions
     /// <summary>llama-quantize --pure: every quantizable tensor gets the mix's default type (no per-tensor rules).</summary>
     public bool Pure { get; init; }
 
+    /// <summary>llama-quantize --imatrix: per-column weights for the rounding error of the tensors it covers.</summary>
+    public ImportanceMatrix? Importance { get; init; }
+
+    /// <summary>
+    /// GPTQ for the tensors whose target type <see cref="GptqQuantizer"/> writes and that have a Hessian; the
+    /// others are rounded to nearest (with <see cref="Importance"/> when given).
+    /// </summary>
+    public GptqOptions? Gptq { get; init; }
+
+    /// <summary>Tensors already quantized (by <see cref="LayerwiseGptq"/>), in their planned type, written as they are.</summary>
+    public IReadOnlyDictionary<string, byte[]>? Precomputed { get; init; }
+
     /// <summary>Called after each tensor has been written, in file order.</summary>
     public Action<TensorProgress>? TensorWritten { get; init; }
 }

@@ -21,11 +21,13 @@ internal static class KQuantSearch
     }
 
     /// <summary>
-    /// make_qx_quants with rmse_type 1 and no importance weights (weights x²): symmetric levels in
-    /// [0, 2·nmax), stored biased by nmax; tries 18 scales around nmax/max and keeps the best weighted fit.
+    /// make_qx_quants with rmse_type 1: symmetric levels in [0, 2·nmax), stored biased by nmax; tries 18 scales
+    /// around nmax/max and keeps the best weighted fit. The weights are <paramref name="importance"/> when given
+    /// (an imatrix), else x².
     /// </summary>
-    public static float SymmetricWeighted(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
+    public static float SymmetricWeighted(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels, ReadOnlySpan<float> importance = default)
     {
+        bool weighted = !importance.IsEmpty;
         int n = x.Length;
         float max = 0, amax = 0;
         for (int i = 0; i < n; i++)
@@ -49,7 +51,7 @@ internal static class KQuantSearch
         {
             int l = Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscale * x[i])));
             levels[i] = (sbyte)(l + nmax);
-            float w = x[i] * x[i];
+            float w = weighted ? importance[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -64,7 +66,7 @@ internal static class KQuantSearch
             for (int i = 0; i < n; i++)
             {
                 int l = Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscale * x[i])));
-                float w = x[i] * x[i];
+                float w = weighted ? importance[i] : x[i] * x[i];
                 sumlx += w * x[i] * l;
                 suml2 += w * l * l;
             }
@@ -235,5 +237,108 @@ internal static class KQuantSearch
         }
         negMin = -min;
         return scale;
+    }
+
+    /// <summary>
+    /// make_qp_quants: non-negative values (sub-block scales or mins) to levels 0..nmax with one scale, by an
+    /// importance-weighted fit: the max grid and eight scales around it, then up to five passes moving single
+    /// levels while the weighted least-squares fit improves. Returns the scale.
+    /// </summary>
+    public static float NonNegativeWeighted(int nmax, ReadOnlySpan<float> x, Span<byte> levels, ReadOnlySpan<float> weights)
+    {
+        int n = x.Length;
+        float max = 0;
+        for (int i = 0; i < n; i++)
+            max = Math.Max(max, x[i]);
+        if (max == 0)
+        {
+            levels[..n].Clear();
+            return 0f;
+        }
+        float iscale = nmax / max;
+        float scale = 1 / iscale;
+        float bestError = 0;
+        for (int i = 0; i < n; i++)
+        {
+            // ggml stores the unclamped level in a uint8_t here; it only feeds the first error sum
+            int l = NearestInt(iscale * x[i]);
+            float diff = x[i] - scale * (byte)l;
+            bestError += weights[i] * diff * diff;
+        }
+        for (int step = -4; step <= 4; step++)
+        {
+            if (step == 0)
+                continue;
+            float trial = (0.1f * step + nmax) / max;
+            float trialScale = 1 / trial;
+            float error = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int l = Math.Min(nmax, NearestInt(trial * x[i]));
+                float diff = x[i] - trialScale * l;
+                error += weights[i] * diff * diff;
+            }
+            if (error < bestError)
+            {
+                bestError = error;
+                iscale = trial;
+            }
+        }
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int l = Math.Min(nmax, NearestInt(iscale * x[i]));
+            levels[i] = (byte)l;
+            sumlx += weights[i] * x[i] * l;
+            suml2 += weights[i] * l * l;
+        }
+        for (int pass = 0; pass < 5; pass++)
+        {
+            int changed = 0;
+            for (int i = 0; i < n; i++)
+            {
+                float w = weights[i];
+                float slx = sumlx - w * x[i] * levels[i];
+                float sl2 = suml2 - w * levels[i] * levels[i];
+                if (slx > 0 && sl2 > 0)
+                {
+                    int l = Math.Min(nmax, NearestInt(x[i] * sl2 / slx));
+                    if (l != levels[i])
+                    {
+                        slx += w * x[i] * l;
+                        sl2 += w * l * l;
+                        if (slx * slx * suml2 > sumlx * sumlx * sl2)
+                        {
+                            levels[i] = (byte)l;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            changed++;
+                        }
+                    }
+                }
+            }
+            if (changed == 0)
+                break;
+        }
+        return sumlx / suml2;
+    }
+
+    /// <summary>
+    /// The error weights ggml's *_impl quantizers derive from an imatrix: importance · sqrt(σ² + x²), so a column
+    /// counts by how much its input matters and, less strongly, by the weight's own size.
+    /// </summary>
+    public static void ImportanceWeights(ReadOnlySpan<float> importance, ReadOnlySpan<float> x, float sigma2, Span<float> weights)
+    {
+        for (int i = 0; i < x.Length; i++)
+            weights[i] = importance[i] * MathF.Sqrt(sigma2 + x[i] * x[i]);
+    }
+
+    /// <summary>Σ x² over a span, in float, in element order (ggml's sum_x2).</summary>
+    public static float SumOfSquares(ReadOnlySpan<float> x)
+    {
+        float s = 0;
+        foreach (float v in x)
+            s += v * v;
+        return s;
     }
 }

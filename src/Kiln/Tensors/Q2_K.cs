@@ -53,18 +53,51 @@ public static class Q2_K
     /// |x|-weighted absolute error, scales and mins quantized to 4 bits against the largest, levels recomputed
     /// from the stored values.
     /// </summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>
+    /// quantize_row_q2_K_impl with an imatrix (<paramref name="importance"/>, one weight per element): each 16-group
+    /// fitted by make_qkx3_quants under importance · sqrt(σ² + x²), the 4-bit scales and mins by make_qp_quants
+    /// weighted by the groups' total weights. Empty: the reference above.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         RowArguments.CheckBlocks("Q2_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (!importance.IsEmpty && importance.Length != src.Length)
+            throw new ArgumentException($"importance has {importance.Length} values for a row of {src.Length}", nameof(importance));
         Span<byte> levels = stackalloc byte[BlockSize];
         Span<byte> scratch = stackalloc byte[16];
         Span<float> weights = stackalloc float[16];
         Span<float> scales = stackalloc float[16];
         Span<float> mins = stackalloc float[16];
+        Span<float> groupWeights = stackalloc float[16];
+        Span<byte> scaleLevels = stackalloc byte[16];
+        Span<byte> minLevels = stackalloc byte[16];
         for (int b = 0; b < src.Length / BlockSize; b++)
         {
             ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
             Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            ushort d = 0, dmin = 0;
+            if (!importance.IsEmpty)
+            {
+                float sigma2 = KQuantSearch.SumOfSquares(x) / BlockSize;
+                for (int j = 0; j < 16; j++)
+                {
+                    ReadOnlySpan<float> sub = x.Slice(16 * j, 16);
+                    KQuantSearch.ImportanceWeights(importance.Slice(b * BlockSize + 16 * j, 16), sub, sigma2, weights);
+                    float sw = 0;
+                    for (int l = 0; l < 16; l++)
+                        sw += weights[l];
+                    groupWeights[j] = sw;
+                    scales[j] = KQuantSearch.AffineSearch(3, sub, weights, levels.Slice(16 * j, 16), out mins[j], scratch, -0.9f, 0.05f, 36, useMad: false);
+                }
+                d = HalfBits.FromSingle(KQuantSearch.NonNegativeWeighted(15, scales, scaleLevels, groupWeights));
+                dmin = HalfBits.FromSingle(KQuantSearch.NonNegativeWeighted(15, mins, minLevels, groupWeights));
+                for (int j = 0; j < 16; j++)
+                    block[j] = (byte)(scaleLevels[j] | (minLevels[j] << 4));
+                WriteLevels(x, block, levels, d, dmin);
+                continue;
+            }
             float maxScale = 0, maxMin = 0;
             for (int j = 0; j < 16; j++)
             {
@@ -76,7 +109,6 @@ public static class Q2_K
                 maxMin = Math.Max(maxMin, mins[j]);
             }
 
-            ushort d = 0, dmin = 0;
             if (maxScale > 0)
             {
                 float iscale = 15f / maxScale;
@@ -95,26 +127,31 @@ public static class Q2_K
                     block[j] |= (byte)(KQuantSearch.NearestInt(iscale * mins[j]) << 4);
                 dmin = HalfBits.FromSingle(maxMin / 15f);
             }
-            BinaryPrimitives.WriteUInt16LittleEndian(block[80..], d);
-            BinaryPrimitives.WriteUInt16LittleEndian(block[82..], dmin);
+            WriteLevels(x, block, levels, d, dmin);
+        }
+    }
 
-            for (int j = 0; j < 16; j++)
-            {
-                float dl = HalfBits.ToSingle(d) * (block[j] & 0xF);
-                if (dl == 0)
-                    continue;
-                float ml = HalfBits.ToSingle(dmin) * (block[j] >> 4);
-                for (int i = 0; i < 16; i++)
-                    levels[16 * j + i] = (byte)Math.Max(0, Math.Min(3, KQuantSearch.NearestInt((x[16 * j + i] + ml) / dl)));
-            }
+    /// <summary>d and dmin stored, levels recomputed from the stored 4-bit scales and mins, then packed.</summary>
+    private static void WriteLevels(ReadOnlySpan<float> x, Span<byte> block, Span<byte> levels, ushort d, ushort dmin)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(block[80..], d);
+        BinaryPrimitives.WriteUInt16LittleEndian(block[82..], dmin);
+        for (int j = 0; j < 16; j++)
+        {
+            float dl = HalfBits.ToSingle(d) * (block[j] & 0xF);
+            if (dl == 0)
+                continue;
+            float ml = HalfBits.ToSingle(dmin) * (block[j] >> 4);
+            for (int i = 0; i < 16; i++)
+                levels[16 * j + i] = (byte)Math.Max(0, Math.Min(3, KQuantSearch.NearestInt((x[16 * j + i] + ml) / dl)));
+        }
 
-            for (int half = 0; half < 2; half++)
+        for (int half = 0; half < 2; half++)
+        {
+            for (int l = 0; l < 32; l++)
             {
-                for (int l = 0; l < 32; l++)
-                {
-                    int e = 128 * half + l;
-                    block[16 + 32 * half + l] = (byte)(levels[e] | (levels[e + 32] << 2) | (levels[e + 64] << 4) | (levels[e + 96] << 6));
-                }
+                int e = 128 * half + l;
+                block[16 + 32 * half + l] = (byte)(levels[e] | (levels[e + 32] << 2) | (levels[e + 64] << 4) | (levels[e + 96] << 6));
             }
         }
     }

@@ -64,15 +64,55 @@ public static class Q3_K
     /// level by level, the sixteen scales quantized to 6 bits (biased by 32) against the largest magnitude,
     /// levels recomputed from the stored scales.
     /// </summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>
+    /// quantize_row_q3_K_impl with an imatrix (<paramref name="importance"/>, one weight per element): each 16-group
+    /// fitted by make_qx_quants under importance · sqrt(σ² + x²), the sixteen scales by make_qx_quants weighted by
+    /// the groups' total weights. Empty: the reference above.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         RowArguments.CheckBlocks("Q3_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (!importance.IsEmpty && importance.Length != src.Length)
+            throw new ArgumentException($"importance has {importance.Length} values for a row of {src.Length}", nameof(importance));
         Span<sbyte> levels = stackalloc sbyte[BlockSize];
         Span<float> scales = stackalloc float[16];
+        Span<float> weights = stackalloc float[16];
+        Span<float> groupWeights = stackalloc float[16];
+        Span<sbyte> scaleLevels = stackalloc sbyte[16];
         for (int b = 0; b < src.Length / BlockSize; b++)
         {
             ReadOnlySpan<float> x = src.Slice(b * BlockSize, BlockSize);
             Span<byte> block = dst.Slice(b * BlockBytes, BlockBytes);
+            if (!importance.IsEmpty)
+            {
+                float sigma2 = 2 * KQuantSearch.SumOfSquares(x) / BlockSize;
+                for (int j = 0; j < 16; j++)
+                {
+                    KQuantSearch.ImportanceWeights(importance.Slice(b * BlockSize + 16 * j, 16), x.Slice(16 * j, 16), sigma2, weights);
+                    float sw = 0;
+                    for (int l = 0; l < 16; l++)
+                        sw += weights[l];
+                    groupWeights[j] = sw;
+                    scales[j] = KQuantSearch.SymmetricWeighted(4, x.Slice(16 * j, 16), levels.Slice(16 * j, 16), weights);
+                }
+                float dBlock = KQuantSearch.SymmetricWeighted(32, scales, scaleLevels, groupWeights);
+                Span<byte> scalesField = block.Slice(96, 12);
+                scalesField.Clear();
+                for (int j = 0; j < 16; j++)
+                {
+                    int l = scaleLevels[j];
+                    if (j < 8)
+                        scalesField[j] = (byte)(l & 0xF);
+                    else
+                        scalesField[j - 8] |= (byte)((l & 0xF) << 4);
+                    scalesField[8 + j % 4] |= (byte)((l >> 4) << (2 * (j / 4)));
+                }
+                BinaryPrimitives.WriteUInt16LittleEndian(block[108..], HalfBits.FromSingle(dBlock));
+                WriteLevels(x, block, levels);
+                continue;
+            }
             float maxScale = 0, amax = 0;
             for (int j = 0; j < 16; j++)
             {
@@ -104,35 +144,42 @@ public static class Q3_K
                 d = HalfBits.FromSingle(1 / iscale);
             }
             BinaryPrimitives.WriteUInt16LittleEndian(block[108..], d);
+            WriteLevels(x, block, levels);
+        }
+    }
 
-            for (int j = 0; j < 16; j++)
-            {
-                int sc = (j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4) | (((packed[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
-                float dl = HalfBits.ToSingle(d) * (sc - 32);
-                if (dl == 0)
-                    continue;
-                for (int i = 0; i < 16; i++)
-                    levels[16 * j + i] = (sbyte)(Math.Max(-4, Math.Min(3, KQuantSearch.NearestInt(x[16 * j + i] / dl))) + 4);
-            }
+    /// <summary>Levels recomputed from the stored scales, then split into hmask and the 2-bit quants.</summary>
+    private static void WriteLevels(ReadOnlySpan<float> x, Span<byte> block, Span<sbyte> levels)
+    {
+        ReadOnlySpan<byte> packed = block.Slice(96, 12);
+        ushort d = BinaryPrimitives.ReadUInt16LittleEndian(block[108..]);
+        for (int j = 0; j < 16; j++)
+        {
+            int sc = (j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4) | (((packed[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
+            float dl = HalfBits.ToSingle(d) * (sc - 32);
+            if (dl == 0)
+                continue;
+            for (int i = 0; i < 16; i++)
+                levels[16 * j + i] = (sbyte)(Math.Max(-4, Math.Min(3, KQuantSearch.NearestInt(x[16 * j + i] / dl))) + 4);
+        }
 
-            // hmask bit 4n+j of byte l is the high bit of element 128n + 32j + l
-            Span<byte> hmask = block[..32];
-            hmask.Clear();
-            for (int e = 0; e < BlockSize; e++)
+        // hmask bit 4n+j of byte l is the high bit of element 128n + 32j + l
+        Span<byte> hmask = block[..32];
+        hmask.Clear();
+        for (int e = 0; e < BlockSize; e++)
+        {
+            if (levels[e] > 3)
             {
-                if (levels[e] > 3)
-                {
-                    hmask[e % 32] |= (byte)(1 << (e / 32));
-                    levels[e] -= 4;
-                }
+                hmask[e % 32] |= (byte)(1 << (e / 32));
+                levels[e] -= 4;
             }
-            for (int half = 0; half < 2; half++)
+        }
+        for (int half = 0; half < 2; half++)
+        {
+            for (int l = 0; l < 32; l++)
             {
-                for (int l = 0; l < 32; l++)
-                {
-                    int e = 128 * half + l;
-                    block[32 + 32 * half + l] = (byte)((byte)levels[e] | ((byte)levels[e + 32] << 2) | ((byte)levels[e + 64] << 4) | ((byte)levels[e + 96] << 6));
-                }
+                int e = 128 * half + l;
+                block[32 + 32 * half + l] = (byte)((byte)levels[e] | ((byte)levels[e + 32] << 2) | ((byte)levels[e + 64] << 4) | ((byte)levels[e + 96] << 6));
             }
         }
     }

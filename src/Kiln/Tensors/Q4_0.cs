@@ -44,6 +44,21 @@ public static class Q4_0
         }
     }
 
+    /// <summary>
+    /// quantize_row_q4_0_impl: <paramref name="importance"/> (an imatrix's per-column weights, one per element)
+    /// weighs the rounding error; without it (empty) the reference quantizer.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        if (importance.IsEmpty)
+        {
+            Quantize(src, dst);
+            return;
+        }
+        RowArguments.CheckBlocks("Q4_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        LegacyImportanceQuantizer.Quantize(src, dst, importance, bits: 4, affine: false, BlockBytes);
+    }
+
     /// <summary>ggml's quantize_row_q4_0_ref; the SIMD paths produce the same bytes for every finite input.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {

@@ -45,6 +45,21 @@ public static class Q4_1
     }
 
     /// <summary>
+    /// quantize_row_q4_1_impl: <paramref name="importance"/> (an imatrix's per-column weights, one per element)
+    /// weighs the rounding error; without it (empty) the reference quantizer.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        if (importance.IsEmpty)
+        {
+            Quantize(src, dst);
+            return;
+        }
+        RowArguments.CheckBlocks("Q4_1", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        LegacyImportanceQuantizer.Quantize(src, dst, importance, bits: 4, affine: true, BlockBytes);
+    }
+
+    /// <summary>
     /// ggml's quantize_row_q4_1_ref. Scalar only: it serves model conversion, not inference, and the reference's
     /// first-wins min/max keeps the sign of a zero minimum that a vector min would not.
     /// </summary>

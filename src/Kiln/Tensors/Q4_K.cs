@@ -53,6 +53,15 @@ public static class Q4_K
         }
     }
 
+    /// <summary>quantize_row_q4_k_impl with an imatrix (<paramref name="importance"/>, one weight per element); empty: the reference.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        RowArguments.CheckBlocks("Q4_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (!importance.IsEmpty && importance.Length != src.Length)
+            throw new ArgumentException($"importance has {importance.Length} values for a row of {src.Length}", nameof(importance));
+        KQuantAffine.Quantize(src, dst, BlockBytes, nmax: 15, rmin: -1f, nstep: 20, importance);
+    }
+
     /// <summary>
     /// ggml's quantize_row_q4_K_ref bit for bit: per sub-block of 32 an affine fit (levels 0..15) weighted by
     /// rms + |x|, the eight scales and mins then quantized to 6 bits against the largest, and the levels

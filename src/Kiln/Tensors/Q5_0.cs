@@ -45,6 +45,21 @@ public static class Q5_0
         }
     }
 
+    /// <summary>
+    /// quantize_row_q5_0_impl: <paramref name="importance"/> (an imatrix's per-column weights, one per element)
+    /// weighs the rounding error; without it (empty) the reference quantizer.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        if (importance.IsEmpty)
+        {
+            Quantize(src, dst);
+            return;
+        }
+        RowArguments.CheckBlocks("Q5_0", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        LegacyImportanceQuantizer.Quantize(src, dst, importance, bits: 5, affine: false, BlockBytes);
+    }
+
     /// <summary>ggml's quantize_row_q5_0_ref (scalar: it serves model conversion, not inference).</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {

@@ -46,6 +46,21 @@ public static class Q5_1
     }
 
     /// <summary>
+    /// quantize_row_q5_1_impl: <paramref name="importance"/> (an imatrix's per-column weights, one per element)
+    /// weighs the rounding error; without it (empty) the reference quantizer.
+    /// </summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        if (importance.IsEmpty)
+        {
+            Quantize(src, dst);
+            return;
+        }
+        RowArguments.CheckBlocks("Q5_1", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        LegacyImportanceQuantizer.Quantize(src, dst, importance, bits: 5, affine: true, BlockBytes);
+    }
+
+    /// <summary>
     /// ggml's quantize_row_q5_1_ref. Scalar only: it serves model conversion, not inference, and the reference's
     /// first-wins min/max keeps the sign of a zero minimum that a vector min would not.
     /// </summary>

@@ -51,6 +51,15 @@ public static class Q5_K
         }
     }
 
+    /// <summary>quantize_row_q5_k_impl with an imatrix (<paramref name="importance"/>, one weight per element); empty: the reference.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
+    {
+        RowArguments.CheckBlocks("Q5_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (!importance.IsEmpty && importance.Length != src.Length)
+            throw new ArgumentException($"importance has {importance.Length} values for a row of {src.Length}", nameof(importance));
+        KQuantAffine.Quantize(src, dst, BlockBytes, nmax: 31, rmin: -0.5f, nstep: 15, importance);
+    }
+
     /// <summary>
     /// ggml's quantize_row_q5_K_ref bit for bit: Q4_K's scheme with levels 0..31 and a shorter scale search.
     /// </summary>

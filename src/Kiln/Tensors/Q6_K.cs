@@ -54,9 +54,14 @@ public static class Q6_K
     /// -32..31) over 19 trial scales, the sixteen scales quantized to int8 against the largest magnitude,
     /// levels recomputed from the stored scales.
     /// </summary>
-    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst) => Quantize(src, dst, default);
+
+    /// <summary>quantize_row_q6_k_impl: with an imatrix (<paramref name="importance"/>, one weight per element) each 16-group's scale search weighs errors by it directly; empty: the reference.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst, ReadOnlySpan<float> importance)
     {
         RowArguments.CheckBlocks("Q6_K", BlockSize, BlockBytes, dst.Length, src.Length, nameof(dst));
+        if (!importance.IsEmpty && importance.Length != src.Length)
+            throw new ArgumentException($"importance has {importance.Length} values for a row of {src.Length}", nameof(importance));
         Span<sbyte> levels = stackalloc sbyte[BlockSize];
         Span<float> scales = stackalloc float[16];
         for (int b = 0; b < src.Length / BlockSize; b++)
@@ -66,7 +71,8 @@ public static class Q6_K
             float maxScale = 0, maxAbsScale = 0;
             for (int j = 0; j < 16; j++)
             {
-                scales[j] = KQuantSearch.SymmetricWeighted(32, x.Slice(16 * j, 16), levels.Slice(16 * j, 16));
+                scales[j] = KQuantSearch.SymmetricWeighted(32, x.Slice(16 * j, 16), levels.Slice(16 * j, 16),
+                    importance.IsEmpty ? default : importance.Slice(b * BlockSize + 16 * j, 16));
                 float a = MathF.Abs(scales[j]);
                 if (a > maxAbsScale)
                 {

@@ -84,6 +84,9 @@ public sealed unsafe class LlamaContext : IDisposable
     public int VocabSize => _c.VocabSize;
     public long KvCacheBytes => _cache.ByteSize;
 
+    /// <summary>Sees every weight product's input when set (calibration); null, the default, costs one test per product.</summary>
+    public IMatMulInputObserver? MatMulInputObserver { get; set; }
+
     /// <summary>Tokens already in the KV cache; the next token evaluated goes at this position.</summary>
     public int Position { get; private set; }
 
@@ -160,10 +163,13 @@ public sealed unsafe class LlamaContext : IDisposable
 
             for (int t = 0; t < n; t++)
                 RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.AttentionNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
+            Observe(l, layer.Query, _xb, n);
             _matmul.Run(layer.Query, _xb, n, _q);
             _lora?.Apply(l, LoraTarget.Query, _xb, n, _q);
+            Observe(l, layer.Key, _xb, n);
             _matmul.Run(layer.Key, _xb, n, _k);
             _lora?.Apply(l, LoraTarget.Key, _xb, n, _k);
+            Observe(l, layer.Value, _xb, n);
             _matmul.Run(layer.Value, _xb, n, _v);
             _lora?.Apply(l, LoraTarget.Value, _xb, n, _v);
             for (int t = 0; t < n; t++)
@@ -187,6 +193,7 @@ public sealed unsafe class LlamaContext : IDisposable
                     _attention.Run(_pool, _cache, l, start, n, pq, patt);
             }
 
+            Observe(l, layer.Output, _att, n);
             _matmul.Run(layer.Output, _att, n, _xb2);
             _lora?.Apply(l, LoraTarget.Output, _att, n, _xb2);
 
@@ -205,12 +212,15 @@ public sealed unsafe class LlamaContext : IDisposable
 
             for (int t = 0; t < rows; t++)
                 RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
+            Observe(l, layer.Gate, _xb, rows);
             _matmul.Run(layer.Gate, _xb, rows, _hb);
             _lora?.Apply(l, LoraTarget.Gate, _xb, rows, _hb);
+            Observe(l, layer.Up, _xb, rows);
             _matmul.Run(layer.Up, _xb, rows, _hb2);
             _lora?.Apply(l, LoraTarget.Up, _xb, rows, _hb2);
             for (int t = 0; t < rows; t++)
                 SwiGlu.Apply(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
+            Observe(l, layer.Down, _hb, rows);
             _matmul.Run(layer.Down, _hb, rows, _xb2);
             _lora?.Apply(l, LoraTarget.Down, _hb, rows, _xb2);
             TensorPrimitives.Add(_x.AsSpan(0, rows * dim), _xb2.AsSpan(0, rows * dim), _x.AsSpan(0, rows * dim));
@@ -224,8 +234,12 @@ public sealed unsafe class LlamaContext : IDisposable
         int dim = _c.EmbeddingLength;
         for (int t = 0; t < rows; t++)
             RmsNorm.Apply(_x.AsSpan(t * dim, dim), _model.OutputNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
+        Observe(-1, _model.Output, _xb, rows);
         _matmul.Run(_model.Output, _xb, rows, logits);
     }
+
+    private void Observe(int layer, WeightMatrix w, float[] input, int rows) =>
+        MatMulInputObserver?.Observe(layer, w.Name, input.AsSpan(0, rows * w.Columns), rows);
 
     public void Dispose()
     {

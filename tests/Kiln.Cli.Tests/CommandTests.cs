@@ -200,7 +200,6 @@ public sealed class CommandTests : IDisposable
     [InlineData("run", "-m")]
     [InlineData("run", "-m", "x.gguf", "--temp", "hot")]
     [InlineData("frobnicate")]
-    [InlineData("run", "-p", "no model given")]
     [InlineData("run", "-m", "x.gguf", "--cache-type", "q3")]
     public void BadFlagsAreUsageErrors(params string[] args)
     {

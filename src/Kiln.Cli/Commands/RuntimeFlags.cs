@@ -9,7 +9,11 @@ namespace Kiln.Cli.Commands;
 /// <summary>Model and runtime flags shared by the commands that run a model.</summary>
 internal sealed class RuntimeFlags
 {
-    public readonly Option<string> Model = new("--model", "-m") { Description = "Path of a GGUF model file", Required = true };
+    public readonly Option<string> Model = new("--model", "-m")
+    {
+        Description = "Path of a GGUF model file; default: the built-in model Kiln trained on Tiny Shakespeare",
+        DefaultValueFactory = _ => BuiltInModel.Path,
+    };
     public readonly Option<int> Threads = new("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
     public readonly Option<int> ContextSize = new("--ctx-size", "-c") { Description = "Context length in tokens; default: the model's, at most 4096" };
     public readonly Option<int> BatchSize = new("--batch-size", "-b") { Description = "Prompt tokens per forward pass", DefaultValueFactory = _ => 512 };

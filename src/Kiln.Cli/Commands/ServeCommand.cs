@@ -11,7 +11,11 @@ internal static class ServeCommand
 {
     public static Command Create(CliIO io)
     {
-        var model = new Option<string>("--model", "-m") { Description = "GGUF model file to serve", Required = true };
+        var model = new Option<string>("--model", "-m")
+        {
+            Description = "GGUF model file to serve; default: the built-in model Kiln trained on Tiny Shakespeare",
+            DefaultValueFactory = _ => BuiltInModel.Path,
+        };
         var alias = new Option<string?>("--alias") { Description = "Model name clients use (default: the file name without extension)" };
         var host = new Option<string>("--host") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8080 };

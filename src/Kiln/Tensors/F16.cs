@@ -70,13 +70,23 @@ public static class F16
     public static float DotScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> x)
     {
         RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, x.Length, nameof(w));
+        return DotScalarOrder(w, x, 1f);
+    }
+
+    /// <summary>
+    /// <see cref="Dot"/>'s operations one lane at a time, each activation first multiplied by the power of two
+    /// <paramref name="activationFactor"/> (exact: 1 for <see cref="DotScalar"/>, 2^−112 to undo
+    /// <see cref="PrescaleActivations"/> for <see cref="DotPrescaledScalar"/>).
+    /// </summary>
+    private static float DotScalarOrder(ReadOnlySpan<byte> w, ReadOnlySpan<float> x, float activationFactor)
+    {
         int n = x.Length, blocked = n - n % F32.DotStep;
         Span<float> acc = stackalloc float[F32.DotStep];
         acc.Clear();
         for (int i = 0; i < blocked; i += F32.DotStep)
         {
             for (int j = 0; j < F32.DotStep; j++)
-                acc[j] = MathF.FusedMultiplyAdd(WeightAt(w, i + j), x[i + j], acc[j]);
+                acc[j] = MathF.FusedMultiplyAdd(WeightAt(w, i + j), x[i + j] * activationFactor, acc[j]);
         }
         for (int l = 0; l < F32.Lanes; l++)
         {
@@ -86,7 +96,7 @@ public static class F16
         }
         double sum = F32.SumLanesPairwise(acc[..F32.Lanes]);
         for (int i = blocked; i < n; i++)
-            sum += WeightAt(w, i) * x[i];
+            sum += WeightAt(w, i) * (x[i] * activationFactor);
         return (float)sum;
     }
 
@@ -115,24 +125,7 @@ public static class F16
     public static float DotPrescaledScalar(ReadOnlySpan<byte> w, ReadOnlySpan<float> xScaled)
     {
         RowArguments.CheckBlocks("F16", 1, BlockBytes, w.Length, xScaled.Length, nameof(w));
-        int n = xScaled.Length, blocked = n - n % F32.DotStep;
-        Span<float> acc = stackalloc float[F32.DotStep];
-        acc.Clear();
-        for (int i = 0; i < blocked; i += F32.DotStep)
-        {
-            for (int j = 0; j < F32.DotStep; j++)
-                acc[j] = MathF.FusedMultiplyAdd(WeightAt(w, i + j), xScaled[i + j] * InverseUnscaledFactor, acc[j]);
-        }
-        for (int l = 0; l < F32.Lanes; l++)
-        {
-            acc[l] += acc[2 * F32.Lanes + l];
-            acc[F32.Lanes + l] += acc[3 * F32.Lanes + l];
-            acc[l] += acc[F32.Lanes + l];
-        }
-        double sum = F32.SumLanesPairwise(acc[..F32.Lanes]);
-        for (int i = blocked; i < n; i++)
-            sum += WeightAt(w, i) * (xScaled[i] * InverseUnscaledFactor);
-        return (float)sum;
+        return DotScalarOrder(w, xScaled, InverseUnscaledFactor);
     }
 
     /// <summary>Multiplies F16-rounded activations by 2^112 (exact) for <see cref="DotPrescaled"/>.</summary>

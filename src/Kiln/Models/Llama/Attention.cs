@@ -15,8 +15,11 @@ namespace Kiln.Models.Llama;
 /// like ggml_vec_dot (four 8-lane accumulators over steps of 32, then the remainder in double for F16);</item>
 /// <item>softmax exponentials are <see cref="PolynomialExp"/> in groups of eight, summed per group and then in double.</item>
 /// </list>
-/// Masked positions count as zeros in those groups, exactly as llama.cpp's −∞ mask makes them. The score row is
-/// materialized per item (O(context) per worker); the tiled online-softmax form belongs to the kernels work.
+/// Masked positions count as zeros in those groups, exactly as llama.cpp's −∞ mask makes them. Score rows are
+/// materialized (O(context) per row); <see cref="FlashAttention"/> is the online-softmax form. Batches of two or more
+/// tokens go through <see cref="KvGroupAttention"/>, one work item per (KV head, tile of tokens), so that a key or
+/// value is converted once for all the query heads and tokens that read it; single tokens (decode) keep the
+/// per-(token, head) items of ggml_vec_dot's order.
 /// </summary>
 internal sealed unsafe class Attention : IParallelWork
 {
@@ -30,6 +33,10 @@ internal sealed unsafe class Attention : IParallelWork
     private readonly float[][] _keyScratch;
     private readonly float[][] _queryScratch;
     private readonly float[][] _valueLanes;
+    private readonly int _kvHeads;
+    private readonly KvGroupAttention[]? _groups;
+    private int _tilesPerHead;
+    private int _tokensPerTile;
 
     private KvCache? _cache;
     private int _layer;
@@ -55,6 +62,13 @@ internal sealed unsafe class Attention : IParallelWork
             _queryScratch[i] = new float[_headDim];
             _valueLanes[i] = new float[VecDotLanes * _headDim];
         }
+        _kvHeads = config.HeadCountKv;
+        if (_headDim % Lanes == 0)
+        {
+            _groups = new KvGroupAttention[threads];
+            for (int i = 0; i < threads; i++)
+                _groups[i] = new KvGroupAttention(_headDim, _groupSize, contextLength);
+        }
     }
 
     /// <summary>
@@ -69,11 +83,58 @@ internal sealed unsafe class Attention : IParallelWork
         _batch = batch;
         _q = q;
         _out = output;
-        pool.For(batch * _heads, this);
+        if (batch >= 2 && _groups is not null)
+        {
+            // Enough tiles for every worker, but as many tokens per tile as the scratch allows.
+            int tokens = _groups[0].TokensPerTile;
+            int wanted = (2 * pool.ThreadCount + _kvHeads - 1) / _kvHeads;
+            tokens = Math.Clamp((batch + wanted - 1) / wanted, 1, tokens);
+            _tokensPerTile = tokens;
+            _tilesPerHead = (batch + tokens - 1) / tokens;
+            pool.For(_kvHeads * _tilesPerHead, this);
+        }
+        else
+        {
+            _tilesPerHead = 0;
+            pool.For(batch * _heads, this);
+        }
         _cache = null;
     }
 
     void IParallelWork.Execute(int begin, int end, int worker)
+    {
+        if (_tilesPerHead > 0)
+            ExecuteTiles(begin, end, worker);
+        else
+            ExecuteRows(begin, end, worker);
+    }
+
+    private void ExecuteTiles(int begin, int end, int worker)
+    {
+        var cache = _cache!;
+        var group = _groups![worker];
+        bool f16 = cache.Type == KvCacheType.F16;
+        float scale = 1f / MathF.Sqrt(_headDim);
+        int qDim = _heads * _headDim;
+        Span<int> lengths = stackalloc int[_tokensPerTile];
+        for (int item = begin; item < end; item++)
+        {
+            int kvHead = item / _tilesPerHead;
+            // Later tiles see longer prefixes; alternating first and last tiles gives each worker's contiguous
+            // share of items a like amount of work.
+            int k = item % _tilesPerHead;
+            int tile = k % 2 == 0 ? k / 2 : _tilesPerHead - 1 - k / 2;
+            int t0 = tile * _tokensPerTile;
+            int tokens = Math.Min(_tokensPerTile, _batch - t0);
+            for (int t = 0; t < tokens; t++)
+                lengths[t] = _startPosition + t0 + t + 1;
+            var rows = new ContiguousKeyValueRows(cache, _layer, kvHead, _headDim);
+            group.Run(ref rows, _q + (long)t0 * qDim, _out + (long)t0 * qDim, qDim, kvHead * _groupSize, tokens,
+                lengths[..tokens], f16, scale);
+        }
+    }
+
+    private void ExecuteRows(int begin, int end, int worker)
     {
         var cache = _cache!;
         bool f16 = cache.Type == KvCacheType.F16;

@@ -1,27 +1,27 @@
-using System.Numerics.Tensors;
-using Kiln.Tensors;
 using Kiln.Threading;
 
 namespace Kiln.Models.Llama;
 
 /// <summary>
 /// Causal grouped-query attention for the rows of a batched step, each row reading its own sequence's keys and
-/// values through that sequence's block table; one (row, head) pair per work item. Every row is summed in one fixed
-/// order — llama.cpp's batch order (<see cref="Attention"/>'s tinyBLAS path: one 8-lane accumulator for K·Q,
-/// position p into lane p mod 8 for V·P), whatever the number of rows — so a row's result depends only on its own
-/// sequence: batch invariance. Softmax and the F16 roundings are <see cref="Attention"/>'s.
+/// values through that sequence's block table. Every row is summed in one fixed order — llama.cpp's batch order
+/// (<see cref="Attention"/>'s tinyBLAS path: one 8-lane accumulator for K·Q, position p into lane p mod 8 for V·P),
+/// whatever the number of rows — so a row's result depends only on its own sequence: batch invariance. Softmax and
+/// the F16 roundings are <see cref="Attention"/>'s. One work item is a (KV head, tile of a chunk's consecutive rows)
+/// pair, run by <see cref="KvGroupAttention"/>, so a prompt chunk converts each key and value once per tile rather
+/// than once per (row, head).
 /// </summary>
 internal sealed unsafe class PagedAttention : IParallelWork
 {
-    private const int Lanes = F32.Lanes;
-
     private readonly int _heads;
+    private readonly int _kvHeads;
     private readonly int _headDim;
     private readonly int _groupSize;
-    private readonly float[][] _scores;
-    private readonly float[][] _keyScratch;
-    private readonly float[][] _queryScratch;
-    private readonly float[][] _valueLanes;
+    private readonly KvGroupAttention[] _groups;
+    private readonly int _tokensPerTile;
+    private int[] _tileFirstRow = new int[64];
+    private int[] _tileRows = new int[64];
+    private int _tiles;
 
     private PagedKvCache? _cache;
     private IReadOnlyList<PagedChunk>? _chunks;
@@ -34,24 +34,18 @@ internal sealed unsafe class PagedAttention : IParallelWork
     public PagedAttention(LlamaConfig config, int contextLength, int threads)
     {
         _heads = config.HeadCount;
+        _kvHeads = config.HeadCountKv;
         _headDim = config.HeadDim;
         _groupSize = config.GroupSize;
-        _scores = new float[threads][];
-        _keyScratch = new float[threads][];
-        _queryScratch = new float[threads][];
-        _valueLanes = new float[threads][];
+        _groups = new KvGroupAttention[threads];
         for (int i = 0; i < threads; i++)
-        {
-            _scores[i] = new float[contextLength + Lanes];
-            _keyScratch[i] = new float[_headDim];
-            _queryScratch[i] = new float[_headDim];
-            _valueLanes[i] = new float[Lanes * _headDim];
-        }
+            _groups[i] = new KvGroupAttention(_headDim, _groupSize, contextLength);
+        _tokensPerTile = _groups[0].TokensPerTile;
     }
 
     /// <summary>
     /// out[r] = softmax(q[r]·Kᵀ / √d) · V over positions [0, position(r)] of row r's sequence, for rows [0, rows).
-    /// The rows' own keys and values must already be stored.
+    /// The rows' own keys and values must already be stored; a chunk's rows are consecutive, in position order.
     /// </summary>
     public void Run(WorkerPool pool, PagedKvCache cache, int layer, IReadOnlyList<PagedChunk> chunks, int[] rowChunk, int[] rowPosition,
         int rows, float* q, float* output)
@@ -63,7 +57,22 @@ internal sealed unsafe class PagedAttention : IParallelWork
         _layer = layer;
         _q = q;
         _out = output;
-        pool.For(rows * _heads, this);
+        if (_tileFirstRow.Length < rows)
+        {
+            _tileFirstRow = new int[rows];
+            _tileRows = new int[rows];
+        }
+        _tiles = 0;
+        for (int r = 0; r < rows; )
+        {
+            int first = r++;
+            while (r < rows && r - first < _tokensPerTile && rowChunk[r] == rowChunk[first]
+                   && rowPosition[r] == rowPosition[r - 1] + 1)
+                r++;
+            _tileFirstRow[_tiles] = first;
+            _tileRows[_tiles++] = r - first;
+        }
+        pool.For(_kvHeads * _tiles, this);
         _cache = null;
         _chunks = null;
     }
@@ -71,65 +80,22 @@ internal sealed unsafe class PagedAttention : IParallelWork
     void IParallelWork.Execute(int begin, int end, int worker)
     {
         var cache = _cache!;
-        int bs = cache.BlockSize;
+        var group = _groups[worker];
         bool f16 = cache.Type == KvCacheType.F16;
         float scale = 1f / MathF.Sqrt(_headDim);
-        Span<float> scoresAll = _scores[worker];
-        Span<float> key = _keyScratch[worker];
-        Span<float> query = _queryScratch[worker];
-        Span<float> lanes = _valueLanes[worker];
-        Span<float> eight = stackalloc float[Lanes];
         int qDim = _heads * _headDim;
-        int hd = _headDim;
-
+        Span<int> lengths = stackalloc int[_tokensPerTile];
         for (int item = begin; item < end; item++)
         {
-            int row = item / _heads;
-            int h = item % _heads;
-            int kvHead = h / _groupSize;
-            int[] table = _chunks![_rowChunk![row]].BlockTable;
-            int length = _rowPosition![row] + 1;
-            var q = new ReadOnlySpan<float>(_q + (long)row * qDim + h * hd, hd);
-            var output = new Span<float>(_out + (long)row * qDim + h * hd, hd);
-            var scores = scoresAll[..((length + Lanes - 1) / Lanes * Lanes)];
-
-            if (f16)
-            {
-                for (int d = 0; d < hd; d++)
-                    query[d] = (float)(Half)q[d];
-            }
-            else
-            {
-                q.CopyTo(query);
-            }
-
-            for (int p = 0; p < length; p++)
-            {
-                int slot = table[p / bs] * bs + p % bs;
-                scores[p] = Attention.KeyDot(cache.ReadKey(_layer, slot, kvHead * hd, hd, key), query, f16, batched: true) * scale;
-            }
-
-            Attention.Softmax(scores, length);
-            if (f16)
-            {
-                for (int p = 0; p < length; p++)
-                    scores[p] = (float)(Half)scores[p];
-            }
-
-            lanes.Clear();
-            for (int p = 0; p < length; p++)
-            {
-                int slot = table[p / bs] * bs + p % bs;
-                ReadOnlySpan<float> v = cache.ReadValue(_layer, slot, kvHead * hd, hd, key);
-                var lane = lanes.Slice(p % Lanes * hd, hd);
-                TensorPrimitives.FusedMultiplyAdd(v, scores[p], lane, lane);
-            }
-            for (int d = 0; d < hd; d++)
-            {
-                for (int l = 0; l < Lanes; l++)
-                    eight[l] = lanes[l * hd + d];
-                output[d] = F32.SumLanesHalving(eight);
-            }
+            int kvHead = item / _tiles;
+            int tile = item % _tiles;
+            int first = _tileFirstRow[tile];
+            int count = _tileRows[tile];
+            for (int t = 0; t < count; t++)
+                lengths[t] = _rowPosition![first + t] + 1;
+            var rows = new PagedKeyValueRows(cache, _layer, _chunks![_rowChunk![first]].BlockTable, kvHead, _headDim);
+            group.Run(ref rows, _q + (long)first * qDim, _out + (long)first * qDim, qDim, kvHead * _groupSize, count,
+                lengths[..count], f16, scale);
         }
     }
 }

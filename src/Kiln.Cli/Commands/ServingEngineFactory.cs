@@ -1,4 +1,6 @@
+using Kiln.Formats.Gguf;
 using Kiln.Inference.Chat;
+using Kiln.Models.Gpt2;
 using Kiln.Models.Llama;
 using Kiln.Server;
 using Kiln.Serving;
@@ -16,7 +18,20 @@ internal static class ServingEngineFactory
     {
         if (!File.Exists(settings.ModelPath))
             throw new FileNotFoundException($"model file not found: {settings.ModelPath}", settings.ModelPath);
-        var model = LlamaModel.Load(settings.ModelPath);
+        var file = GgufFile.Open(settings.ModelPath);
+        LlamaModel model;
+        try
+        {
+            // The engine batches Llama-family sequences over a paged cache; GPT-2 runs in run, chat and perplexity only.
+            if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)
+                throw new CliException($"kiln serve runs Llama-family models; {settings.ModelPath} is a gpt2 model (use kiln run or kiln chat)");
+            model = new LlamaModel(file, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
         try
         {
             var tokenizer = Tokenizer.FromGguf(model.File);

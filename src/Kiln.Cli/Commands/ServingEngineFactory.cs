@@ -14,6 +14,20 @@ namespace Kiln.Cli.Commands;
 /// </summary>
 internal static class ServingEngineFactory
 {
+    /// <summary>Fails fast, before the server listens, when the model is one the engine cannot serve.</summary>
+    public static void EnsureServable(string modelPath)
+    {
+        using var file = GgufFile.Open(modelPath);
+        RefuseGpt2(file);
+    }
+
+    // The engine batches Llama-family sequences over a paged cache; GPT-2 runs in run, chat and perplexity only.
+    private static void RefuseGpt2(GgufFile file)
+    {
+        if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)
+            throw new CliException($"kiln serve runs Llama-family models; {file.Path} is a gpt2 model (use kiln run or kiln chat)");
+    }
+
     public static ServedModel Create(ServeSettings settings)
     {
         if (!File.Exists(settings.ModelPath))
@@ -22,9 +36,7 @@ internal static class ServingEngineFactory
         LlamaModel model;
         try
         {
-            // The engine batches Llama-family sequences over a paged cache; GPT-2 runs in run, chat and perplexity only.
-            if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)
-                throw new CliException($"kiln serve runs Llama-family models; {settings.ModelPath} is a gpt2 model (use kiln run or kiln chat)");
+            RefuseGpt2(file);
             model = new LlamaModel(file, ownsFile: true);
         }
         catch

@@ -146,6 +146,27 @@ public sealed class Gpt2ExportTests(Gpt2ExportTests.TrainedModel trained) : IDis
         Assert.Equal(ids.Length, context.Position);
     }
 
+    /// <summary>The tiled online-softmax attention (-fa) gives the default attention's logits up to float rounding.</summary>
+    [Fact]
+    public void FlashAttentionAgreesWithTheDefault()
+    {
+        var (trainer, tok) = Trained();
+        Gpt2GgufExporter.Export(trainer.Config, trainer.Model.Parameters.Values, tok, P("m.gguf"), GgmlType.F32);
+        using var model = Gpt2Model.Load(P("m.gguf"));
+        int[] ids = tok.Encode(Text[..45]);
+        int vocab = trainer.Config.Vocab;
+        var plain = new float[ids.Length * vocab];
+        var flash = new float[ids.Length * vocab];
+        using (var context = new Gpt2Context(model, new Gpt2ContextOptions { Threads = 2, KvCacheType = KvCacheType.F32 }))
+            context.Evaluate(ids, plain, allLogits: true);
+        using (var context = new Gpt2Context(model, new Gpt2ContextOptions { Threads = 2, KvCacheType = KvCacheType.F32, FlashAttention = true }))
+            context.Evaluate(ids, flash, allLogits: true);
+        double worst = 0;
+        for (int i = 0; i < plain.Length; i++)
+            worst = Math.Max(worst, Math.Abs(plain[i] - flash[i]));
+        Assert.True(worst < 1e-4, $"logits differ by {worst}");
+    }
+
     [Theory]
     [InlineData(GgmlType.F16)]
     [InlineData(GgmlType.Q8_0)]

@@ -180,6 +180,56 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(expected + "\n", r.Stdout); // kiln run ends its output with a newline
     }
 
+    /// <summary>
+    /// The GPT-2 twin of the test above: train --family gpt2 → export (llama.cpp's "gpt2" GGUF) → kiln run greedy =
+    /// the trainer's argmax; info names the architecture, perplexity evaluates it, serve refuses it clearly.
+    /// </summary>
+    [Fact]
+    public void ExportedGpt2ModelRunsGreedilyAsTheTrainerPredicts()
+    {
+        var r = KilnRunner.Run(Args("g", "--family", "gpt2", "--steps", "30", "--dim", "32", "--seq", "16", "--batch", "4", "--context", "32"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        r = KilnRunner.Run("export", P("g/checkpoint.bin"), "-o", P("g.gguf"), "--type", "f32");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("gpt2 1 layers", r.Stdout);
+
+        var ckpt = TrainingCheckpoint.Read(P("g/checkpoint.bin"));
+        Assert.Equal(ModelFamily.Gpt2, ckpt.Config.Family);
+        var tok = CharacterTokenizer.Load(P("g/tokenizer.json"));
+        var model = Kiln.Training.Models.TrainableModel<float>.Create(ckpt.Config, null);
+        ckpt.Weights.CopyTo(model.Parameters.Values, 0);
+        int[] prompt = tok.Encode("to be or");
+        int[] all = TrainingSampler.Generate(model, prompt, 10, 0f, new TrainingRandom(1));
+        string expected = tok.Decode(all.AsSpan(prompt.Length));
+
+        r = KilnRunner.Run("run", "-m", P("g.gguf"), "-p", "to be or", "-n", "10", "--temp", "0", "--no-display-prompt", "-t", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(expected + "\n", r.Stdout);
+
+        r = KilnRunner.Run("info", P("g.gguf"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("general.architecture", r.Stdout);
+        Assert.Contains("\"gpt2\"", r.Stdout);
+        Assert.Contains("blk.0.attn_qkv.bias", r.Stdout);
+
+        r = KilnRunner.Run("perplexity", "-m", P("g.gguf"), "-f", P("in.txt"), "-c", "32", "-t", "1", "--chunks", "4");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("Final estimate: PPL = ", r.Stdout);
+
+        r = KilnRunner.Run("run", "-m", P("g.gguf"), "-p", "to", "-n", "2", "-c", "64");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--ctx-size 64 is longer than this GPT-2 model's 32 learned positions", r.Stderr);
+
+        r = KilnRunner.Run("serve", "-m", P("g.gguf"), "--port", "0");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("kiln serve runs Llama-family models", r.Stderr);
+
+        r = KilnRunner.Run("export", P("g/checkpoint.bin"), "-o", P("g8.gguf"), "--type", "q8_0");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        r = KilnRunner.Run("run", "-m", P("g8.gguf"), "-p", "to be or", "-n", "10", "--temp", "0", "-t", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+    }
+
     [Fact]
     public void ExportWithoutATokenizerSaysWhereItLooked()
     {

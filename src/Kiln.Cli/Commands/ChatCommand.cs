@@ -33,7 +33,7 @@ internal static class ChatCommand
                 throw new CliException($"--n-predict {n} must be -1 or more");
             using var loaded = runtime.Load(r);
             var tokenizer = loaded.Tokenizer;
-            var template = ChatTemplate.Detect(loaded.Model.File.TryGetString("tokenizer.chat_template"));
+            var template = ChatTemplate.Detect(loaded.File.TryGetString("tokenizer.chat_template"));
             string bos = tokenizer.BosId >= 0 ? tokenizer.GetTokenText(tokenizer.BosId) : "";
             string eos = tokenizer.EosId >= 0 ? tokenizer.GetTokenText(tokenizer.EosId) : "";
             var generator = new TextGenerator(loaded.Context, tokenizer);

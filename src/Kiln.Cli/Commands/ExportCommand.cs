@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Kiln.Models.Lora;
 using Kiln.Tensors;
+using Kiln.Training;
 using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
 using Kiln.Training.Export;
@@ -8,7 +9,8 @@ using Kiln.Training.Export;
 namespace Kiln.Cli.Commands;
 
 /// <summary>
-/// kiln export: a training checkpoint (Llama family) to a GGUF model for kiln run and llama.cpp; with --merge-lora,
+/// kiln export: a training checkpoint (Llama or GPT-2 family) to a GGUF model (llama.cpp's "llama" or "gpt2"
+/// architecture) for kiln run and llama.cpp; with --merge-lora,
 /// a base GGUF with LoRA adapters baked in.
 /// </summary>
 internal static class ExportCommand
@@ -20,7 +22,7 @@ internal static class ExportCommand
         var type = new Option<string>("--type") { Description = "Weight type: f32, f16 or q8_0 (norms stay f32); with --merge-lora f32, f16 or base (requantize to the base's type)", DefaultValueFactory = _ => "f16" };
         var mergeLora = new Option<string[]>("--merge-lora") { Description = "LoRA adapter GGUF to bake into the base model given as CKPT (repeatable)", AllowMultipleArgumentsPerToken = false };
         var tokenizer = new Option<string>("--tokenizer") { Description = "Tokenizer JSON; default: tokenizer.json beside the checkpoint" };
-        var command = new Command("export", "Export a trained Llama-family checkpoint as a GGUF model");
+        var command = new Command("export", "Export a trained checkpoint (Llama or GPT-2 family) as a GGUF model");
         command.Arguments.Add(checkpoint);
         command.Options.Add(output);
         command.Options.Add(type);
@@ -45,8 +47,12 @@ internal static class ExportCommand
                 throw new FileNotFoundException($"tokenizer not found: {tokPath} (pass --tokenizer)", tokPath);
             var tok = TrainingTokenizer.Load(tokPath);
             string outPath = r.GetValue(output)!;
-            LlamaGgufExporter.Export(ckpt.Config, ckpt.Weights, tok, outPath, ggmlType);
-            io.Out.WriteLine($"wrote {outPath}: llama {ckpt.Config.Layers} layers × {ckpt.Config.Dim}, {ckpt.Weights.Length:N0} parameters, step {ckpt.Step}, {r.GetValue(type)}");
+            bool gpt2 = ckpt.Config.Family == ModelFamily.Gpt2;
+            if (gpt2)
+                Gpt2GgufExporter.Export(ckpt.Config, ckpt.Weights, tok, outPath, ggmlType);
+            else
+                LlamaGgufExporter.Export(ckpt.Config, ckpt.Weights, tok, outPath, ggmlType);
+            io.Out.WriteLine($"wrote {outPath}: {(gpt2 ? "gpt2" : "llama")} {ckpt.Config.Layers} layers × {ckpt.Config.Dim}, {ckpt.Weights.Length:N0} parameters, step {ckpt.Step}, {r.GetValue(type)}");
             return 0;
         });
         return command;

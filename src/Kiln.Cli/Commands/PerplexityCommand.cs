@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using Kiln.Evaluation;
+using Kiln.Formats.Gguf;
+using Kiln.Models.Gpt2;
 using Kiln.Models.Llama;
 using Kiln.Tokenizers;
 
@@ -70,10 +72,11 @@ internal static class PerplexityCommand
             if (!File.Exists(modelPath))
                 throw new FileNotFoundException($"model file not found: {modelPath}", modelPath);
 
-            using var llama = LlamaModel.Load(modelPath);
-            var tokenizer = Tokenizer.FromGguf(llama.File);
+            var (loaded, gguf, modelContext, vocab) = Load(modelPath);
+            using var llama = loaded;
+            var tokenizer = Tokenizer.FromGguf(gguf);
             if (n == 0)
-                n = Math.Min(PerplexityOptions.DefaultContextLength, llama.Config.ContextLength);
+                n = Math.Min(PerplexityOptions.DefaultContextLength, modelContext);
             using var evaluator = Create(llama, tokenizer, new PerplexityOptions
             {
                 ContextLength = n,
@@ -91,7 +94,7 @@ internal static class PerplexityCommand
 
             using var saved = basePath is null
                 ? null
-                : new KlDivergenceBaseWriter(basePath, n, llama.Config.VocabSize, tokens.AsSpan(0, total * n));
+                : new KlDivergenceBaseWriter(basePath, n, vocab, tokens.AsSpan(0, total * n));
             var result = evaluator.Evaluate(tokens, chunk =>
             {
                 io.Out.Write(string.Create(CultureInfo.InvariantCulture, $"[{chunk.Number}]{chunk.RunningPerplexity:F4},"));
@@ -127,10 +130,11 @@ internal static class PerplexityCommand
             throw new CliException($"--ctx-size {n} differs from the base file's {reference.ContextLength}; leave it out or match it");
         if (!File.Exists(modelPath))
             throw new FileNotFoundException($"model file not found: {modelPath}", modelPath);
-        using var llama = LlamaModel.Load(modelPath);
-        if (llama.Config.VocabSize != reference.Vocab)
-            throw new InvalidDataException($"{modelPath} has {llama.Config.VocabSize} tokens, but {basePath} was made with a {reference.Vocab}-token vocabulary");
-        var tokenizer = Tokenizer.FromGguf(llama.File);
+        var (loaded, file, _, vocab) = Load(modelPath);
+        using var llama = loaded;
+        if (vocab != reference.Vocab)
+            throw new InvalidDataException($"{modelPath} has {vocab} tokens, but {basePath} was made with a {reference.Vocab}-token vocabulary");
+        var tokenizer = Tokenizer.FromGguf(file);
         using var evaluator = Create(llama, tokenizer, new PerplexityOptions
         {
             ContextLength = reference.ContextLength,
@@ -184,12 +188,35 @@ internal static class PerplexityCommand
         o.Flush();
     }
 
+    /// <summary>A Llama-family or GPT-2 model, by general.architecture, with its file, context length and vocabulary.</summary>
+    private static (IDisposable Model, GgufFile File, int ContextLength, int Vocab) Load(string path)
+    {
+        var file = GgufFile.Open(path);
+        try
+        {
+            if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)
+            {
+                var gpt2 = new Gpt2Model(file, ownsFile: true);
+                return (gpt2, file, gpt2.Config.ContextLength, gpt2.Config.VocabSize);
+            }
+            var llama = new LlamaModel(file, ownsFile: true);
+            return (llama, file, llama.Config.ContextLength, llama.Config.VocabSize);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The evaluator, with bad option values (odd or oversized context …) reported as usage errors.</summary>
-    private static PerplexityEvaluator Create(LlamaModel model, Tokenizer tokenizer, PerplexityOptions options)
+    private static PerplexityEvaluator Create(IDisposable model, Tokenizer tokenizer, PerplexityOptions options)
     {
         try
         {
-            return new PerplexityEvaluator(model, tokenizer, options);
+            return model is Gpt2Model gpt2
+                ? new PerplexityEvaluator(gpt2, tokenizer, options)
+                : new PerplexityEvaluator((LlamaModel)model, tokenizer, options);
         }
         catch (ArgumentException e)
         {

@@ -55,7 +55,7 @@ internal static class RunCommand
             }
             int ctx = loaded.Context.ContextLength;
             if (tokens.Length >= ctx)
-                throw new CliException($"the prompt is {tokens.Length} tokens long but the context holds {ctx} (use --ctx-size to enlarge it, up to the model's {loaded.Model.Config.ContextLength})");
+                throw new CliException($"the prompt is {tokens.Length} tokens long but the context holds {ctx} (use --ctx-size to enlarge it, up to the model's {loaded.TrainedContextLength})");
 
             if (!r.GetValue(noDisplayPrompt))
             {

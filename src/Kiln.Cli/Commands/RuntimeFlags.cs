@@ -1,5 +1,7 @@
 using System.CommandLine;
 using Kiln.Formats.Gguf;
+using Kiln.Models;
+using Kiln.Models.Gpt2;
 using Kiln.Models.Llama;
 using Kiln.Models.Lora;
 using Kiln.Tokenizers;
@@ -39,7 +41,7 @@ internal sealed class RuntimeFlags
             command.Options.Add(o);
     }
 
-    /// <summary>Loads the model, its tokenizer and a context sized by the flags.</summary>
+    /// <summary>Loads the model (Llama family or GPT-2, by general.architecture), its tokenizer and a context sized by the flags.</summary>
     public LoadedModel Load(ParseResult r)
     {
         int threads = r.GetValue(Threads);
@@ -56,7 +58,25 @@ internal sealed class RuntimeFlags
         if (!File.Exists(path))
             throw new FileNotFoundException($"model file not found: {path}", path);
         var adapters = (r.GetValue(Lora) ?? []).Select(LoraAdapter.Load).ToArray();
-        var model = LlamaModel.Load(path);
+        var cacheType = r.GetValue(CacheType) switch
+        {
+            "f32" => KvCacheType.F32,
+            "q8_0" => KvCacheType.Q8_0,
+            _ => KvCacheType.F16,
+        };
+        var file = GgufFile.Open(path);
+        if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)
+            return LoadGpt2(file, adapters.Length, ctx, batch, threads, cacheType, r.GetValue(FlashAttention));
+        LlamaModel model;
+        try
+        {
+            model = new LlamaModel(file, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
         try
         {
             var tokenizer = Tokenizer.FromGguf(model.File);
@@ -66,15 +86,46 @@ internal sealed class RuntimeFlags
                 MaxBatch = batch,
                 Threads = threads,
                 Adapters = adapters,
-                KvCacheType = r.GetValue(CacheType) switch
-                {
-                    "f32" => KvCacheType.F32,
-                    "q8_0" => KvCacheType.Q8_0,
-                    _ => KvCacheType.F16,
-                },
+                KvCacheType = cacheType,
                 FlashAttention = r.GetValue(FlashAttention),
             });
-            return new LoadedModel(model, tokenizer, context);
+            return new LoadedModel(model.File, model.Config.ContextLength, tokenizer, context, model);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private static LoadedModel LoadGpt2(GgufFile file, int adapters, int ctx, int batch, int threads, KvCacheType cacheType, bool flashAttention)
+    {
+        Gpt2Model model;
+        try
+        {
+            if (adapters > 0)
+                throw new CliException($"LoRA adapters apply to Llama-family models; {file.Path} is a gpt2 model");
+            model = new Gpt2Model(file, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+        try
+        {
+            if (ctx > model.Config.ContextLength)
+                throw new CliException($"--ctx-size {ctx} is longer than this GPT-2 model's {model.Config.ContextLength} learned positions");
+            var tokenizer = Tokenizer.FromGguf(model.File);
+            var context = new Gpt2Context(model, new Gpt2ContextOptions
+            {
+                ContextLength = ctx,
+                MaxBatch = batch,
+                Threads = threads,
+                KvCacheType = cacheType,
+                FlashAttention = flashAttention,
+            });
+            return new LoadedModel(model.File, model.Config.ContextLength, tokenizer, context, model);
         }
         catch
         {
@@ -101,7 +152,11 @@ internal sealed class RuntimeFlags
     }
 }
 
-internal sealed record LoadedModel(LlamaModel Model, Tokenizer Tokenizer, LlamaContext Context) : IDisposable
+/// <summary>
+/// A model of any supported architecture (dispatched on general.architecture), its tokenizer and one context;
+/// <paramref name="TrainedContextLength"/> is the model's own limit, the context's may be smaller.
+/// </summary>
+internal sealed record LoadedModel(GgufFile File, int TrainedContextLength, Tokenizer Tokenizer, IModelContext Context, IDisposable Model) : IDisposable
 {
     public void Dispose()
     {

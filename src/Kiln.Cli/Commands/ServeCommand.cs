@@ -59,6 +59,7 @@ internal static class ServeCommand
             };
             if (!File.Exists(settings.ModelPath))
                 throw new FileNotFoundException($"model file not found: {settings.ModelPath}", settings.ModelPath);
+            ServingEngineFactory.EnsureServable(settings.ModelPath);
             return await RunAsync(settings, io.Error, null, cancellation).ConfigureAwait(false);
         });
         return command;

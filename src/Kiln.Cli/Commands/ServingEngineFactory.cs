@@ -1,4 +1,6 @@
+using Kiln.Formats.Gguf;
 using Kiln.Inference.Chat;
+using Kiln.Models.Gpt2;
 using Kiln.Models.Llama;
 using Kiln.Server;
 using Kiln.Serving;
@@ -12,11 +14,36 @@ namespace Kiln.Cli.Commands;
 /// </summary>
 internal static class ServingEngineFactory
 {
+    /// <summary>Fails fast, before the server listens, when the model is one the engine cannot serve.</summary>
+    public static void EnsureServable(string modelPath)
+    {
+        using var file = GgufFile.Open(modelPath);
+        RefuseGpt2(file);
+    }
+
+    // The engine batches Llama-family sequences over a paged cache; GPT-2 runs in run, chat and perplexity only.
+    private static void RefuseGpt2(GgufFile file)
+    {
+        if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)
+            throw new CliException($"kiln serve runs Llama-family models; {file.Path} is a gpt2 model (use kiln run or kiln chat)");
+    }
+
     public static ServedModel Create(ServeSettings settings)
     {
         if (!File.Exists(settings.ModelPath))
             throw new FileNotFoundException($"model file not found: {settings.ModelPath}", settings.ModelPath);
-        var model = LlamaModel.Load(settings.ModelPath);
+        var file = GgufFile.Open(settings.ModelPath);
+        LlamaModel model;
+        try
+        {
+            RefuseGpt2(file);
+            model = new LlamaModel(file, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
         try
         {
             var tokenizer = Tokenizer.FromGguf(model.File);

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Numerics.Tensors;
+using Kiln.Models;
+using Kiln.Models.Gpt2;
 using Kiln.Models.Llama;
 using Kiln.Tokenizers;
 
@@ -18,7 +20,7 @@ public sealed class PerplexityEvaluator : IDisposable
     /// <summary>The smallest chunk that scores a token (n/2 … n−2 is non-empty).</summary>
     public const int MinContextLength = 4;
 
-    private readonly LlamaContext _context;
+    private readonly IModelContext _context;
     private readonly Tokenizer _tokenizer;
     private readonly int _contextLength;
     private readonly int _maxChunks;
@@ -32,12 +34,36 @@ public sealed class PerplexityEvaluator : IDisposable
     /// is a whole sentence for the user (no parameter name appended), as the kiln command prints it.
     /// </summary>
     public PerplexityEvaluator(LlamaModel model, Tokenizer tokenizer, PerplexityOptions? options = null)
+        : this(model?.Config.ContextLength ?? throw new ArgumentNullException(nameof(model)), model.Config.VocabSize, tokenizer,
+            options ?? new PerplexityOptions(), o => new LlamaContext(model, new LlamaContextOptions
+            {
+                ContextLength = o.ContextLength,
+                MaxBatch = o.ContextLength,
+                Threads = o.Threads,
+                KvCacheType = o.KvCacheType,
+                FlashAttention = o.FlashAttention,
+            }))
     {
-        ArgumentNullException.ThrowIfNull(model);
+    }
+
+    /// <summary>As for a Llama-family model, for a GPT-2 (whose context is at most its learned positions).</summary>
+    public PerplexityEvaluator(Gpt2Model model, Tokenizer tokenizer, PerplexityOptions? options = null)
+        : this(model?.Config.ContextLength ?? throw new ArgumentNullException(nameof(model)), model.Config.VocabSize, tokenizer,
+            options ?? new PerplexityOptions(), o => new Gpt2Context(model, new Gpt2ContextOptions
+            {
+                ContextLength = o.ContextLength,
+                MaxBatch = o.ContextLength,
+                Threads = o.Threads,
+                KvCacheType = o.KvCacheType,
+                FlashAttention = o.FlashAttention,
+            }))
+    {
+    }
+
+    private PerplexityEvaluator(int modelContext, int vocab, Tokenizer tokenizer, PerplexityOptions options, Func<PerplexityOptions, IModelContext> createContext)
+    {
         ArgumentNullException.ThrowIfNull(tokenizer);
-        options ??= new PerplexityOptions();
         int n = options.ContextLength;
-        int modelContext = model.Config.ContextLength;
         if (n < MinContextLength)
             throw new ArgumentException($"perplexity context {n} is too small: it must be at least {MinContextLength} tokens");
         if (n % 2 != 0)
@@ -50,15 +76,8 @@ public sealed class PerplexityEvaluator : IDisposable
         _tokenizer = tokenizer;
         _contextLength = n;
         _maxChunks = options.MaxChunks;
-        _vocab = model.Config.VocabSize;
-        _context = new LlamaContext(model, new LlamaContextOptions
-        {
-            ContextLength = n,
-            MaxBatch = n,
-            Threads = options.Threads,
-            KvCacheType = options.KvCacheType,
-            FlashAttention = options.FlashAttention,
-        });
+        _vocab = vocab;
+        _context = createContext(options);
         _chunk = new int[n];
         _logits = new float[(n - FirstScored) * _vocab];
         _shifted = new float[_vocab];

@@ -1,9 +1,10 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 
 namespace Kiln.Tensors;
 
-/// <summary>Element-wise activation functions over one row, rounded as llama.cpp's CPU backend rounds them.</summary>
+/// <summary>Element-wise activation functions over one row (SiLU rounded as llama.cpp's CPU backend rounds it).</summary>
 public static class Activations
 {
     /// <summary>
@@ -41,5 +42,53 @@ public static class Activations
     {
         for (int i = start; i < x.Length; i++)
             x[i] /= 1f + MathF.Exp(-x[i]);
+    }
+
+    // GELU's tanh argument u = √(2/π)(x + 0.044715x³) enters only as e^(−2u): these are 2√(2/π) and 2√(2/π)·0.044715.
+    private const float GeluLinear = 1.5957691216057308f;
+    private const float GeluCubic = 0.071354816f;
+
+    /// <summary>
+    /// GELU, tanh approximation (GPT-2's, and ggml_gelu's function), in place: ½x(1 + tanh u) with
+    /// u = √(2/π)(x + 0.044715x³), evaluated as x / (1 + e^(−2u)) (½(1 + tanh u) is the logistic of 2u) with
+    /// <see cref="PolynomialExp"/>, so one exp per value and no tanh. Large negative x give −0, large positive x give x.
+    /// llama.cpp's CPU backend instead looks the value up in a table indexed by x rounded to F16 (GGML_GELU_FP16),
+    /// which differs from the exact function by up to about 1e-3 relative; Kiln keeps the function the trainer used.
+    /// </summary>
+    public static void Gelu(Span<float> x)
+    {
+        if (CpuPaths.CanAvx2)
+            GeluAvx2(x);
+        else
+            GeluScalar(x);
+    }
+
+    /// <summary>Reference for <see cref="Gelu"/>, one value at a time; identical bits.</summary>
+    public static void GeluScalar(Span<float> x)
+    {
+        for (int i = 0; i < x.Length; i++)
+            x[i] = GeluOne(x[i]);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float GeluOne(float v)
+    {
+        float inner = GeluLinear + GeluCubic * (v * v);
+        return v / (1f + PolynomialExp.ExpScalar(0f - v * inner));
+    }
+
+    internal static void GeluAvx2(Span<float> x)
+    {
+        int i = 0;
+        ref float p = ref MemoryMarshal.GetReference(x);
+        Vector256<float> one = Vector256.Create(1f), linear = Vector256.Create(GeluLinear), cubic = Vector256.Create(GeluCubic);
+        for (; i + 8 <= x.Length; i += 8)
+        {
+            Vector256<float> v = Vector256.LoadUnsafe(ref p, (nuint)i);
+            Vector256<float> inner = linear + cubic * (v * v);
+            (v / (one + PolynomialExp.Exp(Vector256<float>.Zero - v * inner))).StoreUnsafe(ref p, (nuint)i);
+        }
+        for (; i < x.Length; i++)
+            x[i] = GeluOne(x[i]);
     }
 }

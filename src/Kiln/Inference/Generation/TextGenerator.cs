@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Kiln.Inference.Sampling;
 using Kiln.Inference.Text;
-using Kiln.Models.Llama;
+using Kiln.Models;
 using Kiln.Tokenizers;
 
 namespace Kiln.Inference.Generation;
@@ -13,18 +13,18 @@ namespace Kiln.Inference.Generation;
 /// </summary>
 public sealed class TextGenerator
 {
-    private readonly LlamaContext _context;
+    private readonly IModelContext _context;
     private readonly Tokenizer _tokenizer;
     private readonly float[] _logits;
 
-    public TextGenerator(LlamaContext context, Tokenizer tokenizer)
+    public TextGenerator(IModelContext context, Tokenizer tokenizer)
     {
         _context = context;
         _tokenizer = tokenizer;
         _logits = new float[context.VocabSize];
     }
 
-    public LlamaContext Context => _context;
+    public IModelContext Context => _context;
 
     /// <summary>
     /// Appends <paramref name="prompt"/> to the context (which may already hold earlier turns) and

@@ -46,10 +46,15 @@ internal sealed unsafe class Attention : IParallelWork
     private float* _out;
 
     public Attention(LlamaConfig config, int contextLength, int threads)
+        : this(config.HeadCount, config.HeadCountKv, config.HeadDim, contextLength, threads)
     {
-        _heads = config.HeadCount;
-        _headDim = config.HeadDim;
-        _groupSize = config.GroupSize;
+    }
+
+    public Attention(int heads, int kvHeads, int headDim, int contextLength, int threads)
+    {
+        _heads = heads;
+        _headDim = headDim;
+        _groupSize = heads / kvHeads;
         _scores = new float[threads][];
         _keyScratch = new float[threads][];
         _queryScratch = new float[threads][];

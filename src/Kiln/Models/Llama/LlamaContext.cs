@@ -12,7 +12,7 @@ namespace Kiln.Models.Llama;
 /// allocates nothing. Tokens are evaluated in batches of up to <see cref="MaxBatch"/> (prompt
 /// processing) or one at a time (generation) through the same code.
 /// </summary>
-public sealed unsafe class LlamaContext : IDisposable
+public sealed unsafe class LlamaContext : IModelContext
 {
     private readonly LlamaModel _model;
     private readonly LlamaConfig _c;

@@ -69,7 +69,8 @@ public static class LlamaGgufExporter
         w.Write(path);
     }
 
-    private static void WriteData(Stream stream, ReadOnlySpan<float> data, GgmlType type)
+    /// <summary>Matrix data as F32, F16 or Q8_0 (ggml's block layout); shared with <see cref="Gpt2GgufExporter"/>.</summary>
+    internal static void WriteData(Stream stream, ReadOnlySpan<float> data, GgmlType type)
     {
         if (type == GgmlType.F32)
         {

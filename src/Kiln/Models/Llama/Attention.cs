@@ -67,7 +67,7 @@ internal sealed unsafe class Attention : IParallelWork
             _queryScratch[i] = new float[_headDim];
             _valueLanes[i] = new float[VecDotLanes * _headDim];
         }
-        _kvHeads = config.HeadCountKv;
+        _kvHeads = kvHeads;
         if (_headDim % Lanes == 0)
         {
             _groups = new KvGroupAttention[threads];

@@ -27,7 +27,7 @@ public sealed class Trainer
                 $"{train.Path} was tokenized with a vocabulary of {train.VocabSize}, larger than the model's vocab of {config.Vocab}");
         Config = config;
         Options = options;
-        Model = TrainableModel<float>.Create(config, pool, options.RecomputeAttention);
+        Model = TrainableModel<float>.Create(config, pool, options.Recompute);
         Optimizer = new AdamW(Model.Parameters, options.Adam);
         Loader = new TokenBatchLoader(train, options.Batch, options.SequenceLength, options.Shuffle, options.Seed);
         Random = new TrainingRandom(options.Seed);

@@ -276,7 +276,7 @@ internal static class TrainCommand
                     WritePlot();
                 double eta = (options.Steps - s.Step) * trainer.TokensPerStep / Math.Max(tokensPerSecond, 1e-9);
                 string line = string.Create(CultureInfo.InvariantCulture,
-                    $"step {s.Step}/{options.Steps} | loss {s.Loss:F4}{(double.IsNaN(lastVal) ? "" : $" | val {lastVal:F4}")} | lr {s.LearningRate:0.###e+0} | norm {s.GradientNorm:F2} | {tokensPerSecond:F0} tok/s | ETA {TimeSpan.FromSeconds(Math.Round(eta)):c}");
+                    $"step {s.Step}/{options.Steps} | loss {s.Loss:F4}{(double.IsNaN(lastVal) ? "" : $" | val {lastVal:F4}")} | lr {s.LearningRate:0.###e+0} | norm {s.GradientNorm:F2} | {tokensPerSecond:F0} tok/s | ETA {TimeSpan.FromSeconds(Math.Round(eta)):c} | rss {ResidentMiB():F0} MiB");
                 if (progress is not null)
                     progress(line, s.Step);
                 else if (s.Step % logEvery == 0 || last || !double.IsNaN(valLoss))
@@ -299,6 +299,13 @@ internal static class TrainCommand
             long parameterBytes = (long)trainer.Model.Parameters.Count * sizeof(float);
             io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"kiln: memory: weights {parameterBytes / MiB:F1} MiB, gradients {parameterBytes / MiB:F1} MiB, optimizer moments {2 * parameterBytes / MiB:F1} MiB, activations {trainer.Model.ActivationBytes / MiB:F1} MiB (recompute: {RecomputeName(options.Recompute)})"));
+        }
+
+        /// <summary>Resident memory now, so a log shows whether it grows from step to step (it should not: steps allocate nothing).</summary>
+        private static double ResidentMiB()
+        {
+            using var self = Process.GetCurrentProcess();
+            return self.WorkingSet64 / (1024.0 * 1024.0);
         }
 
         private TrainableModel<float>? _sampler;

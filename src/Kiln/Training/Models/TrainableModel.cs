@@ -30,8 +30,9 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
         Config = config;
         Pool = pool;
         Recompute = recompute;
+        SharedBlockActivations = (recompute & Recomputation.Block) != 0;
         LinearOp = new Linear<T>(pool);
-        AttentionOp = new CausalAttention<T>(pool, config.Heads, config.KvHeadCount, config.HeadDim, recompute.HasFlag(Recomputation.Attention));
+        AttentionOp = new CausalAttention<T>(pool, config.Heads, config.KvHeadCount, config.HeadDim, (recompute & Recomputation.Attention) != 0);
         ResidualOp = new Residual<T>(pool);
         _loss = new SoftmaxCrossEntropy<T>(pool);
         var builder = new ParameterSet<T>.Builder();
@@ -44,7 +45,7 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     public Recomputation Recompute { get; }
 
     /// <summary>Whether all blocks share one set of activation buffers (<see cref="Recomputation.Block"/>).</summary>
-    protected bool SharedBlockActivations => Recompute.HasFlag(Recomputation.Block);
+    protected bool SharedBlockActivations { get; }
 
     /// <summary>
     /// Bytes of every buffer sized by the (batch, sequence) shape: residual stream, per-block activations, logits,

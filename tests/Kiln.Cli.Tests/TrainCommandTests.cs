@@ -69,6 +69,32 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(last < first, $"loss {first} → {last}");
     }
 
+    /// <summary>
+    /// --recompute block trains to the same weights as no recomputation and reports smaller activations; a bare
+    /// --recompute still means attention probabilities; an unknown mode is refused.
+    /// </summary>
+    [Fact]
+    public void BlockRecomputationTrainsTheSameWeightsWithLessActivationMemory()
+    {
+        static double Activations(string stderr) => double.Parse(
+            System.Text.RegularExpressions.Regex.Match(stderr, @"activations ([0-9.]+) MiB").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var plain = KilnRunner.Run(Args("plain", "--layers", "3"));
+        Assert.True(plain.ExitCode == 0, plain.Stderr);
+        Assert.Matches(@"kiln: memory: weights [0-9.]+ MiB, gradients [0-9.]+ MiB, optimizer moments [0-9.]+ MiB, activations [0-9.]+ MiB \(recompute: none\)", plain.Stderr);
+        var block = KilnRunner.Run(Args("block", "--layers", "3", "--recompute", "block"));
+        Assert.True(block.ExitCode == 0, block.Stderr);
+        Assert.Contains("(recompute: block)", block.Stderr);
+        Assert.True(Activations(block.Stderr) < Activations(plain.Stderr), block.Stderr);
+        Assert.Equal(TrainingCheckpoint.Read(P("plain/checkpoint.bin")).Weights, TrainingCheckpoint.Read(P("block/checkpoint.bin")).Weights);
+
+        var bare = KilnRunner.Run(Args("bare", "--steps", "1", "--recompute"));
+        Assert.True(bare.ExitCode == 0, bare.Stderr);
+        Assert.Contains("(recompute: attn)", bare.Stderr);
+        var bad = KilnRunner.Run(Args("bad", "--steps", "1", "--recompute", "layers"));
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("--recompute 'layers' is not one of attn, block, all, none", bad.Stderr);
+    }
+
     /// <summary>Stopping at step 4 and resuming gives the very checkpoint bytes of an uninterrupted run.</summary>
     [Fact]
     public void StopAndResumeGivesTheSameCheckpointAsOneRun()

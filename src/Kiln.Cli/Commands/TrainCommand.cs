@@ -44,7 +44,12 @@ internal static class TrainCommand
         public readonly Option<float> WeightDecay = new("--weight-decay") { Description = "AdamW decoupled weight decay (matrices only)", DefaultValueFactory = _ => 0.1f };
         public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of initialization and data order", DefaultValueFactory = _ => 1337UL };
         public readonly Option<bool> Sequential = new("--sequential") { Description = "Read the data in order instead of shuffled windows" };
-        public readonly Option<bool> Recompute = new("--recompute") { Description = "Recompute attention probabilities in backward instead of storing them" };
+        public readonly Option<string> Recompute = new("--recompute")
+        {
+            Description = "Recompute in backward instead of storing: attn (attention probabilities; the meaning of a bare --recompute), block (everything but each block's input), all (both)",
+            Arity = ArgumentArity.ZeroOrOne,
+            DefaultValueFactory = _ => "none",
+        };
         public readonly Option<int> Threads = new("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
         public readonly Option<string> Out = new("--out", "-o") { Description = "Output folder", Required = true };
         public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the output folder's checkpoint" };
@@ -104,7 +109,7 @@ internal static class TrainCommand
             Adam = new AdamWOptions { WeightDecay = r.GetValue(f.WeightDecay) },
             Seed = r.GetValue(f.Seed),
             Shuffle = !r.GetValue(f.Sequential),
-            RecomputeAttention = r.GetValue(f.Recompute),
+            Recompute = ParseRecompute(r.GetResult(f.Recompute) is { Implicit: false, Tokens.Count: 0 } ? "attn" : r.GetValue(f.Recompute)!),
         };
         options.Validate(config);
         if (val is not null && val.VocabSize > config.Vocab)
@@ -144,6 +149,23 @@ internal static class TrainCommand
             loop.Run(null);
         return 0;
     }
+
+    private static Recomputation ParseRecompute(string value) => value switch
+    {
+        "none" => Recomputation.None,
+        "attn" => Recomputation.Attention,
+        "block" => Recomputation.Block,
+        "all" => Recomputation.Attention | Recomputation.Block,
+        _ => throw new CliException($"--recompute '{value}' is not one of attn, block, all, none"),
+    };
+
+    private static string RecomputeName(Recomputation r) => r switch
+    {
+        Recomputation.None => "none",
+        Recomputation.Attention => "attn",
+        Recomputation.Block => "block",
+        _ => "all",
+    };
 
     private static TrainingConfig ResolveConfig(Flags f, ParseResult r, TokenStream train, TrainingCheckpoint? checkpoint)
     {
@@ -254,7 +276,7 @@ internal static class TrainCommand
                     WritePlot();
                 double eta = (options.Steps - s.Step) * trainer.TokensPerStep / Math.Max(tokensPerSecond, 1e-9);
                 string line = string.Create(CultureInfo.InvariantCulture,
-                    $"step {s.Step}/{options.Steps} | loss {s.Loss:F4}{(double.IsNaN(lastVal) ? "" : $" | val {lastVal:F4}")} | lr {s.LearningRate:0.###e+0} | norm {s.GradientNorm:F2} | {tokensPerSecond:F0} tok/s | ETA {TimeSpan.FromSeconds(Math.Round(eta)):c}");
+                    $"step {s.Step}/{options.Steps} | loss {s.Loss:F4}{(double.IsNaN(lastVal) ? "" : $" | val {lastVal:F4}")} | lr {s.LearningRate:0.###e+0} | norm {s.GradientNorm:F2} | {tokensPerSecond:F0} tok/s | ETA {TimeSpan.FromSeconds(Math.Round(eta)):c} | rss {ResidentMiB():F0} MiB");
                 if (progress is not null)
                     progress(line, s.Step);
                 else if (s.Step % logEvery == 0 || last || !double.IsNaN(valLoss))
@@ -273,6 +295,17 @@ internal static class TrainCommand
                 $"trained {trainer.Step} steps: loss {final.TrainLoss:F4}{(double.IsNaN(lastVal) ? "" : $", validation loss {lastVal:F4}")}; checkpoint {checkpointPath}"));
             io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"kiln: {trainer.Step - startStep} steps in {seconds:F1} s (evaluation and checkpoints included): {rate:F0} tokens/s, {rate * trainer.FlopsPerToken / 1e9:F2} GFLOP/s; peak resident memory {peakMiB:F0} MiB"));
+            const double MiB = 1024.0 * 1024.0;
+            long parameterBytes = (long)trainer.Model.Parameters.Count * sizeof(float);
+            io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"kiln: memory: weights {parameterBytes / MiB:F1} MiB, gradients {parameterBytes / MiB:F1} MiB, optimizer moments {2 * parameterBytes / MiB:F1} MiB, activations {trainer.Model.ActivationBytes / MiB:F1} MiB (recompute: {RecomputeName(options.Recompute)})"));
+        }
+
+        /// <summary>Resident memory now, so a log shows whether it grows from step to step (it should not: steps allocate nothing).</summary>
+        private static double ResidentMiB()
+        {
+            using var self = Process.GetCurrentProcess();
+            return self.WorkingSet64 / (1024.0 * 1024.0);
         }
 
         private TrainableModel<float>? _sampler;

@@ -25,7 +25,9 @@ public sealed record TrainerOptions
     public AdamWOptions Adam { get; init; } = new();
     public ulong Seed { get; init; } = 1337;
     public bool Shuffle { get; init; } = true;
-    public bool RecomputeAttention { get; init; }
+
+    /// <summary>Memory for compute; the bits of a step do not depend on it, so a run may resume with another setting.</summary>
+    public Recomputation Recompute { get; init; }
 
     public void Validate(TrainingConfig config)
     {

@@ -146,13 +146,15 @@ public sealed class CheckpointTests : IDisposable
 
     /// <summary>After the first step sized the buffers, a training step allocates nothing (so memory cannot grow over steps).</summary>
     [Theory]
-    [InlineData(ModelFamily.Llama)]
-    [InlineData(ModelFamily.Gpt2)]
-    public void SteadyStateStepsAllocateNothing(ModelFamily family)
+    [InlineData(ModelFamily.Llama, Recomputation.None)]
+    [InlineData(ModelFamily.Gpt2, Recomputation.None)]
+    [InlineData(ModelFamily.Llama, Recomputation.Block)]
+    [InlineData(ModelFamily.Gpt2, Recomputation.Attention | Recomputation.Block)]
+    public void SteadyStateStepsAllocateNothing(ModelFamily family, Recomputation recompute)
     {
         using var data = Data();
         var config = family == ModelFamily.Llama ? Config : Config with { Family = ModelFamily.Gpt2, KvHeads = 0 };
-        var t = Trainer.Start(config, Options, data, null);
+        var t = Trainer.Start(config, Options with { Recompute = recompute }, data, null);
         t.TrainStep();
         t.TrainStep();
         long before = GC.GetAllocatedBytesForCurrentThread();

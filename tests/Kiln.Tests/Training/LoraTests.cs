@@ -7,6 +7,8 @@ using Kiln.Models.Lora;
 using Kiln.Tensors;
 using Kiln.Tests.TestSupport;
 using Kiln.Threading;
+using Kiln.Training;
+using Kiln.Training.Checkpoints;
 using Kiln.Training.Export;
 using Kiln.Training.Lora;
 using Kiln.Training.Ops;
@@ -239,6 +241,52 @@ public sealed class LoraTests : IDisposable
             return m.Parameters.Values;
         }
         Assert.Equal(Train(null), Train(_pool));
+    }
+
+    /// <summary>
+    /// 6 steps straight equal 3 steps, a checkpoint written and read back, a fresh model and finetuner (another
+    /// thread count, another adapter initialization) restored from it, 3 more steps: adapters and moments bit for bit.
+    /// </summary>
+    [Fact]
+    public void FinetuneResumeContinuesBitIdentically()
+    {
+        using var model = LlamaModel.Load(BaseModel(GgmlType.Q8_0));
+        int[] data = Sequence(200, 12);
+        var options = new LoraFinetuneOptions { Batch = 3, SequenceLength = 11, Steps = 6, LearningRate = 1e-2f, WarmupSteps = 2 };
+        LoraFinetuner Tuner(WorkerPool? pool, ulong seed) =>
+            new(new LoraLlamaModel(model, LoraAdapter.Create(model.Config, 3, 6, [LoraTarget.Query, LoraTarget.Value, LoraTarget.Down], seed), pool), options, data);
+        var straight = Tuner(_pool, 4);
+        for (int i = 0; i < 6; i++)
+            straight.TrainStep();
+
+        var first = Tuner(_pool, 4);
+        for (int i = 0; i < 3; i++)
+            first.TrainStep();
+        first.Snapshot("base.gguf", 123).Write(P("lora.ckpt"));
+        var checkpoint = LoraCheckpoint.Read(P("lora.ckpt"));
+        Assert.Equal(("base.gguf", 123L, 3, 6f, "q,v,down", 3L), (checkpoint.BaseModel, checkpoint.BaseBytes, checkpoint.Rank, checkpoint.Alpha, checkpoint.Targets, checkpoint.Step));
+        var resumed = Tuner(null, 99); // the restore must overwrite the initialization entirely
+        resumed.Restore(checkpoint);
+        for (int i = 0; i < 3; i++)
+            resumed.TrainStep();
+
+        Assert.Equal(6, resumed.Step);
+        Assert.Equal(straight.Model.Parameters.Values, resumed.Model.Parameters.Values);
+        Assert.Equal(straight.Optimizer.FirstMoment, resumed.Optimizer.FirstMoment);
+        Assert.Equal(straight.Optimizer.SecondMoment, resumed.Optimizer.SecondMoment);
+        Assert.NotEqual(first.Model.Parameters.Values, resumed.Model.Parameters.Values);
+
+        // another adapter shape, other data or another batch is refused with the reason
+        var otherRank = new LoraFinetuner(new LoraLlamaModel(model, LoraAdapter.Create(model.Config, 2, 6, [LoraTarget.Query, LoraTarget.Value, LoraTarget.Down], 4), null), options, data);
+        Assert.Contains("resume with the same", Assert.Throws<TrainingConfigException>(() => otherRank.Restore(checkpoint)).Message);
+        var otherData = new LoraFinetuner(new LoraLlamaModel(model, LoraAdapter.Create(model.Config, 3, 6, [LoraTarget.Query, LoraTarget.Value, LoraTarget.Down], 4), null), options, Sequence(200, 13));
+        Assert.Contains("other data", Assert.Throws<TrainingConfigException>(() => otherData.Restore(checkpoint)).Message);
+        // a training checkpoint is not a LoRA checkpoint, and a damaged one fails its checksum
+        byte[] bytes = File.ReadAllBytes(P("lora.ckpt"));
+        bytes[bytes.Length / 2] ^= 1;
+        File.WriteAllBytes(P("bad.ckpt"), bytes);
+        Assert.Contains("checksum mismatch", Assert.Throws<InvalidDataException>(() => LoraCheckpoint.Read(P("bad.ckpt"))).Message);
+        Assert.Contains("not a Kiln checkpoint", Assert.Throws<InvalidDataException>(() => Kiln.Training.Checkpoints.TrainingCheckpoint.Read(P("lora.ckpt"))).Message);
     }
 
     private static int ArgMax(ReadOnlySpan<float> v)

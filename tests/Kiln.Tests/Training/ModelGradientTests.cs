@@ -36,11 +36,15 @@ public sealed class ModelGradientTests
     }
 
     [Theory]
-    [InlineData(ModelFamily.Gpt2, false)]
-    [InlineData(ModelFamily.Gpt2, true)]
-    [InlineData(ModelFamily.Llama, false)]
-    [InlineData(ModelFamily.Llama, true)]
-    public void BackwardMatchesFiniteDifferences(ModelFamily family, bool recompute)
+    [InlineData(ModelFamily.Gpt2, Recomputation.None)]
+    [InlineData(ModelFamily.Gpt2, Recomputation.Attention)]
+    [InlineData(ModelFamily.Gpt2, Recomputation.Block)]
+    [InlineData(ModelFamily.Gpt2, Recomputation.Attention | Recomputation.Block)]
+    [InlineData(ModelFamily.Llama, Recomputation.None)]
+    [InlineData(ModelFamily.Llama, Recomputation.Attention)]
+    [InlineData(ModelFamily.Llama, Recomputation.Block)]
+    [InlineData(ModelFamily.Llama, Recomputation.Attention | Recomputation.Block)]
+    public void BackwardMatchesFiniteDifferences(ModelFamily family, Recomputation recompute)
     {
         const int batch = 2, seq = 7;
         using var pool = new WorkerPool(2);
@@ -88,6 +92,73 @@ public sealed class ModelGradientTests
         }
         using var pool = new WorkerPool(3);
         Assert.Equal(Run(null), Run(pool));
+    }
+
+    /// <summary>
+    /// Block recomputation re-runs the same deterministic forward ops, so the gradients must be the bits of the same
+    /// model keeping every block's activations (attention recomputation rebuilds probabilities as exp(s − lse), not
+    /// e/Σe, so it is compared with itself, not with stored probabilities: <see cref="BackwardMatchesFiniteDifferences"/> covers it);
+    /// three layers so that a middle block is recomputed between two others, with a second step on the same model
+    /// to catch buffers left stale by the first.
+    /// </summary>
+    [Theory]
+    [InlineData(ModelFamily.Gpt2, Recomputation.Block)]
+    [InlineData(ModelFamily.Gpt2, Recomputation.Attention | Recomputation.Block)]
+    [InlineData(ModelFamily.Llama, Recomputation.Block)]
+    [InlineData(ModelFamily.Llama, Recomputation.Attention | Recomputation.Block)]
+    public void RecomputationGivesTheStoredPathsBits(ModelFamily family, Recomputation recompute)
+    {
+        var config = Tiny(family) with { Layers = 3 };
+        float[] Run(Recomputation r, WorkerPool pool)
+        {
+            var model = TrainableModel<float>.Create(config, pool, r);
+            model.Initialize(new TrainingRandom(5));
+            var result = new List<float>();
+            for (int step = 0; step < 2; step++)
+            {
+                int[] tokens = Enumerable.Range(0, 3 * 8).Select(i => (i * 7 + step) % 11).ToArray();
+                int[] targets = tokens.Select(t => (t + 1) % 11).ToArray();
+                model.ZeroGradients();
+                result.Add((float)model.Forward(tokens, targets, 3, 8));
+                model.Backward();
+                result.AddRange(model.Parameters.Gradients);
+                // move the weights, so the second step's recomputation must see the new ones
+                for (int i = 0; i < model.Parameters.Count; i++)
+                    model.Parameters.Values[i] -= 0.1f * model.Parameters.Gradients[i];
+            }
+            return [.. result];
+        }
+        using var pool = new WorkerPool(2);
+        float[] stored = Run(recompute & ~Recomputation.Block, pool);
+        Assert.Contains(stored, g => g != 0);
+        Assert.Equal(stored, Run(recompute, pool));
+    }
+
+    /// <summary>
+    /// Activation bytes counted by hand for GPT-2 with L layers, rows R = B·T, C, F, H: each block keeps LayerNorm
+    /// outputs and statistics, qkv, probabilities, lse, attention, projection, mid, fc, gelu and fc-proj; block
+    /// recomputation keeps one block's worth for all layers.
+    /// </summary>
+    [Fact]
+    public void BlockRecomputationKeepsOneBlocksActivations()
+    {
+        var config = Tiny(ModelFamily.Gpt2) with { Layers = 4 };
+        const int b = 3, t = 8, rows = b * t;
+        int c = config.Dim, f = config.FfnDim, h = config.Heads, v = config.Vocab, layers = config.Layers;
+        long perBlock = 2 * (rows * c + 2 * rows) + rows * 3 * c + b * h * t * t + b * h * t + 3 * rows * c + 2 * rows * f + rows * c;
+        long scratch = 2 * rows + 2 * rows * f + 3 * rows * c + rows * 3 * c;            // lnf stats; dGelu, dFc; dLn2, dAtt, dLn1; dQkv
+        long common = (layers + 4L) * rows * c + rows * v + rows;                       // stream, final, dFinal, dStream; logits; losses
+        long ints = 2L * rows * sizeof(int);
+        long Bytes(Recomputation r)
+        {
+            var model = TrainableModel<float>.Create(config, null, r);
+            int[] tokens = new int[rows];
+            model.Forward(tokens, tokens, b, t);
+            return model.ActivationBytes;
+        }
+        Assert.Equal((layers * perBlock + scratch + common) * 4 + ints, Bytes(Recomputation.None));
+        Assert.Equal((perBlock + scratch + common) * 4 + ints, Bytes(Recomputation.Block));
+        Assert.Equal((layers * (perBlock - b * h * t * t) + scratch + common) * 4 + ints, Bytes(Recomputation.Attention));
     }
 
     [Fact]

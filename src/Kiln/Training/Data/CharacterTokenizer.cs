@@ -73,9 +73,28 @@ public sealed class CharacterTokenizer : TrainingTokenizer
 
     public override int SampleStartId => _ids.TryGetValue('\n', out int id) ? id : ReservedIds;
 
-    /// <summary>A SentencePiece-style vocabulary: unk, BOS, EOS, then the characters with space as "▁"; no BOS added, no space prefix.</summary>
+    /// <summary>
+    /// Bytes whose byte-fallback token "&lt;0xNN&gt;" the GGUF vocabulary must carry: llama.cpp's SentencePiece
+    /// tokenizer (llama-vocab.cpp, llm_tokenizer_spm_session::resegment) spells a character that is not a token as
+    /// its UTF-8 bytes through llama_vocab::byte_to_token, which looks up "&lt;0xNN&gt;", then the byte as a
+    /// one-character token, and throws (std::out_of_range, uncaught by llama_tokenize) when neither exists. Bytes
+    /// that are one-character tokens already (ASCII characters of the vocabulary) need none.
+    /// </summary>
+    public IReadOnlyList<int> ByteFallbackBytes =>
+        [.. Enumerable.Range(0, 256).Where(b => b >= 0x80 || b == ' ' || !_ids.ContainsKey(b))];
+
+    public override int GgufExtraTokens => ByteFallbackBytes.Count;
+
+    public override int GgufExtraTokenRow => 0; // <unk>
+
+    /// <summary>
+    /// A SentencePiece-style vocabulary: unk, BOS, EOS, then the characters with space as "▁", unused placeholders up
+    /// to the model's vocabulary, then byte-fallback tokens (type BYTE); no BOS added, no space prefix.
+    /// </summary>
     public override void WriteGgufMetadata(GgufWriter w, int modelVocab)
     {
+        if (_ids.ContainsKey('\u2581'))
+            throw new InvalidDataException("the character vocabulary holds U+2581 '▁', which a SentencePiece vocabulary uses for the space: it would appear twice");
         var tokens = new List<string> { "<unk>", "<s>", "</s>" };
         var types = new List<int> { 2, 3, 3 }; // unknown, control, control
         foreach (string s in _symbols)
@@ -87,6 +106,11 @@ public sealed class CharacterTokenizer : TrainingTokenizer
         {
             tokens.Add($"<unused{i}>");
             types.Add(5);
+        }
+        foreach (int b in ByteFallbackBytes)
+        {
+            tokens.Add($"<0x{b:X2}>");
+            types.Add(6); // byte
         }
         w.SetMetadata("tokenizer.ggml.model", GgufValue.FromString("llama"));
         w.SetMetadata("tokenizer.ggml.tokens", GgufValue.FromArray(GgufArray.Of(tokens.ToArray())));

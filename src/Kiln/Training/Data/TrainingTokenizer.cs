@@ -15,8 +15,21 @@ public abstract class TrainingTokenizer
     public abstract string Decode(ReadOnlySpan<int> ids);
     public abstract string ToJson();
 
-    /// <summary>Writes tokenizer.ggml.* for a model of <paramref name="modelVocab"/> ≥ VocabSize (extra ids become unused placeholders).</summary>
+    /// <summary>
+    /// Writes tokenizer.ggml.* for a model of <paramref name="modelVocab"/> ≥ VocabSize (extra ids become unused
+    /// placeholders), followed by <see cref="GgufExtraTokens"/> tokens of its own.
+    /// </summary>
     public abstract void WriteGgufMetadata(GgufWriter writer, int modelVocab);
+
+    /// <summary>
+    /// Tokens the GGUF vocabulary carries after the model's ids, which the trained model never saw (byte-fallback
+    /// tokens, so llama.cpp can tokenize any text). Export gives them copies of the unknown token's embedding and
+    /// output rows (<see cref="GgufExtraTokenRow"/>): a row training always pushed down, and on a tie the lower id wins.
+    /// </summary>
+    public virtual int GgufExtraTokens => 0;
+
+    /// <summary>The model row the extra tokens copy.</summary>
+    public virtual int GgufExtraTokenRow => 0;
 
     /// <summary>A token to start samples from (a newline when there is one).</summary>
     public abstract int SampleStartId { get; }

@@ -35,19 +35,25 @@ public static class Gpt2GgufExporter
         var w = new GgufWriter();
         WriteMetadata(w, config, tokenizer, name, type);
         var ps = model.Parameters;
-        void Add(string tensorName, string source)
+        void Add(string tensorName, string source, int extraRows = 0)
         {
             var p = ps[source];
             bool vector = p.Shape.Length == 1;
             int cols = vector ? p.Shape[0] : p.Shape[1];
             int rows = vector ? 1 : p.Shape[0];
-            var data = ps.Values.AsMemory(p.Offset, rows * cols);
+            ReadOnlyMemory<float> data = ps.Values.AsMemory(p.Offset, rows * cols);
+            if (extraRows > 0)
+            {
+                // byte-fallback tokens of a character vocabulary; the tied classifier gets them through this too
+                data = LlamaGgufExporter.AppendRowCopies(data, cols, extraRows, tokenizer.GgufExtraTokenRow);
+                rows += extraRows;
+            }
             GgmlType t = vector ? GgmlType.F32 : type; // norms and biases stay F32, as llama.cpp keeps them
             long[] dims = vector ? [cols] : [cols, rows];
             w.AddTensor(tensorName, t, dims, stream => LlamaGgufExporter.WriteData(stream, data.Span, t));
         }
 
-        Add("token_embd.weight", "wte");
+        Add("token_embd.weight", "wte", tokenizer.GgufExtraTokens);
         Add("position_embd.weight", "wpe");
         Add("output_norm.weight", "ln_f.weight");
         Add("output_norm.bias", "ln_f.bias");
@@ -83,7 +89,7 @@ public static class Gpt2GgufExporter
         w.SetMetadata("gpt2.attention.head_count", GgufValue.FromUInt32((uint)config.Heads));
         w.SetMetadata("gpt2.attention.head_count_kv", GgufValue.FromUInt32((uint)config.KvHeadCount));
         w.SetMetadata("gpt2.attention.layer_norm_epsilon", GgufValue.FromFloat32(config.NormEpsilon));
-        w.SetMetadata("gpt2.vocab_size", GgufValue.FromUInt32((uint)config.Vocab));
+        w.SetMetadata("gpt2.vocab_size", GgufValue.FromUInt32((uint)(config.Vocab + tokenizer.GgufExtraTokens)));
 
         tokenizer.WriteGgufMetadata(w, config.Vocab);
     }

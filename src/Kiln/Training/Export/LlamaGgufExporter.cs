@@ -10,7 +10,8 @@ namespace Kiln.Training.Export;
 /// Writes a trained Llama-family model as a GGUF that Kiln's inference (and llama.cpp) loads: the fused Q/K/V and
 /// gate/up projections are split row-wise into attn_q/k/v and ffn_gate/up, RoPE needs no permutation (the trainer
 /// rotates adjacent pairs, GGUF "llama" ordering), and the tokenizer writes its own metadata (a character vocabulary
-/// as SentencePiece-style tokens, a byte-level BPE as GPT-2's). Matrices are
+/// as SentencePiece-style tokens plus byte-fallback tokens whose embedding and output rows copy the unknown token's,
+/// a byte-level BPE as GPT-2's). Matrices are
 /// written as F32, F16 or Q8_0 (ggml's block layout, quantized by <see cref="Q8_0.Quantize"/>); norms stay F32.
 /// </summary>
 public static class LlamaGgufExporter
@@ -34,14 +35,19 @@ public static class LlamaGgufExporter
         var w = new GgufWriter();
         WriteMetadata(w, config, tokenizer, name, type);
         var ps = model.Parameters;
-        void Add(string tensorName, string source, int firstRow = 0, int rows = -1)
+        void Add(string tensorName, string source, int firstRow = 0, int rows = -1, int extraRows = 0)
         {
             var p = ps[source];
             int cols = p.Shape.Length == 1 ? p.Shape[0] : p.Shape[1];
             int totalRows = p.Shape.Length == 1 ? 1 : p.Shape[0];
             if (rows < 0)
                 rows = totalRows;
-            var data = ps.Values.AsMemory(p.Offset + firstRow * cols, rows * cols);
+            ReadOnlyMemory<float> data = ps.Values.AsMemory(p.Offset + firstRow * cols, rows * cols);
+            if (extraRows > 0)
+            {
+                data = AppendRowCopies(data, cols, extraRows, tokenizer.GgufExtraTokenRow);
+                rows += extraRows;
+            }
             bool vector = p.Shape.Length == 1;
             GgmlType t = vector ? GgmlType.F32 : type; // norms stay F32, as llama.cpp keeps them
             long[] dims = vector ? [cols] : [cols, rows];
@@ -50,9 +56,10 @@ public static class LlamaGgufExporter
 
         int hd = config.HeadDim, f = config.FfnDim;
         int qRows = config.Heads * hd, kvRows = config.KvHeadCount * hd;
-        Add("token_embd.weight", "token_embd.weight");
+        int extra = tokenizer.GgufExtraTokens;
+        Add("token_embd.weight", "token_embd.weight", extraRows: extra);
         Add("output_norm.weight", "output_norm.weight");
-        Add("output.weight", "output.weight");
+        Add("output.weight", "output.weight", extraRows: extra);
         for (int l = 0; l < config.Layers; l++)
         {
             string p = $"blk.{l}.";
@@ -70,6 +77,21 @@ public static class LlamaGgufExporter
     }
 
     /// <summary>Matrix data as F32, F16 or Q8_0 (ggml's block layout); shared with <see cref="Gpt2GgufExporter"/>.</summary>
+    /// <summary>
+    /// The tokenizer's extra GGUF tokens (byte fallbacks) as rows of an embedding or classifier: copies of one
+    /// trained row appended after the trained ones.
+    /// </summary>
+    internal static float[] AppendRowCopies(ReadOnlyMemory<float> data, int cols, int extraRows, int sourceRow)
+    {
+        int rows = data.Length / cols;
+        var grown = new float[(rows + extraRows) * cols];
+        data.Span.CopyTo(grown);
+        var copied = data.Span.Slice(sourceRow * cols, cols);
+        for (int r = rows; r < rows + extraRows; r++)
+            copied.CopyTo(grown.AsSpan(r * cols, cols));
+        return grown;
+    }
+
     internal static void WriteData(Stream stream, ReadOnlySpan<float> data, GgmlType type)
     {
         if (type == GgmlType.F32)
@@ -104,7 +126,7 @@ public static class LlamaGgufExporter
         w.SetMetadata("llama.attention.layer_norm_rms_epsilon", GgufValue.FromFloat32(config.NormEpsilon));
         w.SetMetadata("llama.rope.freq_base", GgufValue.FromFloat32(config.RopeFreqBase));
         w.SetMetadata("llama.rope.dimension_count", GgufValue.FromUInt32((uint)config.HeadDim));
-        w.SetMetadata("llama.vocab_size", GgufValue.FromUInt32((uint)config.Vocab));
+        w.SetMetadata("llama.vocab_size", GgufValue.FromUInt32((uint)(config.Vocab + tokenizer.GgufExtraTokens)));
 
         tokenizer.WriteGgufMetadata(w, config.Vocab);
     }

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using Kiln.Threading;
 using Kiln.Training.Ops;
 
@@ -34,9 +35,12 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         public readonly T[] Ln2 = new T[rows * dim], Ln2Mean = new T[rows], Ln2Rstd = new T[rows];
         public readonly T[] Fc = new T[rows * ffn], GeluOut = new T[rows * ffn];       // [rows, F]
         public readonly T[] FcProj = new T[rows * dim];
+
+        public long Elements => (long)Ln1.Length + Ln1Mean.Length + Ln1Rstd.Length + Qkv.Length + Probs.Length + Lse.Length + Att.Length
+            + Proj.Length + Mid.Length + Ln2.Length + Ln2Mean.Length + Ln2Rstd.Length + Fc.Length + GeluOut.Length + FcProj.Length;
     }
 
-    public GptModel(TrainingConfig config, WorkerPool? pool, bool recomputeAttention = false) : base(config, pool, recomputeAttention)
+    public GptModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None) : base(config, pool, recompute)
     {
         if (config.Family != ModelFamily.Gpt2)
             throw new TrainingConfigException($"GptModel needs the gpt2 family, not {config.Family}");
@@ -79,12 +83,13 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         }
     }
 
-    protected override void AllocateActivations(int rows)
+    protected override long AllocateActivations(int rows)
     {
         int c = Config.Dim, f = Config.FfnDim;
         _acts = new BlockActivations[Config.Layers];
+        var shared = SharedBlockActivations ? new BlockActivations(rows, c, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
         for (int l = 0; l < Config.Layers; l++)
-            _acts[l] = new BlockActivations(rows, c, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
+            _acts[l] = shared ?? new BlockActivations(rows, c, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
         _lnfMean = new T[rows];
         _lnfRstd = new T[rows];
         _dGelu = new T[rows * f];
@@ -93,6 +98,8 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         _dAtt = new T[rows * c];
         _dQkv = new T[rows * 3 * c];
         _dLn1 = new T[rows * c];
+        long blocks = (shared is null ? Config.Layers : 1) * _acts[0].Elements;
+        return (blocks + 2L * rows + _dGelu.Length + _dFc.Length + _dLn2.Length + _dAtt.Length + _dQkv.Length + _dLn1.Length) * Unsafe.SizeOf<T>();
     }
 
     private Memory<T> V(ParameterTensor p) => Parameters.Value(p);

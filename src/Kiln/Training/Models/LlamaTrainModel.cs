@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using Kiln.Threading;
 using Kiln.Training.Ops;
 
@@ -35,9 +36,12 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
         public readonly T[] N2 = new T[rows * dim], R2 = new T[rows];
         public readonly T[] GateUp = new T[rows * 2 * ffn], Sw = new T[rows * ffn];      // [rows, 2F], [rows, F]
         public readonly T[] Down = new T[rows * dim];
+
+        public long Elements => (long)N1.Length + R1.Length + Qkv.Length + Probs.Length + Lse.Length + Att.Length + Proj.Length + Mid.Length
+            + N2.Length + R2.Length + GateUp.Length + Sw.Length + Down.Length;
     }
 
-    public LlamaTrainModel(TrainingConfig config, WorkerPool? pool, bool recomputeAttention = false) : base(config, pool, recomputeAttention)
+    public LlamaTrainModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None) : base(config, pool, recompute)
     {
         if (config.Family != ModelFamily.Llama)
             throw new TrainingConfigException($"LlamaTrainModel needs the llama family, not {config.Family}");
@@ -80,12 +84,13 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
         }
     }
 
-    protected override void AllocateActivations(int rows)
+    protected override long AllocateActivations(int rows)
     {
         int c = Config.Dim, f = Config.FfnDim;
         _acts = new BlockActivations[Config.Layers];
+        var shared = SharedBlockActivations ? new BlockActivations(rows, c, QkvDim, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
         for (int l = 0; l < Config.Layers; l++)
-            _acts[l] = new BlockActivations(rows, c, QkvDim, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
+            _acts[l] = shared ?? new BlockActivations(rows, c, QkvDim, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
         _finalRstd = new T[rows];
         _dSw = new T[rows * f];
         _dGu = new T[rows * 2 * f];
@@ -93,6 +98,8 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
         _dAtt = new T[rows * c];
         _dQkv = new T[rows * QkvDim];
         _dN1 = new T[rows * c];
+        long blocks = (shared is null ? Config.Layers : 1) * _acts[0].Elements;
+        return (blocks + rows + _dSw.Length + _dGu.Length + _dN2.Length + _dAtt.Length + _dQkv.Length + _dN1.Length) * Unsafe.SizeOf<T>();
     }
 
     private Memory<T> V(ParameterTensor p) => Parameters.Value(p);

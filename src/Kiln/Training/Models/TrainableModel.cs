@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using Kiln.Threading;
 using Kiln.Training.Ops;
 
@@ -7,8 +8,9 @@ namespace Kiln.Training.Models;
 /// <summary>
 /// A decoder-only transformer with hand-written forward and backward passes. The base runs what both families share
 /// (tokens → blocks → final norm → logits → cross-entropy, and back); each family supplies its embedding, block and
-/// norm. Activations are kept per layer for the backward pass; activation gradients use one layer's worth of
-/// scratch, reused from the top block down. Buffers are sized for one (batch, sequence) shape and reallocated only
+/// norm. Activations are kept per layer for the backward pass, or, with <see cref="Recomputation.Block"/>, only
+/// each block's input, the block being run forward again just before its backward into one block's worth of
+/// buffers; activation gradients use one layer's worth of scratch, reused from the top block down. Buffers are sized for one (batch, sequence) shape and reallocated only
 /// when the shape changes, so steady-state steps allocate nothing.
 /// </summary>
 public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee754<T>
@@ -22,13 +24,15 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     private int[] _targets = [];
     private bool _haveTargets;
 
-    protected TrainableModel(TrainingConfig config, WorkerPool? pool, bool recomputeAttention)
+    protected TrainableModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute)
     {
         config.Validate();
         Config = config;
         Pool = pool;
+        Recompute = recompute;
+        SharedBlockActivations = (recompute & Recomputation.Block) != 0;
         LinearOp = new Linear<T>(pool);
-        AttentionOp = new CausalAttention<T>(pool, config.Heads, config.KvHeadCount, config.HeadDim, recomputeAttention);
+        AttentionOp = new CausalAttention<T>(pool, config.Heads, config.KvHeadCount, config.HeadDim, (recompute & Recomputation.Attention) != 0);
         ResidualOp = new Residual<T>(pool);
         _loss = new SoftmaxCrossEntropy<T>(pool);
         var builder = new ParameterSet<T>.Builder();
@@ -38,6 +42,16 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
 
     public TrainingConfig Config { get; }
     public ParameterSet<T> Parameters { get; }
+    public Recomputation Recompute { get; }
+
+    /// <summary>Whether all blocks share one set of activation buffers (<see cref="Recomputation.Block"/>).</summary>
+    protected bool SharedBlockActivations { get; }
+
+    /// <summary>
+    /// Bytes of every buffer sized by the (batch, sequence) shape: residual stream, per-block activations, logits,
+    /// activation-gradient scratch; 0 before the first Forward. Parameters, gradients and moments are not included.
+    /// </summary>
+    public long ActivationBytes { get; private set; }
     public int Batch { get; private set; }
     public int SequenceLength { get; private set; }
     protected int Rows => Batch * SequenceLength;
@@ -57,10 +71,10 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     private T[] _dStream = [];
     private T[] _dFinal = [];
 
-    public static TrainableModel<T> Create(TrainingConfig config, WorkerPool? pool, bool recomputeAttention = false) => config.Family switch
+    public static TrainableModel<T> Create(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None) => config.Family switch
     {
-        ModelFamily.Gpt2 => new GptModel<T>(config, pool, recomputeAttention),
-        ModelFamily.Llama => new LlamaTrainModel<T>(config, pool, recomputeAttention),
+        ModelFamily.Gpt2 => new GptModel<T>(config, pool, recompute),
+        ModelFamily.Llama => new LlamaTrainModel<T>(config, pool, recompute),
         _ => throw new TrainingConfigException($"unknown model family {config.Family}"),
     };
 
@@ -69,7 +83,8 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     /// <summary>GPT-2's initialization: N(0, 0.02) weights, residual output projections scaled by 1/√(2·layers), zero biases, unit norm gains.</summary>
     public abstract void Initialize(TrainingRandom random);
 
-    protected abstract void AllocateActivations(int rows);
+    /// <summary>Allocates the family's shape-dependent buffers and returns their size in bytes.</summary>
+    protected abstract long AllocateActivations(int rows);
     protected abstract void EmbedForward(Memory<T> output);
     protected abstract void EmbedBackward(ReadOnlyMemory<T> dOutput);
     protected abstract void BlockForward(int layer, ReadOnlyMemory<T> input, Memory<T> output);
@@ -143,7 +158,13 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
         Array.Clear(_dStream);
         FinalNormBackward(_dFinal, Stream[Config.Layers], _dStream);
         for (int l = Config.Layers - 1; l >= 0; l--)
+        {
+            // the shared buffers still hold the top block's activations from Forward; every other block runs again
+            // (rewriting Stream[l + 1] with the bits it already holds: the block above is done with it)
+            if (SharedBlockActivations && l < Config.Layers - 1)
+                BlockForward(l, Stream[l], Stream[l + 1]);
             BlockBackward(l, Stream[l], _dStream);
+        }
         EmbedBackward(_dStream);
     }
 
@@ -161,6 +182,8 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
         _dStream = new T[rows * dim];
         _logits = new T[rows * Config.Vocab];
         _losses = new T[rows];
-        AllocateActivations(rows);
+        // stream (layers + 1), final, dFinal, dStream, logits, losses; tokens and targets
+        long own = ((Config.Layers + 4L) * rows * dim + _logits.Length + rows) * Unsafe.SizeOf<T>() + 2L * rows * sizeof(int);
+        ActivationBytes = own + AllocateActivations(rows);
     }
 }

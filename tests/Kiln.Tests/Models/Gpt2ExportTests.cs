@@ -90,7 +90,8 @@ public sealed class Gpt2ExportTests(Gpt2ExportTests.TrainedModel trained) : IDis
     {
         int vocab = trainer.Config.Vocab;
         using var context = new Gpt2Context(model, new Gpt2ContextOptions { Threads = 1, KvCacheType = cache });
-        var logits = new float[vocab];
+        // the GGUF's vocabulary adds byte-fallback tokens after the trained ones, with <unk>'s logit
+        var logits = new float[context.VocabSize];
         context.Evaluate(prompt, logits);
         var sequence = new List<int>(prompt);
         for (int step = 0; step < steps; step++)
@@ -101,6 +102,7 @@ public sealed class Gpt2ExportTests(Gpt2ExportTests.TrainedModel trained) : IDis
             for (int i = 0; i < vocab; i++)
                 worst = Math.Max(worst, Math.Abs(logits[i] - expectedLogits[i]));
             Assert.True(worst < tolerance, $"step {step}: logits differ by {worst}");
+            Assert.All(logits[vocab..], l => Assert.Equal(logits[0], l));
             int expected = ArgMax(expectedLogits);
             Assert.Equal(expected, ArgMax(logits));
             sequence.Add(expected);
@@ -136,12 +138,14 @@ public sealed class Gpt2ExportTests(Gpt2ExportTests.TrainedModel trained) : IDis
         int[] ids = tok.Encode(Text[..40]);
         int vocab = trainer.Config.Vocab;
         using var context = new Gpt2Context(model, new Gpt2ContextOptions { Threads = 2, MaxBatch = 16, KvCacheType = KvCacheType.F32 });
-        var all = new float[ids.Length * vocab];
+        int full = context.VocabSize;
+        var all = new float[ids.Length * full];
         context.Evaluate(ids, all, allLogits: true);
         trainer.Model.Forward(ids, [], 1, ids.Length);
         double worst = 0;
-        for (int i = 0; i < all.Length; i++)
-            worst = Math.Max(worst, Math.Abs(all[i] - trainer.Model.Logits[i]));
+        for (int t = 0; t < ids.Length; t++)
+        for (int i = 0; i < vocab; i++)
+            worst = Math.Max(worst, Math.Abs(all[t * full + i] - trainer.Model.Logits[t * vocab + i]));
         Assert.True(worst < 1e-4, $"logits differ by {worst}");
         Assert.Equal(ids.Length, context.Position);
     }
@@ -154,7 +158,7 @@ public sealed class Gpt2ExportTests(Gpt2ExportTests.TrainedModel trained) : IDis
         Gpt2GgufExporter.Export(trainer.Config, trainer.Model.Parameters.Values, tok, P("m.gguf"), GgmlType.F32);
         using var model = Gpt2Model.Load(P("m.gguf"));
         int[] ids = tok.Encode(Text[..45]);
-        int vocab = trainer.Config.Vocab;
+        int vocab = model.Config.VocabSize;
         var plain = new float[ids.Length * vocab];
         var flash = new float[ids.Length * vocab];
         using (var context = new Gpt2Context(model, new Gpt2ContextOptions { Threads = 2, KvCacheType = KvCacheType.F32 }))
@@ -238,7 +242,7 @@ public sealed class Gpt2ExportTests(Gpt2ExportTests.TrainedModel trained) : IDis
         Assert.Contains("48 learned positions", e.Message);
         using var context = new Gpt2Context(model, new Gpt2ContextOptions { Threads = 1 });
         Assert.Equal(48, context.ContextLength);
-        Assert.Throws<ContextOverflowException>(() => context.Evaluate(new int[49], new float[trainer.Config.Vocab]));
+        Assert.Throws<ContextOverflowException>(() => context.Evaluate(new int[49], new float[context.VocabSize]));
     }
 
     /// <summary>Copies an exported file with one tensor dropped or replaced.</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using Kiln.Evaluation;
+using Kiln.Formats.Gguf;
 using Kiln.Models.Llama;
 using Kiln.Tokenizers;
 
@@ -33,10 +34,12 @@ internal static class PerplexityCommand
         };
 
         var flashAttention = RuntimeFlags.CreateFlashAttention();
+        var loadMode = new LoadModeFlags();
 
         var command = new Command("perplexity", "Measure a model's perplexity on a text file, as llama.cpp's llama-perplexity does");
         foreach (Option o in new Option[] { model, file, context, threads, chunks, klBase, kl, flashAttention })
             command.Options.Add(o);
+        loadMode.AddTo(command);
         // --file is required unless the tokens come from a base file
         command.Validators.Add(result =>
         {
@@ -50,6 +53,7 @@ internal static class PerplexityCommand
             int t = r.GetValue(threads);
             int maxChunks = r.GetValue(chunks);
             bool flash = r.GetValue(flashAttention);
+            var mode = loadMode.Resolve(r);
             if (n < 0)
                 throw new CliException($"--ctx-size {n} must not be negative");
             if (t < 0 || t > 1024)
@@ -62,7 +66,7 @@ internal static class PerplexityCommand
             {
                 if (basePath is null)
                     throw new CliException("--kl-divergence needs --kl-divergence-base FILE (the base model's log-probabilities, saved by a run with --kl-divergence-base alone)");
-                return Task.FromResult(CompareWithBase(io, r.GetValue(model)!, basePath, n, t, maxChunks, flash, cancellation));
+                return Task.FromResult(CompareWithBase(io, r.GetValue(model)!, basePath, n, t, maxChunks, flash, mode, cancellation));
             }
             string textPath = r.GetValue(file)!;
             string text = ReadText(textPath);
@@ -70,7 +74,7 @@ internal static class PerplexityCommand
             if (!File.Exists(modelPath))
                 throw new FileNotFoundException($"model file not found: {modelPath}", modelPath);
 
-            using var llama = LlamaModel.Load(modelPath);
+            using var llama = LlamaModel.Load(modelPath, mode);
             var tokenizer = Tokenizer.FromGguf(llama.File);
             if (n == 0)
                 n = Math.Min(PerplexityOptions.DefaultContextLength, llama.Config.ContextLength);
@@ -118,7 +122,7 @@ internal static class PerplexityCommand
     /// --kl-divergence: evaluates the base file's tokens with the same chunking and prints llama-perplexity's
     /// final statistics (perplexity of both, their ratio and difference, KLD percentiles, Δp, same top).
     /// </summary>
-    private static int CompareWithBase(CliIO io, string modelPath, string basePath, int n, int threads, int maxChunks, bool flash, CancellationToken cancellation)
+    private static int CompareWithBase(CliIO io, string modelPath, string basePath, int n, int threads, int maxChunks, bool flash, GgufLoadMode mode, CancellationToken cancellation)
     {
         if (!File.Exists(basePath))
             throw new FileNotFoundException($"KL-divergence base file not found: {basePath}", basePath);
@@ -127,7 +131,7 @@ internal static class PerplexityCommand
             throw new CliException($"--ctx-size {n} differs from the base file's {reference.ContextLength}; leave it out or match it");
         if (!File.Exists(modelPath))
             throw new FileNotFoundException($"model file not found: {modelPath}", modelPath);
-        using var llama = LlamaModel.Load(modelPath);
+        using var llama = LlamaModel.Load(modelPath, mode);
         if (llama.Config.VocabSize != reference.Vocab)
             throw new InvalidDataException($"{modelPath} has {llama.Config.VocabSize} tokens, but {basePath} was made with a {reference.Vocab}-token vocabulary");
         var tokenizer = Tokenizer.FromGguf(llama.File);

@@ -26,6 +26,7 @@ internal sealed class RuntimeFlags
         Description = "Tiled online-softmax attention (as llama.cpp's -fa): faster on long prompts, O(tile) memory; agrees with the default to float rounding, not bit for bit",
     };
 
+    public readonly LoadModeFlags LoadMode = new();
     public readonly Option<string[]> Lora = new("--lora") { Description = "LoRA adapter GGUF to apply (repeatable)", AllowMultipleArgumentsPerToken = false };
 
     public RuntimeFlags()
@@ -37,6 +38,7 @@ internal sealed class RuntimeFlags
     {
         foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType, FlashAttention, Lora })
             command.Options.Add(o);
+        LoadMode.AddTo(command);
     }
 
     /// <summary>Loads the model, its tokenizer and a context sized by the flags.</summary>
@@ -52,11 +54,12 @@ internal sealed class RuntimeFlags
         if (batch < 1)
             throw new CliException($"--batch-size {batch} must be at least 1");
 
+        var loadMode = LoadMode.Resolve(r);
         string path = r.GetValue(Model)!;
         if (!File.Exists(path))
             throw new FileNotFoundException($"model file not found: {path}", path);
         var adapters = (r.GetValue(Lora) ?? []).Select(LoraAdapter.Load).ToArray();
-        var model = LlamaModel.Load(path);
+        var model = LlamaModel.Load(path, loadMode);
         try
         {
             var tokenizer = Tokenizer.FromGguf(model.File);

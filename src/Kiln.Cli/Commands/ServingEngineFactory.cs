@@ -16,7 +16,7 @@ internal static class ServingEngineFactory
     {
         if (!File.Exists(settings.ModelPath))
             throw new FileNotFoundException($"model file not found: {settings.ModelPath}", settings.ModelPath);
-        var model = LlamaModel.Load(settings.ModelPath);
+        var model = LlamaModel.Load(settings.ModelPath, settings.LoadMode);
         try
         {
             var tokenizer = Tokenizer.FromGguf(model.File);

@@ -5,7 +5,7 @@ using Kiln.Tensors;
 namespace Kiln.Models.Llama;
 
 /// <summary>
-/// A Llama-family model bound to its GGUF file. Matrices stay memory-mapped in their stored type;
+/// A Llama-family model bound to its GGUF file. Matrices stay in the file's bytes (mapped or copied) in their stored type;
 /// only the small 1-D norm vectors and biases are copied out as floats. Immutable and shareable:
 /// per-sequence state lives in <see cref="LlamaContext"/>.
 /// </summary>
@@ -49,10 +49,13 @@ public sealed class LlamaModel : IDisposable
         Layers = layers;
     }
 
-    /// <summary>Opens a GGUF model file; the model owns and disposes the mapping.</summary>
-    public static LlamaModel Load(string path)
+    /// <summary>
+    /// Opens a GGUF model file, mapped or copied into huge-page memory as <paramref name="mode"/> says (Auto: copied
+    /// when large enough and memory allows, see <see cref="GgufFile.ChooseLoadMode"/>); the model owns and disposes it.
+    /// </summary>
+    public static LlamaModel Load(string path, GgufLoadMode mode = GgufLoadMode.Auto)
     {
-        var file = GgufFile.Open(path);
+        var file = GgufFile.Open(path, mode);
         try
         {
             return new LlamaModel(file, ownsFile: true);

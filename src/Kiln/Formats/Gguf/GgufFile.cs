@@ -231,14 +231,17 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>
     /// Writable pointer to a tensor of a copied file, for a loader that rearranges the bytes in place (row
     /// interleaving for the kernels). From then on <see cref="GetTensorPointer"/> refuses the tensor, because its
-    /// bytes are no longer the file's. Null for a mapped file, whose pages are read-only.
+    /// bytes are no longer the file's. Null for a mapped file, whose pages are read-only. <paramref name="first"/>
+    /// is false when an earlier caller took the tensor already (a second model over the same file): its bytes are
+    /// rearranged already and must not be rearranged again.
     /// </summary>
-    internal byte* TakeTensorForRearranging(GgufTensorInfo t)
+    internal byte* TakeTensorForRearranging(GgufTensorInfo t, out bool first)
     {
         byte* p = TensorStart(t);
+        first = false;
         if (_copy is null)
             return null;
-        _rearranged.Add(t.Name);
+        first = _rearranged.Add(t.Name);
         return p;
     }
 

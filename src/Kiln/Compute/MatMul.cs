@@ -94,8 +94,6 @@ public sealed unsafe class MatMul : IParallelWork
         int r = begin;
         if (_w.Layout == WeightLayout.Q4_0Interleaved8)
             r = Q4_0Groups(begin, end);
-        else if (_w.Layout == WeightLayout.Q8_0Interleaved4)
-            r = Q8_0Groups(begin, end);
         else if (type == GgmlType.Q4_0)
             r = Q4_0Rows8(begin, end);
         else if (type == GgmlType.Q8_0)
@@ -260,47 +258,6 @@ public sealed unsafe class MatMul : IParallelWork
                 Q4_0x8.DotQ8(group, act.Slice(t * _activationRowBytes, _activationRowBytes), _offsets.AsSpan(t * blocks, blocks), eight);
                 for (int i = 0; i < 8; i++)
                     _y[(long)t * rows + r + i] = eight[i];
-            }
-        }
-        return r;
-    }
-
-    /// <summary>
-    /// Interleaved groups of four rows (<see cref="Q8_0x4"/>): two 2×4 tiles per four tokens, then the four-row kernel
-    /// for the last tokens. Slices start on group boundaries (grain 16); the plain rows after the last group are left
-    /// to the caller.
-    /// </summary>
-    private int Q8_0Groups(int begin, int end)
-    {
-        var w = _w!;
-        int rows = w.Rows;
-        int groupBytes = Q8_0x4.Rows * w.RowBytes;
-        ReadOnlySpan<byte> act = _activations;
-        Span<float> four = stackalloc float[4];
-        Span<float> tile = stackalloc float[8];
-        int r = begin;
-        System.Diagnostics.Debug.Assert(begin % Q8_0x4.Rows == 0);
-        for (; r + Q8_0x4.Rows <= end; r += Q8_0x4.Rows)
-        {
-            var group = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, groupBytes);
-            int t = 0;
-            for (; t + 4 <= _batch; t += 4)
-            {
-                for (int pair = 0; pair < 2; pair++)
-                {
-                    Q8_0x4.DotQ8Tile2x4(group, pair, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
-                    for (int j = 0; j < 4; j++)
-                    {
-                        _y[(long)(t + j) * rows + r + 2 * pair] = tile[j * 2];
-                        _y[(long)(t + j) * rows + r + 2 * pair + 1] = tile[j * 2 + 1];
-                    }
-                }
-            }
-            for (; t < _batch; t++)
-            {
-                Q8_0x4.DotQ8(group, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
-                for (int i = 0; i < 4; i++)
-                    _y[(long)t * rows + r + i] = four[i];
             }
         }
         return r;

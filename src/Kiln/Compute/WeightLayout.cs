@@ -11,7 +11,4 @@ public enum WeightLayout
     /// Rows mod 8 rows, which fill no group, stay plain. Each group covers the bytes of its eight plain rows.
     /// </summary>
     Q4_0Interleaved8,
-
-    /// <summary>Q8_0 rows in groups of four interleaved by block (<see cref="Tensors.Q8_0x4"/>); the last Rows mod 4 stay plain.</summary>
-    Q8_0Interleaved4,
 }

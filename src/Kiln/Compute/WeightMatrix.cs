@@ -6,8 +6,8 @@ namespace Kiln.Compute;
 
 /// <summary>
 /// A 2-D weight in its stored GGUF type, viewed in place in the file's bytes (mapped or copied): Rows rows of
-/// Columns elements (ggml's ne1 × ne0), each row RowBytes long. Nothing is copied. A Q4_0 or Q8_0 matrix of a
-/// copied file may be interleaved in place for the decode kernels (<see cref="Layout"/>); then its grouped rows are read
+/// Columns elements (ggml's ne1 × ne0), each row RowBytes long. Nothing is copied. A Q4_0 matrix of a copied
+/// file may be interleaved in place for the decode kernels (<see cref="Layout"/>); then its grouped rows are read
 /// through <see cref="CopyRow"/> or <see cref="DequantizeRow"/>, not <see cref="Row"/>.
 /// </summary>
 public sealed unsafe class WeightMatrix
@@ -30,16 +30,8 @@ public sealed unsafe class WeightMatrix
     public byte* Data { get; }
     public WeightLayout Layout { get; private set; }
 
-    /// <summary>Rows per interleaved group (8 for Q4_0, 4 for Q8_0); 1 in the plain layout.</summary>
-    public int GroupRows => Layout switch
-    {
-        WeightLayout.Q4_0Interleaved8 => Q4_0x8.Rows,
-        WeightLayout.Q8_0Interleaved4 => Q8_0x4.Rows,
-        _ => 1,
-    };
-
-    /// <summary>Rows that sit in interleaved groups (a multiple of <see cref="GroupRows"/>); 0 in the plain layout.</summary>
-    public int InterleavedRows => Layout == WeightLayout.Rows ? 0 : Rows / GroupRows * GroupRows;
+    /// <summary>Rows that sit in interleaved groups (a multiple of eight); 0 in the plain layout.</summary>
+    public int InterleavedRows => Layout == WeightLayout.Q4_0Interleaved8 ? Rows / Q4_0x8.Rows * Q4_0x8.Rows : 0;
 
     public long ByteSize => (long)RowBytes * Rows;
 
@@ -58,12 +50,8 @@ public sealed unsafe class WeightMatrix
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(r, Rows);
         if (r < InterleavedRows)
         {
-            int n = GroupRows, g = r / n * n;
-            var group = new ReadOnlySpan<byte>(Data + (long)g * RowBytes, n * RowBytes);
-            if (Layout == WeightLayout.Q4_0Interleaved8)
-                Q4_0x8.ExtractRow(group, RowBytes, r - g, dst);
-            else
-                Q8_0x4.ExtractRow(group, RowBytes, r - g, dst);
+            int g = r / Q4_0x8.Rows * Q4_0x8.Rows;
+            Q4_0x8.ExtractRow(new ReadOnlySpan<byte>(Data + (long)g * RowBytes, Q4_0x8.Rows * RowBytes), RowBytes, r - g, dst);
             return;
         }
         Row(r).CopyTo(dst);
@@ -88,9 +76,8 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>
     /// Binds a GGUF tensor as <see cref="FromGguf(GgufFile, string, int, int)"/>; with <paramref name="interleave"/>,
-    /// a Q4_0 (Q8_0) matrix of a copied file with at least eight (four) rows is rearranged in place into
-    /// <see cref="WeightLayout.Q4_0Interleaved8"/> (<see cref="WeightLayout.Q8_0Interleaved4"/>); the file then
-    /// refuses plain access to that tensor. Only
+    /// a Q4_0 matrix of a copied file with at least eight rows is rearranged in place into
+    /// <see cref="WeightLayout.Q4_0Interleaved8"/> (the file then refuses plain access to that tensor). Only
     /// matrices read solely through <see cref="MatMul"/> and the row accessors above should ask for it.
     /// </summary>
     public static WeightMatrix FromGguf(GgufFile file, string name, int columns, int rows, bool interleave)
@@ -103,18 +90,13 @@ public sealed unsafe class WeightMatrix
             throw new ModelFormatException(
                 $"{file.Path}: tensor {name} has type {GgmlTypeTraits.Name(t.Type)}, which Kiln cannot compute with yet");
         // Only the AVX2 kernels read the interleaved layout fast; elsewhere the plain rows serve better.
-        var layout = t.Type switch
-        {
-            GgmlType.Q4_0 when rows >= Q4_0x8.Rows => WeightLayout.Q4_0Interleaved8,
-            GgmlType.Q8_0 when rows >= Q8_0x4.Rows => WeightLayout.Q8_0Interleaved4,
-            _ => WeightLayout.Rows,
-        };
-        if (interleave && layout != WeightLayout.Rows && file.LoadMode == GgufLoadMode.Copy && CpuPaths.CanAvx2)
+        if (interleave && t.Type == GgmlType.Q4_0 && rows >= Q4_0x8.Rows && file.LoadMode == GgufLoadMode.Copy && CpuPaths.CanAvx2)
         {
             byte* p = file.TakeTensorForRearranging(t, out bool first);
-            var m = new WeightMatrix(name, t.Type, rows, columns, p) { Layout = layout };
+            var m = new WeightMatrix(name, t.Type, rows, columns, p);
             if (first)
                 m.InterleaveInPlace();
+            m.Layout = WeightLayout.Q4_0Interleaved8;
             return m;
         }
         return new WeightMatrix(name, t.Type, rows, columns, file.GetTensorPointer(t));
@@ -122,16 +104,13 @@ public sealed unsafe class WeightMatrix
 
     private void InterleaveInPlace()
     {
-        int n = GroupRows, groupBytes = n * RowBytes;
+        int groupBytes = Q4_0x8.Rows * RowBytes;
         var plain = new byte[groupBytes];
-        for (long g = 0; g + n <= Rows; g += n)
+        for (long g = 0; g + Q4_0x8.Rows <= Rows; g += Q4_0x8.Rows)
         {
             var group = new Span<byte>(Data + g * RowBytes, groupBytes);
             group.CopyTo(plain);
-            if (Layout == WeightLayout.Q4_0Interleaved8)
-                Q4_0x8.Interleave(plain, RowBytes, group);
-            else
-                Q8_0x4.Interleave(plain, RowBytes, group);
+            Q4_0x8.Interleave(plain, RowBytes, group);
         }
     }
 }

@@ -493,7 +493,7 @@ public static class Q8_0
 
     /// <summary>One weight block's FMA step: |w| × (y with w's sign) gives BlockDot's lane sums exactly for y in [−127, 127].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static unsafe Vector256<float> RowStep(byte* pw, Vector256<sbyte> y, float dx, Vector256<short> ones, Vector256<float> acc)
+    private static unsafe Vector256<float> RowStep(byte* pw, Vector256<sbyte> y, float dx, Vector256<short> ones, Vector256<float> acc)
     {
         Vector256<sbyte> q = Vector256.Load((sbyte*)(pw + 2));
         Vector256<float> s = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(q), Avx2.Sign(y, q)), ones));
@@ -501,7 +501,7 @@ public static class Q8_0
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static unsafe void Step(byte* px, Vector256<sbyte> q0, Vector256<sbyte> q1, Vector256<byte> m0, Vector256<byte> m1,
+    private static unsafe void Step(byte* px, Vector256<sbyte> q0, Vector256<sbyte> q1, Vector256<byte> m0, Vector256<byte> m1,
         float d0, float d1, Vector256<short> ones, ref Vector256<float> acc0, ref Vector256<float> acc1)
     {
         Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));

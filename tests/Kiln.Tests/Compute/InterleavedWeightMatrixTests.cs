@@ -6,35 +6,32 @@ using Kiln.Threading;
 
 namespace Kiln.Tests.Compute;
 
-/// <summary>Q4_0 and Q8_0 matrices interleaved in a copied file: rows read back plain, and MatMul gives the one-row bits.</summary>
+/// <summary>A Q4_0 matrix interleaved in a copied file: rows read back plain, and MatMul gives the one-row bits.</summary>
 public sealed class InterleavedWeightMatrixTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("kiln-interleave-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>A file holding one matrix "w" of random blocks; returns its plain bytes too.</summary>
-    private string Write(GgmlType type, int rows, int columns, out byte[] plain)
+    /// <summary>A file holding one Q4_0 matrix "w" of random blocks; returns its plain bytes too.</summary>
+    private string Write(int rows, int columns, out byte[] plain)
     {
         int blocks = columns / 32;
-        plain = type == GgmlType.Q4_0 ? KernelTestData.Q4Blocks(rows * blocks, rows + columns) : KernelTestData.Q8Blocks(rows * blocks, rows + columns);
+        plain = KernelTestData.Q4Blocks(rows * blocks, rows + columns);
         var writer = new GgufWriter();
-        writer.AddTensor("w", type, [columns, rows], plain);
-        string path = Path.Combine(_dir, $"w-{type}-{rows}x{columns}.gguf");
+        writer.AddTensor("w", GgmlType.Q4_0, [columns, rows], plain);
+        string path = Path.Combine(_dir, $"w-{rows}x{columns}.gguf");
         writer.Write(path);
         return path;
     }
 
     [Theory]
-    [InlineData(GgmlType.Q4_0, 43, 96)]
-    [InlineData(GgmlType.Q4_0, 8, 32)]
-    [InlineData(GgmlType.Q4_0, 70, 2080)]
-    [InlineData(GgmlType.Q8_0, 43, 96)]
-    [InlineData(GgmlType.Q8_0, 4, 32)]
-    [InlineData(GgmlType.Q8_0, 70, 2080)]
-    public void RowsReadBackPlainAndTheFileRefusesTheRearrangedTensor(GgmlType type, int rows, int columns)
+    [InlineData(43, 96)]
+    [InlineData(8, 32)]
+    [InlineData(70, 2080)]
+    public void RowsReadBackPlainAndTheFileRefusesTheRearrangedTensor(int rows, int columns)
     {
-        string path = Write(type, rows, columns, out byte[] plain);
+        string path = Write(rows, columns, out byte[] plain);
         using var file = GgufFile.Open(path, GgufLoadMode.Copy);
         var w = WeightMatrix.FromGguf(file, "w", columns, rows, interleave: true);
         if (!CpuPaths.CanAvx2)
@@ -43,9 +40,8 @@ public sealed class InterleavedWeightMatrixTests : IDisposable
             Assert.Equal(WeightLayout.Rows, w.Layout);
             return;
         }
-        int n = type == GgmlType.Q4_0 ? 8 : 4;
-        Assert.Equal(type == GgmlType.Q4_0 ? WeightLayout.Q4_0Interleaved8 : WeightLayout.Q8_0Interleaved4, w.Layout);
-        Assert.Equal(rows / n * n, w.InterleavedRows);
+        Assert.Equal(WeightLayout.Q4_0Interleaved8, w.Layout);
+        Assert.Equal(rows / 8 * 8, w.InterleavedRows);
         var row = new byte[w.RowBytes];
         var floats = new float[columns];
         var expected = new float[columns];
@@ -55,10 +51,7 @@ public sealed class InterleavedWeightMatrixTests : IDisposable
             w.CopyRow(r, row);
             Assert.Equal(p.ToArray(), row);
             w.DequantizeRow(r, floats);
-            if (type == GgmlType.Q4_0)
-                Q4_0.DequantizeScalar(p, expected);
-            else
-                Q8_0.DequantizeScalar(p, expected);
+            Q4_0.DequantizeScalar(p, expected);
             Assert.Equal(expected, floats);
             if (r < w.InterleavedRows)
                 Assert.Throws<InvalidOperationException>(() => w.Row(r).Length);
@@ -75,25 +68,20 @@ public sealed class InterleavedWeightMatrixTests : IDisposable
     [Fact]
     public void AMappedFileIsNeverInterleaved()
     {
-        string path = Write(GgmlType.Q4_0, 16, 64, out _);
+        string path = Write(16, 64, out _);
         using var file = GgufFile.Open(path, GgufLoadMode.Map);
         Assert.Equal(WeightLayout.Rows, WeightMatrix.FromGguf(file, "w", 64, 16, interleave: true).Layout);
     }
 
     [Theory]
-    [InlineData(GgmlType.Q4_0, 43, 96, 1)]
-    [InlineData(GgmlType.Q4_0, 43, 96, 5)]
-    [InlineData(GgmlType.Q4_0, 70, 2080, 1)]
-    [InlineData(GgmlType.Q4_0, 70, 2080, 4)]
-    [InlineData(GgmlType.Q4_0, 70, 2080, 7)]
-    [InlineData(GgmlType.Q8_0, 43, 96, 1)]
-    [InlineData(GgmlType.Q8_0, 43, 96, 5)]
-    [InlineData(GgmlType.Q8_0, 70, 2080, 1)]
-    [InlineData(GgmlType.Q8_0, 70, 2080, 4)]
-    [InlineData(GgmlType.Q8_0, 70, 2080, 7)]
-    public void MatMulGivesEveryOutputTheScalarOneRowBits(GgmlType type, int rows, int columns, int batch)
+    [InlineData(43, 96, 1)]
+    [InlineData(43, 96, 5)]
+    [InlineData(70, 2080, 1)]
+    [InlineData(70, 2080, 4)]
+    [InlineData(70, 2080, 7)]
+    public void MatMulGivesEveryOutputTheScalarOneRowBits(int rows, int columns, int batch)
     {
-        string path = Write(type, rows, columns, out byte[] plain);
+        string path = Write(rows, columns, out byte[] plain);
         using var file = GgufFile.Open(path, GgufLoadMode.Copy);
         var w = WeightMatrix.FromGguf(file, "w", columns, rows, interleave: true);
         float[] x = KernelTestData.Floats(batch * columns, rows + batch, 2f);
@@ -106,8 +94,7 @@ public sealed class InterleavedWeightMatrixTests : IDisposable
             Q8_0.QuantizeActivationsScalar(x.AsSpan(t * columns, columns), xq);
             for (int r = 0; r < rows; r++)
             {
-                var row = plain.AsSpan(r * w.RowBytes, w.RowBytes);
-                float expected = type == GgmlType.Q4_0 ? Q4_0.DotQ8Scalar(row, xq) : Q8_0.DotQ8Scalar(row, xq);
+                float expected = Q4_0.DotQ8Scalar(plain.AsSpan(r * w.RowBytes, w.RowBytes), xq);
                 Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(y[t * rows + r]));
             }
         }

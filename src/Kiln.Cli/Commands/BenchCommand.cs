@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using Kiln.Benchmarking;
+using Kiln.Formats.Gguf;
 using Kiln.Models.Llama;
 using Kiln.Tensors;
 using Kiln.Threading;
@@ -48,11 +49,13 @@ internal static class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON document instead of the table" };
         var memory = new Option<bool>("--memory") { Description = "Also measure the memory read bandwidth (alone: only that)" };
         var flashAttention = RuntimeFlags.CreateFlashAttention();
+        var loadMode = new LoadModeFlags();
         var memoryMib = new Option<int>("--memory-mib") { Description = "Buffer of the --memory measurement, in MiB (far above the last-level cache)", DefaultValueFactory = _ => 1024 };
 
         var command = new Command("bench", "Measure prompt and generation speed (tokens/s) like llama-bench, and memory read bandwidth");
         foreach (Option o in new Option[] { model, synthetic, type, prompt, generate, threads, repetitions, json, memory, memoryMib, flashAttention })
             command.Options.Add(o);
+        loadMode.AddTo(command);
 
         command.SetAction(r =>
         {
@@ -62,6 +65,7 @@ internal static class BenchCommand
             int p = r.GetValue(prompt), n = r.GetValue(generate), reps = r.GetValue(repetitions), t = r.GetValue(threads);
             int mib = r.GetValue(memoryMib);
             bool wantMemory = r.GetValue(memory);
+            var mode = loadMode.Resolve(r);
 
             if (modelPath is not null && shapeName is not null)
                 throw new CliException("give either --model or --synthetic, not both");
@@ -104,7 +108,7 @@ internal static class BenchCommand
             BenchReport.ModelInfo? info = null;
             var measured = new List<InferenceMeasurement>();
             if (hasModel)
-                (info, measured) = MeasureModel(io, modelPath, shape, scheme, p, n, reps, threadCount, r.GetValue(flashAttention));
+                (info, measured) = MeasureModel(io, modelPath, shape, scheme, p, n, reps, threadCount, r.GetValue(flashAttention), mode);
 
             BenchReport.MemoryResult? bandwidth = null;
             if (wantMemory || n > 0 && hasModel)
@@ -133,7 +137,7 @@ internal static class BenchCommand
     }
 
     private static (BenchReport.ModelInfo, List<InferenceMeasurement>) MeasureModel(
-        CliIO io, string? path, SyntheticModelShape? shape, SyntheticWeightScheme? scheme, int p, int n, int reps, int threads, bool flash)
+        CliIO io, string? path, SyntheticModelShape? shape, SyntheticWeightScheme? scheme, int p, int n, int reps, int threads, bool flash, GgufLoadMode mode)
     {
         SyntheticModel? synthetic = null;
         LlamaModel model;
@@ -143,7 +147,7 @@ internal static class BenchCommand
             long start = Stopwatch.GetTimestamp();
             try
             {
-                synthetic = SyntheticModel.Create(shape, scheme);
+                synthetic = SyntheticModel.Create(shape, scheme, loadMode: mode);
             }
             catch (NotSupportedException e)
             {
@@ -154,9 +158,12 @@ internal static class BenchCommand
         }
         else
         {
-            model = LlamaModel.Load(path!);
+            model = LlamaModel.Load(path!, mode);
         }
 
+        io.Error.WriteLine(model.File.LoadMode == GgufLoadMode.Copy
+            ? $"kiln: weights copied into memory{(model.File.HugePagesAdvised ? " advised for huge pages" : "")} (--mmap maps them instead)"
+            : "kiln: weights memory-mapped (--no-mmap copies them into huge-page memory)");
         try
         {
             var tensors = model.File.Tensors;

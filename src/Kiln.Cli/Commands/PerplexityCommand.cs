@@ -35,10 +35,12 @@ internal static class PerplexityCommand
         };
 
         var flashAttention = RuntimeFlags.CreateFlashAttention();
+        var loadMode = new LoadModeFlags();
 
         var command = new Command("perplexity", "Measure a model's perplexity on a text file, as llama.cpp's llama-perplexity does");
         foreach (Option o in new Option[] { model, file, context, threads, chunks, klBase, kl, flashAttention })
             command.Options.Add(o);
+        loadMode.AddTo(command);
         // --file is required unless the tokens come from a base file
         command.Validators.Add(result =>
         {
@@ -52,6 +54,7 @@ internal static class PerplexityCommand
             int t = r.GetValue(threads);
             int maxChunks = r.GetValue(chunks);
             bool flash = r.GetValue(flashAttention);
+            var mode = loadMode.Resolve(r);
             if (n < 0)
                 throw new CliException($"--ctx-size {n} must not be negative");
             if (t < 0 || t > 1024)
@@ -64,7 +67,7 @@ internal static class PerplexityCommand
             {
                 if (basePath is null)
                     throw new CliException("--kl-divergence needs --kl-divergence-base FILE (the base model's log-probabilities, saved by a run with --kl-divergence-base alone)");
-                return Task.FromResult(CompareWithBase(io, r.GetValue(model)!, basePath, n, t, maxChunks, flash, cancellation));
+                return Task.FromResult(CompareWithBase(io, r.GetValue(model)!, basePath, n, t, maxChunks, flash, mode, cancellation));
             }
             string textPath = r.GetValue(file)!;
             string text = ReadText(textPath);
@@ -72,7 +75,7 @@ internal static class PerplexityCommand
             if (!File.Exists(modelPath))
                 throw new FileNotFoundException($"model file not found: {modelPath}", modelPath);
 
-            var (loaded, gguf, modelContext, vocab) = Load(modelPath);
+            var (loaded, gguf, modelContext, vocab) = Load(modelPath, mode);
             using var llama = loaded;
             var tokenizer = Tokenizer.FromGguf(gguf);
             if (n == 0)
@@ -121,7 +124,7 @@ internal static class PerplexityCommand
     /// --kl-divergence: evaluates the base file's tokens with the same chunking and prints llama-perplexity's
     /// final statistics (perplexity of both, their ratio and difference, KLD percentiles, Δp, same top).
     /// </summary>
-    private static int CompareWithBase(CliIO io, string modelPath, string basePath, int n, int threads, int maxChunks, bool flash, CancellationToken cancellation)
+    private static int CompareWithBase(CliIO io, string modelPath, string basePath, int n, int threads, int maxChunks, bool flash, GgufLoadMode mode, CancellationToken cancellation)
     {
         if (!File.Exists(basePath))
             throw new FileNotFoundException($"KL-divergence base file not found: {basePath}", basePath);
@@ -130,7 +133,7 @@ internal static class PerplexityCommand
             throw new CliException($"--ctx-size {n} differs from the base file's {reference.ContextLength}; leave it out or match it");
         if (!File.Exists(modelPath))
             throw new FileNotFoundException($"model file not found: {modelPath}", modelPath);
-        var (loaded, file, _, vocab) = Load(modelPath);
+        var (loaded, file, _, vocab) = Load(modelPath, mode);
         using var llama = loaded;
         if (vocab != reference.Vocab)
             throw new InvalidDataException($"{modelPath} has {vocab} tokens, but {basePath} was made with a {reference.Vocab}-token vocabulary");
@@ -189,9 +192,9 @@ internal static class PerplexityCommand
     }
 
     /// <summary>A Llama-family or GPT-2 model, by general.architecture, with its file, context length and vocabulary.</summary>
-    private static (IDisposable Model, GgufFile File, int ContextLength, int Vocab) Load(string path)
+    private static (IDisposable Model, GgufFile File, int ContextLength, int Vocab) Load(string path, GgufLoadMode mode)
     {
-        var file = GgufFile.Open(path);
+        var file = GgufFile.Open(path, mode);
         try
         {
             if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)

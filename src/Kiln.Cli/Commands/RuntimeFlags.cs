@@ -28,6 +28,7 @@ internal sealed class RuntimeFlags
         Description = "Tiled online-softmax attention (as llama.cpp's -fa): faster on long prompts, O(tile) memory; agrees with the default to float rounding, not bit for bit",
     };
 
+    public readonly LoadModeFlags LoadMode = new();
     public readonly Option<string[]> Lora = new("--lora") { Description = "LoRA adapter GGUF to apply (repeatable)", AllowMultipleArgumentsPerToken = false };
 
     public RuntimeFlags()
@@ -39,6 +40,7 @@ internal sealed class RuntimeFlags
     {
         foreach (Option o in new Option[] { Model, Threads, ContextSize, BatchSize, CacheType, FlashAttention, Lora })
             command.Options.Add(o);
+        LoadMode.AddTo(command);
     }
 
     /// <summary>Loads the model (Llama family or GPT-2, by general.architecture), its tokenizer and a context sized by the flags.</summary>
@@ -54,6 +56,7 @@ internal sealed class RuntimeFlags
         if (batch < 1)
             throw new CliException($"--batch-size {batch} must be at least 1");
 
+        var loadMode = LoadMode.Resolve(r);
         string path = r.GetValue(Model)!;
         if (!File.Exists(path))
             throw new FileNotFoundException($"model file not found: {path}", path);
@@ -64,7 +67,7 @@ internal sealed class RuntimeFlags
             "q8_0" => KvCacheType.Q8_0,
             _ => KvCacheType.F16,
         };
-        var file = GgufFile.Open(path);
+        var file = GgufFile.Open(path, loadMode);
         if (file.TryGetString("general.architecture") == Gpt2Config.Architecture)
             return LoadGpt2(file, adapters.Length, ctx, batch, threads, cacheType, r.GetValue(FlashAttention));
         LlamaModel model;

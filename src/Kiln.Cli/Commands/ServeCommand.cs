@@ -26,11 +26,13 @@ internal static class ServeCommand
         var ctx = new Option<int>("--ctx") { Description = "Context length per sequence; default: the model's, at most 4096" };
         var kvCacheMb = new Option<int>("--kv-cache-mb") { Description = "KV cache pool size in MiB (default: enough for --max-seqs full contexts)" };
         var threads = new Option<int>("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
+        var loadMode = new LoadModeFlags();
         var shutdown = new Option<int>("--shutdown-timeout") { Description = "Seconds running requests may take to finish after SIGTERM/Ctrl-C", DefaultValueFactory = _ => 30 };
 
         var command = new Command("serve", "Serve a GGUF model over an OpenAI-compatible HTTP API");
         foreach (Option o in new Option[] { model, alias, host, port, apiKey, apiKeyFile, maxSeqs, maxBatchTokens, ctx, kvCacheMb, threads, shutdown })
             command.Options.Add(o);
+        loadMode.AddTo(command);
 
         command.SetAction(async (r, cancellation) =>
         {
@@ -55,6 +57,7 @@ internal static class ServeCommand
                 ContextLength = Check(r.GetValue(ctx), 0, 1 << 20, "--ctx"),
                 KvCacheMb = Check(r.GetValue(kvCacheMb), 0, 1 << 20, "--kv-cache-mb"),
                 Threads = Check(r.GetValue(threads), 0, 1024, "--threads"),
+                LoadMode = loadMode.Resolve(r),
                 ShutdownTimeout = TimeSpan.FromSeconds(Check(r.GetValue(shutdown), 0, 3600, "--shutdown-timeout")),
             };
             if (!File.Exists(settings.ModelPath))

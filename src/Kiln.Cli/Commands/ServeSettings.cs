@@ -1,3 +1,5 @@
+using Kiln.Formats.Gguf;
+
 namespace Kiln.Cli.Commands;
 
 /// <summary>What <c>kiln serve</c> was asked for: the model, the engine's limits and the HTTP front end's settings.</summary>
@@ -13,6 +15,7 @@ internal sealed record ServeSettings
     public int ContextLength { get; init; }
     public int KvCacheMb { get; init; }
     public int Threads { get; init; }
+    public GgufLoadMode LoadMode { get; init; } = GgufLoadMode.Auto;
     public int MaxWaiting { get; init; } = 64;
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

@@ -32,7 +32,7 @@ internal static class ServingEngineFactory
     {
         if (!File.Exists(settings.ModelPath))
             throw new FileNotFoundException($"model file not found: {settings.ModelPath}", settings.ModelPath);
-        var file = GgufFile.Open(settings.ModelPath);
+        var file = GgufFile.Open(settings.ModelPath, settings.LoadMode);
         LlamaModel model;
         try
         {

@@ -7,9 +7,9 @@ namespace Kiln.Benchmarking;
 
 /// <summary>
 /// A Llama-family model with random weights of a chosen shape and type, for measuring speed without
-/// downloading a model. The GGUF bytes are written to a temporary file that is memory-mapped and then
-/// deleted at once (on Windows, when disposed): the page cache holding the file is the only copy of the
-/// weights, so memory stays at the model's size, exactly as when running a real model file.
+/// downloading a model. The GGUF bytes are written to a temporary file that is loaded (mapped or copied, as a
+/// real model file would be) and then deleted at once (on Windows, when disposed): memory stays at the model's
+/// size, exactly as when running a real model file.
 /// </summary>
 public sealed class SyntheticModel : IDisposable
 {
@@ -33,8 +33,11 @@ public sealed class SyntheticModel : IDisposable
     /// <summary>
     /// Builds and loads the model. <paramref name="directory"/> is where the temporary file goes (default: the
     /// system's temporary folder); NotSupportedException if the scheme needs a type the kernels lack.
+    /// <paramref name="loadMode"/> is applied to the temporary file as to a real model (Auto by default, as for
+    /// <see cref="LlamaModel.Load"/>), so that bench measures what run measures.
     /// </summary>
-    public static SyntheticModel Create(SyntheticModelShape shape, SyntheticWeightScheme scheme, ulong seed = 1, string? directory = null)
+    public static SyntheticModel Create(SyntheticModelShape shape, SyntheticWeightScheme scheme, ulong seed = 1, string? directory = null,
+        GgufLoadMode loadMode = GgufLoadMode.Auto)
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(scheme);
@@ -51,7 +54,7 @@ public sealed class SyntheticModel : IDisposable
             // No flush to disk: the file only has to outlive this process's mapping of it.
             using (var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, ChunkBytes))
                 writer.Write(stream);
-            file = GgufFile.Open(path);
+            file = GgufFile.Open(path, loadMode);
             var model = new LlamaModel(file, ownsFile: true);
             TryDelete(path);
             return new SyntheticModel(shape, scheme, model, path);

@@ -9,7 +9,8 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time); every
+/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
+/// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
 public sealed unsafe class MatMul : IParallelWork
@@ -91,7 +92,9 @@ public sealed unsafe class MatMul : IParallelWork
             return;
         }
         int r = begin;
-        if (type == GgmlType.Q4_0)
+        if (_w.Layout == WeightLayout.Q4_0Interleaved8)
+            r = Q4_0Groups(begin, end);
+        else if (type == GgmlType.Q4_0)
             r = Q4_0Rows8(begin, end);
         else if (type == GgmlType.Q8_0)
             r = _batch >= 4 ? Q8_0Tiles(begin, end) : Q8_0Rows4(begin, end);
@@ -213,6 +216,46 @@ public sealed unsafe class MatMul : IParallelWork
             {
                 Q4_0.DotQ8Rows8(rows8, w.RowBytes, act.Slice(t * _activationRowBytes, _activationRowBytes),
                     _offsets.AsSpan(t * blocks, blocks), eight);
+                for (int i = 0; i < 8; i++)
+                    _y[(long)t * rows + r + i] = eight[i];
+            }
+        }
+        return r;
+    }
+
+    /// <summary>
+    /// Interleaved groups of eight rows (<see cref="Q4_0x8"/>): 8×4 tiles over the tokens, then the group kernel for
+    /// the last tokens. The pool's grain (16) starts every slice on a group boundary; the rows after the last
+    /// whole group are plain and left to the caller.
+    /// </summary>
+    private int Q4_0Groups(int begin, int end)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        int blocks = w.Columns / Q4_0.BlockSize;
+        int groupBytes = Q4_0x8.Rows * w.RowBytes;
+        ReadOnlySpan<byte> act = _activations;
+        Span<float> eight = stackalloc float[8];
+        Span<float> tile = stackalloc float[32];
+        int r = begin;
+        System.Diagnostics.Debug.Assert(begin % Q4_0x8.Rows == 0);
+        for (; r + Q4_0x8.Rows <= end; r += Q4_0x8.Rows)
+        {
+            var group = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, groupBytes);
+            int t = 0;
+            for (; t + 4 <= _batch; t += 4)
+            {
+                Q4_0x8.DotQ8Tile4(group, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes,
+                    _offsets.AsSpan(t * blocks, 4 * blocks), blocks, tile);
+                for (int j = 0; j < 4; j++)
+                {
+                    for (int i = 0; i < 8; i++)
+                        _y[(long)(t + j) * rows + r + i] = tile[j * 8 + i];
+                }
+            }
+            for (; t < _batch; t++)
+            {
+                Q4_0x8.DotQ8(group, act.Slice(t * _activationRowBytes, _activationRowBytes), _offsets.AsSpan(t * blocks, blocks), eight);
                 for (int i = 0; i < 8; i++)
                     _y[(long)t * rows + r + i] = eight[i];
             }

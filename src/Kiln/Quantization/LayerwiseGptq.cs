@@ -36,7 +36,7 @@ public static class LayerwiseGptq
                 if (l > 0)
                     WritePartial(source, done, plan, temp);
                 var collector = new HessianCollector(l);
-                using (var model = LlamaModel.Load(l == 0 ? inputPath : temp))
+                using (var model = LlamaModel.Load(l == 0 ? inputPath : temp, GgufLoadMode.Map))
                 {
                     var tokenizer = Tokenizer.FromGguf(model.File);
                     int n = calibration.ContextLength > 0 ? calibration.ContextLength : Math.Min(512, model.Config.ContextLength);

@@ -314,7 +314,7 @@ public static class Q4_0
 
     /// <summary>One token's block against eight unpacked rows: the rows' FMA step for that token.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<float> TokenStep(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
+    internal static unsafe Vector256<float> TokenStep(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
         Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3,
         Vector256<float> rowScales, byte* px, int* offset, Vector256<short> ones, Vector256<float> acc)
     {
@@ -356,7 +356,7 @@ public static class Q4_0
 
     /// <summary>Dword j of eight rows against activation values j·4.. (low nibbles) and 16 + j·4.. (high nibbles).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<short> Column(Vector256<byte> q, byte* y, Vector256<byte> mask) =>
+    internal static unsafe Vector256<short> Column(Vector256<byte> q, byte* y, Vector256<byte> mask) =>
         Avx2.MultiplyAddAdjacent(q & mask, Vector256.Create(*(int*)y).AsSByte())
         + Avx2.MultiplyAddAdjacent((q.AsUInt16() >>> 4).AsByte() & mask, Vector256.Create(*(int*)(y + 16)).AsSByte());
 

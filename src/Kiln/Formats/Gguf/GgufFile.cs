@@ -5,10 +5,11 @@ using Kiln.Tensors;
 namespace Kiln.Formats.Gguf;
 
 /// <summary>
-/// A GGUF (v2/v3) file opened read-only through a memory map. Metadata is parsed and materialised at open;
-/// tensor data is never copied: <see cref="GetTensorPointer"/> and <see cref="GetTensorBytes"/> point into
-/// the map and stay valid until <see cref="Dispose"/>. Every structural field is validated against the file
-/// at open, so a file that opens can be read without further bounds checks.
+/// A GGUF (v2/v3) file opened read-only, either memory-mapped or copied whole into huge-page memory
+/// (<see cref="GgufLoadMode"/>). Metadata is parsed and materialised at open; <see cref="GetTensorPointer"/> and
+/// <see cref="GetTensorBytes"/> point into the file's bytes (the map or the copy) and stay valid until
+/// <see cref="Dispose"/>. Every structural field is validated against the file at open, so a file that opens can
+/// be read without further bounds checks.
 /// </summary>
 public sealed unsafe class GgufFile : IDisposable
 {
@@ -24,20 +25,30 @@ public sealed unsafe class GgufFile : IDisposable
     private const int MinKvBytes = 8 + 4 + 1;
     private const int MinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    /// <summary><see cref="GgufLoadMode.Auto"/> copies only files at least this large (smaller ones gain nothing measurable).</summary>
+    public const long AutoCopyMinBytes = 64L << 20;
+
+    // Reads into the copy go in pieces no larger than this (a span's length is an int).
+    private const int CopyChunkBytes = 1 << 30;
+
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly HugePageBuffer? _copy;
+    private readonly HashSet<string> _rearranged = new(StringComparer.Ordinal);
     private byte* _base;
     private readonly Dictionary<string, GgufValue> _metadata;
     private readonly Dictionary<string, long> _metadataOffsets;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName;
 
-    private GgufFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* @base, long length)
+    private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, HugePageBuffer? copy, byte* @base, long length)
     {
         Path = path;
         _map = map;
         _view = view;
+        _copy = copy;
         _base = @base;
         FileLength = length;
+        LoadMode = copy is null ? GgufLoadMode.Map : GgufLoadMode.Copy;
 
         var cursor = new GgufCursor(@base, length, path);
         ReadHeader(cursor, out uint version, out ulong tensorCount, out ulong kvCount);
@@ -66,6 +77,12 @@ public sealed unsafe class GgufFile : IDisposable
 
     public long FileLength { get; }
 
+    /// <summary>How the bytes were made addressable: <see cref="GgufLoadMode.Map"/> or <see cref="GgufLoadMode.Copy"/>, never Auto.</summary>
+    public GgufLoadMode LoadMode { get; }
+
+    /// <summary>Whether the copy was advised for transparent huge pages (Copy mode on Linux with THP available).</summary>
+    public bool HugePagesAdvised => _copy?.HugePagesAdvised ?? false;
+
     public uint Alignment { get; }
 
     /// <summary>Absolute file offset of the data section.</summary>
@@ -80,13 +97,63 @@ public sealed unsafe class GgufFile : IDisposable
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
 
     /// <summary>Maps <paramref name="path"/> read-only and parses it; FileNotFoundException if absent, GgufFormatException if malformed.</summary>
-    public static GgufFile Open(string path)
+    public static GgufFile Open(string path) => Open(path, GgufLoadMode.Map);
+
+    /// <summary>
+    /// Opens and parses <paramref name="path"/>, mapped or copied as <paramref name="mode"/> says (Auto: see
+    /// <see cref="ChooseLoadMode"/>); FileNotFoundException if absent, GgufFormatException if malformed.
+    /// </summary>
+    public static GgufFile Open(string path, GgufLoadMode mode)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = System.IO.Path.GetFullPath(path);
         if (!File.Exists(full))
             throw new FileNotFoundException($"GGUF file not found: {full}", full);
+        if (mode == GgufLoadMode.Auto)
+            mode = ChooseLoadMode(new FileInfo(full).Length);
+        return mode == GgufLoadMode.Copy ? OpenCopied(full) : OpenMapped(full);
+    }
 
+    /// <summary>
+    /// What <see cref="GgufLoadMode.Auto"/> resolves to for a file of <paramref name="fileLength"/> bytes: Copy on
+    /// Linux (where the copy gets huge pages) when the file is at least <see cref="AutoCopyMinBytes"/> and fits in the
+    /// available memory with a margin of an eighth plus 512 MiB, so that a copy never pushes the machine into
+    /// reclaim; Map otherwise.
+    /// </summary>
+    public static GgufLoadMode ChooseLoadMode(long fileLength)
+    {
+        if (!OperatingSystem.IsLinux() || fileLength < AutoCopyMinBytes)
+            return GgufLoadMode.Map;
+        long? available = AvailableMemoryBytes();
+        if (available is null || fileLength + fileLength / 8 + (512L << 20) > available)
+            return GgufLoadMode.Map;
+        return GgufLoadMode.Copy;
+    }
+
+    /// <summary>MemAvailable from /proc/meminfo (free plus reclaimable memory), or null when it cannot be read.</summary>
+    private static long? AvailableMemoryBytes()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/meminfo"))
+            {
+                if (!line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    continue;
+                var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                return parts.Length >= 2 && long.TryParse(parts[1], out long kib) ? kib * 1024 : null;
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
+
+    private static GgufFile OpenMapped(string full)
+    {
         var stream = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read);
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
@@ -101,7 +168,7 @@ public sealed unsafe class GgufFile : IDisposable
             byte* p = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
             acquired = true;
-            return new GgufFile(full, map, view, p + view.PointerOffset, length);
+            return new GgufFile(full, map, view, null, p + view.PointerOffset, length);
         }
         catch
         {
@@ -116,13 +183,69 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
+    /// <summary>Reads the file straight into the huge-page buffer (no managed copy on the way).</summary>
+    private static GgufFile OpenCopied(string full)
+    {
+        HugePageBuffer? copy = null;
+        try
+        {
+            using (var handle = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan))
+            {
+                long length = RandomAccess.GetLength(handle);
+                if (length == 0)
+                    throw new GgufFormatException("magic", 0, "file is empty", full);
+                copy = new HugePageBuffer(length);
+                byte* p = copy.Pointer;
+                for (long done = 0; done < length;)
+                {
+                    int n = RandomAccess.Read(handle, new Span<byte>(p + done, (int)Math.Min(CopyChunkBytes, length - done)), done);
+                    if (n == 0)
+                        throw new IOException($"{full}: file ended at byte {done} while reading {length} bytes (changed while loading?)");
+                    done += n;
+                }
+            }
+            return new GgufFile(full, null, null, copy, copy.Pointer, copy.Length);
+        }
+        catch
+        {
+            copy?.Dispose();
+            throw;
+        }
+    }
+
     public GgufTensorInfo? FindTensor(string name) => _tensorsByName.GetValueOrDefault(name);
 
     public GgufTensorInfo GetTensor(string name) =>
         FindTensor(name) ?? throw new KeyNotFoundException($"tensor '{name}' not found in {Path}");
 
-    /// <summary>Pointer to the tensor's first byte inside the map; valid until Dispose.</summary>
+    /// <summary>Pointer to the tensor's first byte inside the map or copy; valid until Dispose.</summary>
     public byte* GetTensorPointer(GgufTensorInfo t)
+    {
+        byte* p = TensorStart(t);
+        if (_rearranged.Contains(t.Name))
+            throw new InvalidOperationException(
+                $"tensor '{t.Name}' of {Path} was rearranged in memory for the compute kernels; read it through its WeightMatrix");
+        return p;
+    }
+
+    /// <summary>
+    /// Writable pointer to a tensor of a copied file, for a loader that rearranges the bytes in place (row
+    /// interleaving for the kernels). From then on <see cref="GetTensorPointer"/> refuses the tensor, because its
+    /// bytes are no longer the file's. Null for a mapped file, whose pages are read-only. <paramref name="first"/>
+    /// is false when an earlier caller took the tensor already (a second model over the same file): its bytes are
+    /// rearranged already and must not be rearranged again.
+    /// </summary>
+    internal byte* TakeTensorForRearranging(GgufTensorInfo t, out bool first)
+    {
+        byte* p = TensorStart(t);
+        first = false;
+        if (_copy is null)
+            return null;
+        first = _rearranged.Add(t.Name);
+        return p;
+    }
+
+    private byte* TensorStart(GgufTensorInfo t)
     {
         ArgumentNullException.ThrowIfNull(t);
         ObjectDisposedException.ThrowIf(_base == null, this);
@@ -131,7 +254,7 @@ public sealed unsafe class GgufFile : IDisposable
         return _base + DataOffset + (long)t.Offset;
     }
 
-    /// <summary>The tensor's bytes inside the map (no copy); valid until Dispose.</summary>
+    /// <summary>The tensor's bytes inside the map or copy (no further copy); valid until Dispose.</summary>
     public ReadOnlySpan<byte> GetTensorBytes(GgufTensorInfo t)
     {
         byte* p = GetTensorPointer(t);
@@ -175,9 +298,13 @@ public sealed unsafe class GgufFile : IDisposable
         if (_base == null)
             return;
         _base = null;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
+        if (_view is not null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+        _copy?.Dispose();
     }
 
     private GgufValue Require(string key) =>

@@ -5,7 +5,7 @@ using Kiln.Tensors;
 namespace Kiln.Models.Llama;
 
 /// <summary>
-/// A Llama-family model bound to its GGUF file. Matrices stay memory-mapped in their stored type;
+/// A Llama-family model bound to its GGUF file. Matrices stay in the file's bytes (mapped or copied) in their stored type;
 /// only the small 1-D norm vectors and biases are copied out as floats. Immutable and shareable:
 /// per-sequence state lives in <see cref="LlamaContext"/>.
 /// </summary>
@@ -22,9 +22,11 @@ public sealed class LlamaModel : IDisposable
         TokenEmbedding = WeightMatrix.FromGguf(file, "token_embd.weight", c.EmbeddingLength, c.VocabSize);
         OutputNorm = Vector(file, "output_norm.weight", c.EmbeddingLength, required: true)!;
         // Without output.weight the model ties its classifier to the embedding (llama.cpp does the same).
+        // Matrices read only by MatMul (and row accessors) may be interleaved for the decode kernels when the file
+        // was copied; the embedding is read by plain rows, so it, and a classifier tied to it, stay as stored.
         Output = file.FindTensor("output.weight") is null
             ? TokenEmbedding
-            : WeightMatrix.FromGguf(file, "output.weight", c.EmbeddingLength, c.VocabSize);
+            : WeightMatrix.FromGguf(file, "output.weight", c.EmbeddingLength, c.VocabSize, interleave: true);
 
         var layers = new LlamaLayer[c.BlockCount];
         for (int i = 0; i < layers.Length; i++)
@@ -33,26 +35,29 @@ public sealed class LlamaModel : IDisposable
             layers[i] = new LlamaLayer
             {
                 AttentionNorm = Vector(file, p + "attn_norm.weight", c.EmbeddingLength, required: true)!,
-                Query = WeightMatrix.FromGguf(file, p + "attn_q.weight", c.EmbeddingLength, c.QueryDim),
-                Key = WeightMatrix.FromGguf(file, p + "attn_k.weight", c.EmbeddingLength, c.KvDim),
-                Value = WeightMatrix.FromGguf(file, p + "attn_v.weight", c.EmbeddingLength, c.KvDim),
-                Output = WeightMatrix.FromGguf(file, p + "attn_output.weight", c.QueryDim, c.EmbeddingLength),
+                Query = WeightMatrix.FromGguf(file, p + "attn_q.weight", c.EmbeddingLength, c.QueryDim, interleave: true),
+                Key = WeightMatrix.FromGguf(file, p + "attn_k.weight", c.EmbeddingLength, c.KvDim, interleave: true),
+                Value = WeightMatrix.FromGguf(file, p + "attn_v.weight", c.EmbeddingLength, c.KvDim, interleave: true),
+                Output = WeightMatrix.FromGguf(file, p + "attn_output.weight", c.QueryDim, c.EmbeddingLength, interleave: true),
                 QueryBias = Vector(file, p + "attn_q.bias", c.QueryDim, required: false),
                 KeyBias = Vector(file, p + "attn_k.bias", c.KvDim, required: false),
                 ValueBias = Vector(file, p + "attn_v.bias", c.KvDim, required: false),
                 FeedForwardNorm = Vector(file, p + "ffn_norm.weight", c.EmbeddingLength, required: true)!,
-                Gate = WeightMatrix.FromGguf(file, p + "ffn_gate.weight", c.EmbeddingLength, c.FeedForwardLength),
-                Up = WeightMatrix.FromGguf(file, p + "ffn_up.weight", c.EmbeddingLength, c.FeedForwardLength),
-                Down = WeightMatrix.FromGguf(file, p + "ffn_down.weight", c.FeedForwardLength, c.EmbeddingLength),
+                Gate = WeightMatrix.FromGguf(file, p + "ffn_gate.weight", c.EmbeddingLength, c.FeedForwardLength, interleave: true),
+                Up = WeightMatrix.FromGguf(file, p + "ffn_up.weight", c.EmbeddingLength, c.FeedForwardLength, interleave: true),
+                Down = WeightMatrix.FromGguf(file, p + "ffn_down.weight", c.FeedForwardLength, c.EmbeddingLength, interleave: true),
             };
         }
         Layers = layers;
     }
 
-    /// <summary>Opens a GGUF model file; the model owns and disposes the mapping.</summary>
-    public static LlamaModel Load(string path)
+    /// <summary>
+    /// Opens a GGUF model file, mapped or copied into huge-page memory as <paramref name="mode"/> says (Auto: copied
+    /// when large enough and memory allows, see <see cref="GgufFile.ChooseLoadMode"/>); the model owns and disposes it.
+    /// </summary>
+    public static LlamaModel Load(string path, GgufLoadMode mode = GgufLoadMode.Auto)
     {
-        var file = GgufFile.Open(path);
+        var file = GgufFile.Open(path, mode);
         try
         {
             return new LlamaModel(file, ownsFile: true);

@@ -110,13 +110,13 @@ public sealed class FrozenLoraLinear<T> : ParallelOp where T : unmanaged, IFloat
         {
             var f = MemoryMarshal.Cast<T, float>(tile);
             for (int j = 0; j < count; j++)
-                RowKernels.Dequantize(_w.Type, _w.Row(j0 + j), f.Slice(j * k, k));
+                _w.DequantizeRow(j0 + j, f.Slice(j * k, k));
         }
         else
         {
             var f = _floatTiles[worker].AsSpan(0, count * k);
             for (int j = 0; j < count; j++)
-                RowKernels.Dequantize(_w.Type, _w.Row(j0 + j), f.Slice(j * k, k));
+                _w.DequantizeRow(j0 + j, f.Slice(j * k, k));
             for (int i = 0; i < f.Length; i++)
                 tile[i] = T.CreateChecked(f[i]);
         }

@@ -1,0 +1,201 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kiln.Tensors;
+
+/// <summary>
+/// Q4_0 weights interleaved eight rows at a time, as llama.cpp's CPU backend repacks them at load
+/// (block_q4_0x8): for each block column b of a group of eight rows, one 144-byte record holds the eight rows'
+/// scales (8 × f16, row order) and then their quants as four 32-byte vectors, vector j being dword j (quants
+/// 4j..4j+3 and 16+4j..16+4j+3) of rows 0..7. That is exactly the register layout the eight-row kernels of
+/// <see cref="Q4_0"/> build by transposing; stored so, a group is one contiguous stream and a block costs four
+/// loads instead of eight loads, eight shuffles and eight scale inserts. A group fills the same
+/// 8 × rowBytes bytes as the eight plain rows, so the rearrangement is done in place. Every result is
+/// bit-identical to <see cref="Q4_0.DotQ8"/> of the plain row: the same integer sums, the same FMA per block.
+/// </summary>
+public static class Q4_0x8
+{
+    public const int Rows = 8;
+
+    /// <summary>Bytes of one interleaved block column: eight scales and eight rows' 16 quant bytes.</summary>
+    public const int RecordBytes = Rows * Q4_0.BlockBytes;
+
+    private const int ScaleBytes = Rows * 2;
+
+    /// <summary>Eight plain rows of <paramref name="rowBytes"/> (one after another in <paramref name="rows"/>) to one interleaved group.</summary>
+    public static void Interleave(ReadOnlySpan<byte> rows, int rowBytes, Span<byte> group)
+    {
+        int blocks = CheckGroup(rowBytes, rows.Length, group.Length);
+        for (int b = 0; b < blocks; b++)
+        {
+            Span<byte> record = group.Slice(b * RecordBytes, RecordBytes);
+            for (int r = 0; r < Rows; r++)
+            {
+                ReadOnlySpan<byte> block = rows.Slice(r * rowBytes + b * Q4_0.BlockBytes, Q4_0.BlockBytes);
+                block[..2].CopyTo(record.Slice(2 * r, 2));
+                for (int j = 0; j < 4; j++)
+                    block.Slice(2 + 4 * j, 4).CopyTo(record.Slice(ScaleBytes + 32 * j + 4 * r, 4));
+            }
+        }
+    }
+
+    /// <summary>Row <paramref name="row"/> (0..7) of an interleaved group, back in ggml's plain Q4_0 layout.</summary>
+    public static void ExtractRow(ReadOnlySpan<byte> group, int rowBytes, int row, Span<byte> dst)
+    {
+        int blocks = CheckGroup(rowBytes, 8L * rowBytes, group.Length);
+        if (dst.Length < rowBytes)
+            throw new ArgumentException($"a row of {rowBytes} bytes is needed; got {dst.Length}", nameof(dst));
+        ArgumentOutOfRangeException.ThrowIfNegative(row);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(row, Rows);
+        for (int b = 0; b < blocks; b++)
+        {
+            ReadOnlySpan<byte> record = group.Slice(b * RecordBytes, RecordBytes);
+            Span<byte> block = dst.Slice(b * Q4_0.BlockBytes, Q4_0.BlockBytes);
+            record.Slice(2 * row, 2).CopyTo(block);
+            for (int j = 0; j < 4; j++)
+                record.Slice(ScaleBytes + 32 * j + 4 * row, 4).CopyTo(block.Slice(2 + 4 * j, 4));
+        }
+    }
+
+    /// <summary>
+    /// An interleaved group · one Q8_0 activation row: results[r] is bit-identical to <see cref="Q4_0.DotQ8"/> of
+    /// plain row r. <paramref name="offsets"/> comes from <see cref="Q4_0.ActivationOffsets"/>.
+    /// </summary>
+    public static void DotQ8(ReadOnlySpan<byte> group, ReadOnlySpan<byte> xq8, ReadOnlySpan<int> offsets, Span<float> results)
+    {
+        int blocks = CheckDot(group.Length, xq8.Length, 1, xq8.Length, offsets.Length, 1, 0, results.Length, Rows, offsetsNeeded: true);
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = group)
+                fixed (byte* px = xq8)
+                fixed (int* po = offsets)
+                fixed (float* pr = results)
+                    DotQ8Avx2(pw, px, po, blocks, pr);
+            }
+            return;
+        }
+        DotQ8Scalar(group, xq8, offsets, results);
+    }
+
+    /// <summary>Reference for <see cref="DotQ8"/>: each row extracted and dotted by <see cref="Q4_0.DotQ8Scalar"/> (offsets are not needed).</summary>
+    public static void DotQ8Scalar(ReadOnlySpan<byte> group, ReadOnlySpan<byte> xq8, ReadOnlySpan<int> offsets, Span<float> results)
+    {
+        int blocks = CheckDot(group.Length, xq8.Length, 1, xq8.Length, offsets.Length, 1, 0, results.Length, Rows, offsetsNeeded: false);
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        Span<byte> row = rowBytes <= 4096 ? stackalloc byte[rowBytes] : new byte[rowBytes];
+        for (int r = 0; r < Rows; r++)
+        {
+            ExtractRow(group, rowBytes, r, row);
+            results[r] = Q4_0.DotQ8Scalar(row, xq8[..(blocks * Q8_0.BlockBytes)]);
+        }
+    }
+
+    /// <summary>
+    /// An interleaved group · four Q8_0 activation rows (<paramref name="activationStride"/> bytes apart, their
+    /// offsets <paramref name="offsetStride"/> ints apart): results[t·8 + r] is bit-identical to
+    /// <see cref="Q4_0.DotQ8"/> of plain row r and activation t.
+    /// </summary>
+    public static void DotQ8Tile4(ReadOnlySpan<byte> group, ReadOnlySpan<byte> xq8, int activationStride,
+        ReadOnlySpan<int> offsets, int offsetStride, Span<float> results)
+    {
+        int blocks = CheckDot(group.Length, xq8.Length, 4, activationStride, offsets.Length, 4, offsetStride, results.Length, 4 * Rows, offsetsNeeded: true);
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = group)
+                fixed (byte* px = xq8)
+                fixed (int* po = offsets)
+                fixed (float* pr = results)
+                    DotQ8Tile4Avx2(pw, px, activationStride, po, offsetStride, blocks, pr);
+            }
+            return;
+        }
+        DotQ8Tile4Scalar(group, xq8, activationStride, offsets, offsetStride, results);
+    }
+
+    public static void DotQ8Tile4Scalar(ReadOnlySpan<byte> group, ReadOnlySpan<byte> xq8, int activationStride,
+        ReadOnlySpan<int> offsets, int offsetStride, Span<float> results)
+    {
+        int blocks = CheckDot(group.Length, xq8.Length, 4, activationStride, offsets.Length, 4, offsetStride, results.Length, 4 * Rows, offsetsNeeded: false);
+        int activationBytes = blocks * Q8_0.BlockBytes;
+        for (int t = 0; t < 4; t++)
+            DotQ8Scalar(group, xq8.Slice(t * activationStride, activationBytes), [], results.Slice(t * Rows, Rows));
+    }
+
+    internal static unsafe void DotQ8Avx2(byte* w, byte* xq8, int* offsets, int blocks, float* results)
+    {
+        Vector256<float> acc = Vector256<float>.Zero;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        byte* px = xq8;
+        for (int b = 0; b < blocks; b++, w += RecordBytes, px += Q8_0.BlockBytes, offsets++)
+        {
+            byte* y = px + 2;
+            // The sums in Q4_0.RowSums8's order: dword columns 0..3, low then high nibbles within each.
+            Vector256<short> s = Q4_0.Column(Vector256.Load(w + ScaleBytes), y, mask)
+                               + Q4_0.Column(Vector256.Load(w + ScaleBytes + 32), y + 4, mask)
+                               + Q4_0.Column(Vector256.Load(w + ScaleBytes + 64), y + 8, mask)
+                               + Q4_0.Column(Vector256.Load(w + ScaleBytes + 96), y + 12, mask);
+            Vector256<int> sumi = Avx2.MultiplyAddAdjacent(s, ones) - Vector256.Create(*offsets);
+            Vector256<float> scales = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)w)).AsUInt32())
+                                      * Vector256.Create(HalfBits.Lookup(px));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), scales, acc);
+        }
+        acc.Store(results);
+    }
+
+    internal static unsafe void DotQ8Tile4Avx2(byte* w, byte* xq8, int stride, int* offsets, int offsetStride, int blocks, float* results)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        byte* px = xq8;
+        for (int b = 0; b < blocks; b++, w += RecordBytes, px += Q8_0.BlockBytes, offsets++)
+        {
+            Vector256<byte> q0 = Vector256.Load(w + ScaleBytes), q1 = Vector256.Load(w + ScaleBytes + 32);
+            Vector256<byte> q2 = Vector256.Load(w + ScaleBytes + 64), q3 = Vector256.Load(w + ScaleBytes + 96);
+            Vector256<byte> l0 = q0 & mask, l1 = q1 & mask, l2 = q2 & mask, l3 = q3 & mask;
+            Vector256<byte> h0 = (q0.AsUInt16() >>> 4).AsByte() & mask, h1 = (q1.AsUInt16() >>> 4).AsByte() & mask;
+            Vector256<byte> h2 = (q2.AsUInt16() >>> 4).AsByte() & mask, h3 = (q3.AsUInt16() >>> 4).AsByte() & mask;
+            Vector256<float> rowScales = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)w)).AsUInt32());
+            acc0 = Q4_0.TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px, offsets, ones, acc0);
+            acc1 = Q4_0.TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + stride, offsets + offsetStride, ones, acc1);
+            acc2 = Q4_0.TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 2 * stride, offsets + 2 * offsetStride, ones, acc2);
+            acc3 = Q4_0.TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 3 * stride, offsets + 3 * offsetStride, ones, acc3);
+        }
+        acc0.Store(results);
+        acc1.Store(results + 8);
+        acc2.Store(results + 16);
+        acc3.Store(results + 24);
+    }
+
+    private static int CheckGroup(int rowBytes, long plainBytes, int groupBytes)
+    {
+        if (rowBytes <= 0 || rowBytes % Q4_0.BlockBytes != 0)
+            throw new ArgumentException($"rows must be whole {Q4_0.BlockBytes}-byte Q4_0 blocks; got {rowBytes} bytes", nameof(rowBytes));
+        if (plainBytes < 8L * rowBytes || groupBytes < 8L * rowBytes)
+            throw new ArgumentException($"eight rows of {rowBytes} bytes are needed on both sides", nameof(rowBytes));
+        return rowBytes / Q4_0.BlockBytes;
+    }
+
+    /// <summary>Checks a group against <paramref name="tokens"/> activation rows and their offsets; returns the block count.</summary>
+    private static int CheckDot(int groupBytes, int xBytes, int tokens, int activationStride, int offsetCount, int offsetRows, int offsetStride,
+        int resultCount, int results, bool offsetsNeeded)
+    {
+        if (groupBytes <= 0 || groupBytes % RecordBytes != 0)
+            throw new ArgumentException($"an interleaved group is whole {RecordBytes}-byte records; got {groupBytes} bytes", "group");
+        int blocks = groupBytes / RecordBytes;
+        int activationBytes = blocks * Q8_0.BlockBytes;
+        if (activationStride < activationBytes || xBytes < (long)(tokens - 1) * activationStride + activationBytes)
+            throw new ArgumentException($"{tokens} Q8_0 activation row(s) of {activationBytes} bytes, {activationStride} apart, are needed; got {xBytes} bytes", "xq8");
+        // The scalar references do not read offsets, so their callers may pass none.
+        if ((offsetsNeeded || offsetCount != 0) && (offsetRows > 1 && offsetStride < blocks || offsetCount < (long)(offsetRows - 1) * offsetStride + blocks))
+            throw new ArgumentException($"{offsetRows} row(s) of {blocks} offsets are needed; got {offsetCount}", "offsets");
+        if (resultCount < results)
+            throw new ArgumentException($"{results} results are needed; got {resultCount}", nameof(results));
+        return blocks;
+    }
+}

@@ -95,6 +95,8 @@ public sealed unsafe class MatMul : IParallelWork
             r = Q4_0Rows8(begin, end);
         else if (type == GgmlType.Q8_0)
             r = _batch >= 4 ? Q8_0Tiles(begin, end) : Q8_0Rows4(begin, end);
+        else if (type is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && _batch >= 4)
+            r = KQuantTiles(begin, end);
         OneRowAtATime(r, end);
     }
 
@@ -249,6 +251,48 @@ public sealed unsafe class MatMul : IParallelWork
             }
         }
         return r;
+    }
+
+    /// <summary>
+    /// K-quant rows one at a time against 1×4 tiles of tokens, then one-row dots for the last tokens. A tile streams
+    /// twice as many activation bytes as weight bytes per token, so rows go in chunks small enough for L1 together
+    /// with four tokens' activations: each token group is then read from L1 by every row of the chunk, not from L2.
+    /// </summary>
+    private int KQuantTiles(int begin, int end)
+    {
+        const int chunkRows = 8;
+        var w = _w!;
+        int rows = w.Rows;
+        var type = w.Type;
+        ReadOnlySpan<byte> act = _activations;
+        Span<float> tile = stackalloc float[4];
+        for (int r0 = begin; r0 < end; r0 += chunkRows)
+        {
+            int r1 = Math.Min(end, r0 + chunkRows);
+            int t = 0;
+            for (; t + 4 <= _batch; t += 4)
+            {
+                var x4 = act.Slice(t * _activationRowBytes, 4 * _activationRowBytes);
+                for (int r = r0; r < r1; r++)
+                {
+                    if (type == GgmlType.Q4_K)
+                        Q4_K.DotQ8KTile1x4(w.Row(r), x4, _activationRowBytes, tile);
+                    else if (type == GgmlType.Q5_K)
+                        Q5_K.DotQ8KTile1x4(w.Row(r), x4, _activationRowBytes, tile);
+                    else
+                        Q6_K.DotQ8KTile1x4(w.Row(r), x4, _activationRowBytes, tile);
+                    for (int j = 0; j < 4; j++)
+                        _y[(long)(t + j) * rows + r] = tile[j];
+                }
+            }
+            for (; t < _batch; t++)
+            {
+                var x = act.Slice(t * _activationRowBytes, _activationRowBytes);
+                for (int r = r0; r < r1; r++)
+                    _y[(long)t * rows + r] = RowKernels.DotQuantized(type, w.Row(r), x);
+            }
+        }
+        return end;
     }
 
     /// <summary>Groups of four rows, each token on its own (decode and small batches).</summary>

@@ -304,11 +304,14 @@ public static class Q4_K
             var n = new KQuantLanes.SubBlockQuants(q0 & mask, (q0.AsUInt16() >>> 4).AsByte() & mask, q1 & mask, (q1.AsUInt16() >>> 4).AsByte() & mask,
                 q2 & mask, (q2.AsUInt16() >>> 4).AsByte() & mask, q3 & mask, (q3.AsUInt16() >>> 4).AsByte() & mask);
             Vector128<short> mins = sm.GetUpper();
-            float d = HalfBits.Lookup(pw), dmin = HalfBits.Lookup(pw + 2);
-            TokenStep(px, in n, in sc, mins, d, dmin, ref acc0, ref min0);
-            TokenStep(px + stride, in n, in sc, mins, d, dmin, ref acc1, ref min1);
-            TokenStep(px + 2 * stride, in n, in sc, mins, d, dmin, ref acc2, ref min2);
-            TokenStep(px + 3 * stride, in n, in sc, mins, d, dmin, ref acc3, ref min3);
+            // d·d_x and -d_x·dmin as one vector multiply of broadcasts (the same products: IEEE multiplication
+            // commutes and rounds symmetrically in sign)
+            Vector256<float> d = Vector256.Create(HalfBits.Lookup(pw));
+            Vector128<float> negativeDmin = Vector128.Create(-HalfBits.Lookup(pw + 2));
+            TokenStep(px, in n, in sc, mins, d, negativeDmin, ref acc0, ref min0);
+            TokenStep(px + stride, in n, in sc, mins, d, negativeDmin, ref acc1, ref min1);
+            TokenStep(px + 2 * stride, in n, in sc, mins, d, negativeDmin, ref acc2, ref min2);
+            TokenStep(px + 3 * stride, in n, in sc, mins, d, negativeDmin, ref acc3, ref min3);
         }
         results[0] = F32.SumLanesHalving(acc0) + KQuantLanes.HorizontalSum(min0);
         results[1] = F32.SumLanesHalving(acc1) + KQuantLanes.HorizontalSum(min1);
@@ -319,14 +322,14 @@ public static class Q4_K
     /// <summary>One token's super-block against an unpacked weight block: <see cref="DotQ8KAvx2"/>'s two FMA steps.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void TokenStep(byte* px, in KQuantLanes.SubBlockQuants q, in KQuantLanes.SubBlockScales sc, Vector128<short> mins,
-        float d, float dmin, ref Vector256<float> acc, ref Vector128<float> accMin)
+        Vector256<float> d, Vector128<float> negativeDmin, ref Vector256<float> acc, ref Vector128<float> accMin)
     {
-        float dx = Unsafe.ReadUnaligned<float>(px);
+        Vector256<float> dx = Vector256.Create(Unsafe.ReadUnaligned<float>(px));
         Vector256<short> bsums = Vector256.Load((short*)(px + Q8_K.BsumsOffset));
         Vector128<int> m = Sse2.MultiplyAddAdjacent(mins, Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper()));
-        accMin = Fma.MultiplyAdd(Vector128.Create(-dx * dmin), Sse2.ConvertToVector128Single(m), accMin);
+        accMin = Fma.MultiplyAdd(dx.GetLower() * negativeDmin, Sse2.ConvertToVector128Single(m), accMin);
         Vector256<int> sumi = KQuantLanes.SubBlockSums(in q, in sc, (sbyte*)(px + Q8_K.QsOffset));
-        acc = Fma.MultiplyAdd(Vector256.Create(dx * d), Avx.ConvertToVector256Single(sumi), acc);
+        acc = Fma.MultiplyAdd(dx * d, Avx.ConvertToVector256Single(sumi), acc);
     }
 
     /// <summary>64 elements: low nibbles against y[0..31] with scale <paramref name="scaleLow"/>, high nibbles

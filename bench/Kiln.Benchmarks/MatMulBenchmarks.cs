@@ -29,7 +29,7 @@ public unsafe class MatMulBenchmarks : IKernelBenchmark
     public static IEnumerable<GgmlType> Types() =>
         Environment.GetEnvironmentVariable("KILN_BENCH_TYPES") is { Length: > 0 } list
             ? list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(Enum.Parse<GgmlType>).ToArray()
-            : [GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+            : [GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
 
     private byte[] _weights = [];
     private WeightMatrix _matrix = null!;
@@ -72,6 +72,7 @@ public unsafe class MatMulBenchmarks : IKernelBenchmark
         GgmlType.Q8_0 => Q8_0.Quantize,
         GgmlType.Q4_0 => Q4_0.Quantize,
         GgmlType.Q4_K => Q4_K.Quantize,
+        GgmlType.Q5_K => Q5_K.Quantize,
         GgmlType.Q6_K => Q6_K.Quantize,
         _ => throw new NotSupportedException($"no benchmark quantizer for {type}"),
     };

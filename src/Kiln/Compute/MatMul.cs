@@ -9,7 +9,7 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 2×4, Q4_0 8×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
+/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 4×4, Q4_0 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
 /// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
@@ -98,6 +98,8 @@ public sealed unsafe class MatMul : IParallelWork
             r = Q4_0Rows8(begin, end);
         else if (type == GgmlType.Q8_0)
             r = _batch >= 4 ? Q8_0Tiles(begin, end) : Q8_0Rows4(begin, end);
+        else if (type is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && _batch >= 4)
+            r = KQuantTiles(begin, end);
         OneRowAtATime(r, end);
     }
 
@@ -263,35 +265,90 @@ public sealed unsafe class MatMul : IParallelWork
         return r;
     }
 
-    /// <summary>Pairs of rows: 2×4 tiles over the tokens, then one-row dots for the last tokens.</summary>
+    /// <summary>
+    /// Groups of four rows: 4×4 tiles over the tokens, then the four-row kernel for the last tokens. As for the K
+    /// types, rows go in chunks that fit L1 together with four tokens' activations.
+    /// </summary>
     private int Q8_0Tiles(int begin, int end)
     {
+        const int chunkRows = 8;
         var w = _w!;
         int rows = w.Rows;
         ReadOnlySpan<byte> act = _activations;
-        Span<float> tile = stackalloc float[8];
-        int r = begin;
-        for (; r + 2 <= end; r += 2)
+        Span<float> tile = stackalloc float[16];
+        Span<float> four = tile[..4];
+        int last = begin + (end - begin) / 4 * 4;
+        for (int r0 = begin; r0 < last; r0 += chunkRows)
         {
-            var rows2 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 2 * w.RowBytes);
+            int r1 = Math.Min(last, r0 + chunkRows);
             int t = 0;
             for (; t + 4 <= _batch; t += 4)
             {
-                Q8_0.DotQ8Tile2x4(rows2, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes, tile);
-                for (int j = 0; j < 4; j++)
+                var x4 = act.Slice(t * _activationRowBytes, 4 * _activationRowBytes);
+                for (int r = r0; r < r1; r += 4)
                 {
-                    _y[(long)(t + j) * rows + r] = tile[j * 2];
-                    _y[(long)(t + j) * rows + r + 1] = tile[j * 2 + 1];
+                    Q8_0.DotQ8Tile4x4(new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes), w.RowBytes, x4, _activationRowBytes, tile);
+                    for (int j = 0; j < 4; j++)
+                    {
+                        for (int i = 0; i < 4; i++)
+                            _y[(long)(t + j) * rows + r + i] = tile[j * 4 + i];
+                    }
                 }
             }
             for (; t < _batch; t++)
             {
-                var a = act.Slice(t * _activationRowBytes, _activationRowBytes);
-                _y[(long)t * rows + r] = Q8_0.DotQ8(rows2[..w.RowBytes], a);
-                _y[(long)t * rows + r + 1] = Q8_0.DotQ8(rows2[w.RowBytes..], a);
+                var x = act.Slice(t * _activationRowBytes, _activationRowBytes);
+                for (int r = r0; r < r1; r += 4)
+                {
+                    Q8_0.DotQ8Rows4(new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes), w.RowBytes, x, four);
+                    for (int i = 0; i < 4; i++)
+                        _y[(long)t * rows + r + i] = four[i];
+                }
             }
         }
-        return r;
+        return last;
+    }
+
+    /// <summary>
+    /// K-quant rows one at a time against 1×4 tiles of tokens, then one-row dots for the last tokens. A tile streams
+    /// twice as many activation bytes as weight bytes per token, so rows go in chunks small enough for L1 together
+    /// with four tokens' activations: each token group is then read from L1 by every row of the chunk, not from L2.
+    /// </summary>
+    private int KQuantTiles(int begin, int end)
+    {
+        const int chunkRows = 8;
+        var w = _w!;
+        int rows = w.Rows;
+        var type = w.Type;
+        ReadOnlySpan<byte> act = _activations;
+        Span<float> tile = stackalloc float[4];
+        for (int r0 = begin; r0 < end; r0 += chunkRows)
+        {
+            int r1 = Math.Min(end, r0 + chunkRows);
+            int t = 0;
+            for (; t + 4 <= _batch; t += 4)
+            {
+                var x4 = act.Slice(t * _activationRowBytes, 4 * _activationRowBytes);
+                for (int r = r0; r < r1; r++)
+                {
+                    if (type == GgmlType.Q4_K)
+                        Q4_K.DotQ8KTile1x4(w.Row(r), x4, _activationRowBytes, tile);
+                    else if (type == GgmlType.Q5_K)
+                        Q5_K.DotQ8KTile1x4(w.Row(r), x4, _activationRowBytes, tile);
+                    else
+                        Q6_K.DotQ8KTile1x4(w.Row(r), x4, _activationRowBytes, tile);
+                    for (int j = 0; j < 4; j++)
+                        _y[(long)(t + j) * rows + r] = tile[j];
+                }
+            }
+            for (; t < _batch; t++)
+            {
+                var x = act.Slice(t * _activationRowBytes, _activationRowBytes);
+                for (int r = r0; r < r1; r++)
+                    _y[(long)t * rows + r] = RowKernels.DotQuantized(type, w.Row(r), x);
+            }
+        }
+        return end;
     }
 
     /// <summary>Groups of four rows, each token on its own (decode and small batches).</summary>

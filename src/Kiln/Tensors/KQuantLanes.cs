@@ -67,6 +67,20 @@ internal static class KQuantLanes
     }
 
     /// <summary>
+    /// Argument checks of the 1 × 4 tiles (one weight row · four Q8_K activation rows <paramref name="activationStride"/>
+    /// bytes apart, four results); returns the number of super-blocks.
+    /// </summary>
+    public static int CheckTile(string type, int blockBytes, int weightBytes, int activationLength, int activationStride, int results)
+    {
+        if (weightBytes % blockBytes != 0 || results < 4)
+            throw new ArgumentException($"a {type} row is whole {blockBytes}-byte blocks and four results are needed; got {weightBytes} bytes, {results} results");
+        int activationBytes = weightBytes / blockBytes * Q8_K.BlockBytes;
+        if (activationStride < activationBytes || activationLength < 3L * activationStride + activationBytes)
+            throw new ArgumentException($"four Q8_K activation rows of {activationBytes} bytes, {activationStride} bytes apart, are needed");
+        return weightBytes / blockBytes;
+    }
+
+    /// <summary>
     /// pshufb pattern over a vector holding eight 16-bit scales in each 128-bit half: every 16-bit lane of the
     /// low half gets scale <paramref name="low"/>, every lane of the high half scale <paramref name="high"/>.
     /// </summary>
@@ -77,4 +91,40 @@ internal static class KQuantLanes
         ushort hi = (ushort)(2 * high | (2 * high + 1) << 8);
         return Vector256.Create(Vector128.Create(lo), Vector128.Create(hi)).AsByte();
     }
+
+    /// <summary>
+    /// The 256 quants of a Q4_K / Q5_K super-block unpacked to bytes, for the tiles that reuse them across tokens:
+    /// chunk c's first sub-block (elements 64c..64c+31) in Lc, its second (64c+32..64c+63) in Hc.
+    /// </summary>
+    public readonly record struct SubBlockQuants(Vector256<byte> L0, Vector256<byte> H0, Vector256<byte> L1, Vector256<byte> H1,
+        Vector256<byte> L2, Vector256<byte> H2, Vector256<byte> L3, Vector256<byte> H3);
+
+    /// <summary>The eight sub-blocks' 6-bit scales of a Q4_K / Q5_K super-block, each in every 16-bit lane of its vector.</summary>
+    public readonly record struct SubBlockScales(Vector256<short> S0, Vector256<short> S1, Vector256<short> S2, Vector256<short> S3,
+        Vector256<short> S4, Vector256<short> S5, Vector256<short> S6, Vector256<short> S7)
+    {
+        /// <summary>From the eight scales as 16-bit values (the low half of the widened <see cref="UnpackScalesAndMins"/>).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static SubBlockScales From(Vector128<short> scales)
+        {
+            Vector256<byte> both = Vector256.Create(scales, scales).AsByte();
+            return new(Avx2.Shuffle(both, Broadcast(0, 0)).AsInt16(), Avx2.Shuffle(both, Broadcast(1, 1)).AsInt16(),
+                Avx2.Shuffle(both, Broadcast(2, 2)).AsInt16(), Avx2.Shuffle(both, Broadcast(3, 3)).AsInt16(),
+                Avx2.Shuffle(both, Broadcast(4, 4)).AsInt16(), Avx2.Shuffle(both, Broadcast(5, 5)).AsInt16(),
+                Avx2.Shuffle(both, Broadcast(6, 6)).AsInt16(), Avx2.Shuffle(both, Broadcast(7, 7)).AsInt16());
+        }
+    }
+
+    /// <summary>
+    /// Σ sc·(q·y) of a Q4_K / Q5_K super-block in ggml's eight lanes: maddubs pair sums of the unsigned quants and
+    /// the activations (y at the block's 256 quants), then vpmaddwd by the sub-block scale, all exact.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<int> SubBlockSums(in SubBlockQuants q, in SubBlockScales sc, sbyte* y) =>
+        Scaled(q.L0, y, sc.S0) + Scaled(q.H0, y + 32, sc.S1) + Scaled(q.L1, y + 64, sc.S2) + Scaled(q.H1, y + 96, sc.S3)
+        + Scaled(q.L2, y + 128, sc.S4) + Scaled(q.H2, y + 160, sc.S5) + Scaled(q.L3, y + 192, sc.S6) + Scaled(q.H3, y + 224, sc.S7);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<int> Scaled(Vector256<byte> q, sbyte* y, Vector256<short> scale) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(y)), scale);
 }

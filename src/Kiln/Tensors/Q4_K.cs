@@ -153,6 +153,31 @@ public static class Q4_K
         return F32.SumLanesHalving(acc) + KQuantLanes.HorizontalSum4(accMin);
     }
 
+    /// <summary>
+    /// One weight row · four Q8_K activation rows (<paramref name="activationStride"/> bytes apart, as
+    /// <see cref="Q8_K.Quantize"/> makes them): results[t] is bit-identical to <see cref="DotQ8K"/> of activation t.
+    /// The nibbles, the broadcast sub-block scales and the mins are unpacked once per super-block and serve all four
+    /// tokens, which is most of the one-row kernel's work besides the multiplies.
+    /// </summary>
+    public static void DotQ8KTile1x4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq, int activationStride, Span<float> results)
+    {
+        int blocks = KQuantLanes.CheckTile("Q4_K", BlockBytes, w.Length, xq.Length, activationStride, results.Length);
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq)
+                fixed (float* pr = results)
+                    DotQ8KTile1x4Avx2(pw, blocks, px, activationStride, pr);
+            }
+            return;
+        }
+        int activationBytes = blocks * Q8_K.BlockBytes;
+        for (int t = 0; t < 4; t++)
+            results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
+    }
+
     /// <summary>ggml's get_scale_min_k4: scale and min of sub-block j (0..7) from the 12 packed bytes.</summary>
     internal static (int Scale, int Min) ScaleMin(ReadOnlySpan<byte> q, int j) => j < 4
         ? (q[j] & 63, q[j + 4] & 63)
@@ -263,6 +288,48 @@ public static class Q4_K
             }
         }
         return F32.SumLanesHalving(acc) + KQuantLanes.HorizontalSum(accMin);
+    }
+
+    internal static unsafe void DotQ8KTile1x4Avx2(byte* w, int blocks, byte* xq, int stride, float* results)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector128<float> min0 = Vector128<float>.Zero, min1 = min0, min2 = min0, min3 = min0;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        byte* pw = w, px = xq;
+        for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
+        {
+            Vector256<short> sm = Avx2.ConvertToVector256Int16(KQuantLanes.UnpackScalesAndMins(pw + 4));
+            var sc = KQuantLanes.SubBlockScales.From(sm.GetLower());
+            Vector256<byte> q0 = Vector256.Load(pw + 16), q1 = Vector256.Load(pw + 48), q2 = Vector256.Load(pw + 80), q3 = Vector256.Load(pw + 112);
+            var n = new KQuantLanes.SubBlockQuants(q0 & mask, (q0.AsUInt16() >>> 4).AsByte() & mask, q1 & mask, (q1.AsUInt16() >>> 4).AsByte() & mask,
+                q2 & mask, (q2.AsUInt16() >>> 4).AsByte() & mask, q3 & mask, (q3.AsUInt16() >>> 4).AsByte() & mask);
+            Vector128<short> mins = sm.GetUpper();
+            // d·d_x and -d_x·dmin as one vector multiply of broadcasts (the same products: IEEE multiplication
+            // commutes and rounds symmetrically in sign)
+            Vector256<float> d = Vector256.Create(HalfBits.Lookup(pw));
+            Vector128<float> negativeDmin = Vector128.Create(-HalfBits.Lookup(pw + 2));
+            TokenStep(px, in n, in sc, mins, d, negativeDmin, ref acc0, ref min0);
+            TokenStep(px + stride, in n, in sc, mins, d, negativeDmin, ref acc1, ref min1);
+            TokenStep(px + 2 * stride, in n, in sc, mins, d, negativeDmin, ref acc2, ref min2);
+            TokenStep(px + 3 * stride, in n, in sc, mins, d, negativeDmin, ref acc3, ref min3);
+        }
+        results[0] = F32.SumLanesHalving(acc0) + KQuantLanes.HorizontalSum(min0);
+        results[1] = F32.SumLanesHalving(acc1) + KQuantLanes.HorizontalSum(min1);
+        results[2] = F32.SumLanesHalving(acc2) + KQuantLanes.HorizontalSum(min2);
+        results[3] = F32.SumLanesHalving(acc3) + KQuantLanes.HorizontalSum(min3);
+    }
+
+    /// <summary>One token's super-block against an unpacked weight block: <see cref="DotQ8KAvx2"/>'s two FMA steps.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void TokenStep(byte* px, in KQuantLanes.SubBlockQuants q, in KQuantLanes.SubBlockScales sc, Vector128<short> mins,
+        Vector256<float> d, Vector128<float> negativeDmin, ref Vector256<float> acc, ref Vector128<float> accMin)
+    {
+        Vector256<float> dx = Vector256.Create(Unsafe.ReadUnaligned<float>(px));
+        Vector256<short> bsums = Vector256.Load((short*)(px + Q8_K.BsumsOffset));
+        Vector128<int> m = Sse2.MultiplyAddAdjacent(mins, Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper()));
+        accMin = Fma.MultiplyAdd(dx.GetLower() * negativeDmin, Sse2.ConvertToVector128Single(m), accMin);
+        Vector256<int> sumi = KQuantLanes.SubBlockSums(in q, in sc, (sbyte*)(px + Q8_K.QsOffset));
+        acc = Fma.MultiplyAdd(dx * d, Avx.ConvertToVector256Single(sumi), acc);
     }
 
     /// <summary>64 elements: low nibbles against y[0..31] with scale <paramref name="scaleLow"/>, high nibbles

@@ -109,6 +109,30 @@ public static class Q5_K
         return DotQ8KScalar(w, xq);
     }
 
+    /// <summary>
+    /// One weight row · four Q8_K activation rows (<paramref name="activationStride"/> bytes apart, as
+    /// <see cref="Q8_K.Quantize"/> makes them): results[t] is bit-identical to <see cref="DotQ8K"/> of activation t.
+    /// The 5-bit quants, the broadcast scales and the mins are unpacked once per super-block for all four tokens.
+    /// </summary>
+    public static void DotQ8KTile1x4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq, int activationStride, Span<float> results)
+    {
+        int blocks = KQuantLanes.CheckTile("Q5_K", BlockBytes, w.Length, xq.Length, activationStride, results.Length);
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq)
+                fixed (float* pr = results)
+                    DotQ8KTile1x4Avx2(pw, blocks, px, activationStride, pr);
+            }
+            return;
+        }
+        int activationBytes = blocks * Q8_K.BlockBytes;
+        for (int t = 0; t < 4; t++)
+            results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
+    }
+
     public static float DotQ8KScalar(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = RowArguments.CheckBlockPair("Q5_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
@@ -212,6 +236,50 @@ public static class Q5_K
     // As Q4_K with quants up to 31: maddubs pair sums stay within ±7936, no saturation. Float order as
     // ggml_vec_dot_q5_K_q8_K (AVX2): the min term is a scalar running sum (fused multiply-add, as C compilers
     // contract "summs += dmin * sum"), added after the horizontal sum.
+    internal static unsafe void DotQ8KTile1x4Avx2(byte* w, int blocks, byte* xq, int stride, float* results)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        float summs0 = 0f, summs1 = 0f, summs2 = 0f, summs3 = 0f;
+        byte* pw = w, px = xq;
+        for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
+        {
+            Vector256<short> sm = Avx2.ConvertToVector256Int16(KQuantLanes.UnpackScalesAndMins(pw + 4));
+            var sc = KQuantLanes.SubBlockScales.From(sm.GetLower());
+            Vector256<byte> h = Vector256.Load(pw + 16);
+            var (l0, h0) = Quants(Vector256.Load(pw + 48), h);
+            h = (h.AsUInt16() >>> 2).AsByte();
+            var (l1, h1) = Quants(Vector256.Load(pw + 80), h);
+            h = (h.AsUInt16() >>> 2).AsByte();
+            var (l2, h2) = Quants(Vector256.Load(pw + 112), h);
+            h = (h.AsUInt16() >>> 2).AsByte();
+            var (l3, h3) = Quants(Vector256.Load(pw + 144), h);
+            var q = new KQuantLanes.SubBlockQuants(l0, h0, l1, h1, l2, h2, l3, h3);
+            Vector128<short> mins = sm.GetUpper();
+            float d = HalfBits.Lookup(pw), dmin = HalfBits.Lookup(pw + 2);
+            TokenStep(px, in q, in sc, mins, d, dmin, ref acc0, ref summs0);
+            TokenStep(px + stride, in q, in sc, mins, d, dmin, ref acc1, ref summs1);
+            TokenStep(px + 2 * stride, in q, in sc, mins, d, dmin, ref acc2, ref summs2);
+            TokenStep(px + 3 * stride, in q, in sc, mins, d, dmin, ref acc3, ref summs3);
+        }
+        results[0] = F32.SumLanesHalving(acc0) + summs0;
+        results[1] = F32.SumLanesHalving(acc1) + summs1;
+        results[2] = F32.SumLanesHalving(acc2) + summs2;
+        results[3] = F32.SumLanesHalving(acc3) + summs3;
+    }
+
+    /// <summary>One token's super-block against an unpacked weight block: <see cref="DotQ8KAvx2"/>'s steps.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void TokenStep(byte* px, in KQuantLanes.SubBlockQuants q, in KQuantLanes.SubBlockScales sc, Vector128<short> mins,
+        float d, float dmin, ref Vector256<float> acc, ref float summs)
+    {
+        float dx = Unsafe.ReadUnaligned<float>(px);
+        Vector256<short> bsums = Vector256.Load((short*)(px + Q8_K.BsumsOffset));
+        int m = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins, Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper())));
+        summs = MathF.FusedMultiplyAdd(-dx * dmin, m, summs);
+        Vector256<int> sumi = KQuantLanes.SubBlockSums(in q, in sc, (sbyte*)(px + Q8_K.QsOffset));
+        acc = Fma.MultiplyAdd(Vector256.Create(dx * d), Avx.ConvertToVector256Single(sumi), acc);
+    }
+
     internal static unsafe float DotQ8KAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = w.Length / BlockBytes;

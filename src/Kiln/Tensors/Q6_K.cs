@@ -179,6 +179,31 @@ public static class Q6_K
         return F32.SumLanesHalving(acc);
     }
 
+    /// <summary>
+    /// One weight row · four Q8_K activation rows (<paramref name="activationStride"/> bytes apart) made by
+    /// <see cref="Q8_K.Quantize"/>: results[t] is bit-identical to <see cref="DotQ8K"/> of activation t. The 6-bit
+    /// quants and broadcast scales are unpacked once per super-block and serve all four tokens. Activation bytes
+    /// must lie in [−127, 127], as that quantizer guarantees: the maddubs sign trick used here is wrong only for −128.
+    /// </summary>
+    public static void DotQ8KTile1x4(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq, int activationStride, Span<float> results)
+    {
+        int blocks = KQuantLanes.CheckTile("Q6_K", BlockBytes, w.Length, xq.Length, activationStride, results.Length);
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq)
+                fixed (float* pr = results)
+                    DotQ8KTile1x4Avx2(pw, blocks, px, activationStride, pr);
+            }
+            return;
+        }
+        int activationBytes = blocks * Q8_K.BlockBytes;
+        for (int t = 0; t < 4; t++)
+            results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
+    }
+
     // ---- SIMD paths: callers have checked the lengths. ----
 
     /// <summary>The 128 unsigned quants of one half as four byte vectors of 32 consecutive elements.</summary>
@@ -288,6 +313,66 @@ public static class Q6_K
         }
         return F32.SumLanesHalving(acc);
     }
+
+    // |q - 32| × (y with the sign of q - 32) gives the same 16-bit pair sums as maddubs(q, y) - maddubs(32, y)
+    // for y in [-127, 127], with one multiply per token instead of two; the unpacking is shared by the four tokens.
+    internal static unsafe void DotQ8KTile1x4Avx2(byte* w, int blocks, byte* xq, int stride, float* results)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
+        Vector256<sbyte> thirtyTwo = Vector256.Create((sbyte)32);
+        byte* pw = w, px = xq;
+        for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
+        {
+            Vector256<short> sc = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(pw + 192)));
+            Vector256<byte> sc0 = Vector256.Create(sc.GetLower(), sc.GetLower()).AsByte();
+            Vector256<byte> sc1 = Vector256.Create(sc.GetUpper(), sc.GetUpper()).AsByte();
+            var scales = new GroupScales(
+                Avx2.Shuffle(sc0, s0).AsInt16(), Avx2.Shuffle(sc0, s1).AsInt16(), Avx2.Shuffle(sc0, s2).AsInt16(), Avx2.Shuffle(sc0, s3).AsInt16(),
+                Avx2.Shuffle(sc1, s0).AsInt16(), Avx2.Shuffle(sc1, s1).AsInt16(), Avx2.Shuffle(sc1, s2).AsInt16(), Avx2.Shuffle(sc1, s3).AsInt16());
+            var (a0, a1, a2, a3) = Quants(pw, pw + 128);
+            var (b0, b1, b2, b3) = Quants(pw + 64, pw + 160);
+            var v = new CenteredQuants(a0.AsSByte() - thirtyTwo, a1.AsSByte() - thirtyTwo, a2.AsSByte() - thirtyTwo, a3.AsSByte() - thirtyTwo,
+                b0.AsSByte() - thirtyTwo, b1.AsSByte() - thirtyTwo, b2.AsSByte() - thirtyTwo, b3.AsSByte() - thirtyTwo);
+            var m = new CenteredQuants(Avx2.Abs(v.Q0).AsSByte(), Avx2.Abs(v.Q1).AsSByte(), Avx2.Abs(v.Q2).AsSByte(), Avx2.Abs(v.Q3).AsSByte(),
+                Avx2.Abs(v.Q4).AsSByte(), Avx2.Abs(v.Q5).AsSByte(), Avx2.Abs(v.Q6).AsSByte(), Avx2.Abs(v.Q7).AsSByte());
+            Vector256<float> d = Vector256.Create(HalfBits.Lookup(pw + 208));
+            acc0 = TokenStep(px, in v, in m, in scales, d, acc0);
+            acc1 = TokenStep(px + stride, in v, in m, in scales, d, acc1);
+            acc2 = TokenStep(px + 2 * stride, in v, in m, in scales, d, acc2);
+            acc3 = TokenStep(px + 3 * stride, in v, in m, in scales, d, acc3);
+        }
+        results[0] = F32.SumLanesHalving(acc0);
+        results[1] = F32.SumLanesHalving(acc1);
+        results[2] = F32.SumLanesHalving(acc2);
+        results[3] = F32.SumLanesHalving(acc3);
+    }
+
+    /// <summary>The 256 quants of a super-block less 32 (or their magnitudes), 32 consecutive elements per vector.</summary>
+    private readonly record struct CenteredQuants(Vector256<sbyte> Q0, Vector256<sbyte> Q1, Vector256<sbyte> Q2, Vector256<sbyte> Q3,
+        Vector256<sbyte> Q4, Vector256<sbyte> Q5, Vector256<sbyte> Q6, Vector256<sbyte> Q7);
+
+    /// <summary>Per 32-element group, the scale of its first 16 elements in the low 128 bits' 16-bit lanes and of the next 16 in the high ones.</summary>
+    private readonly record struct GroupScales(Vector256<short> S0, Vector256<short> S1, Vector256<short> S2, Vector256<short> S3,
+        Vector256<short> S4, Vector256<short> S5, Vector256<short> S6, Vector256<short> S7);
+
+    /// <summary>One token's super-block against an unpacked weight block: <see cref="DotQ8KAvx2"/>'s FMA step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<float> TokenStep(byte* px, in CenteredQuants v, in CenteredQuants m, in GroupScales sc, Vector256<float> d, Vector256<float> acc)
+    {
+        sbyte* y = (sbyte*)(px + Q8_K.QsOffset);
+        Vector256<int> sumi = Signed(m.Q0, v.Q0, y, sc.S0) + Signed(m.Q1, v.Q1, y + 32, sc.S1)
+                            + Signed(m.Q2, v.Q2, y + 64, sc.S2) + Signed(m.Q3, v.Q3, y + 96, sc.S3);
+        sumi += Signed(m.Q4, v.Q4, y + 128, sc.S4) + Signed(m.Q5, v.Q5, y + 160, sc.S5)
+              + Signed(m.Q6, v.Q6, y + 192, sc.S6) + Signed(m.Q7, v.Q7, y + 224, sc.S7);
+        // d_x·d as a vector multiply of broadcasts: the scalar kernel's product, one operation fewer
+        return Fma.MultiplyAdd(Vector256.Create(Unsafe.ReadUnaligned<float>(px)) * d, Avx.ConvertToVector256Single(sumi), acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<int> Signed(Vector256<sbyte> magnitude, Vector256<sbyte> centered, sbyte* y, Vector256<short> scales) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude.AsByte(), Avx2.Sign(Vector256.Load(y), centered)), scales);
 
     /// <summary>32 quants (biased by 32) against 32 activations, the first 16 scaled by the low half of <paramref name="scales"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -440,6 +440,102 @@ public static class Q8_0
     }
 
     /// <summary>
+    /// A 4 × 4 tile of a matrix product: four weight rows (<paramref name="rowBytes"/> apart) · four activation rows
+    /// (<paramref name="activationStride"/> bytes apart) quantized by <see cref="QuantizeActivations"/>;
+    /// results[t·4 + r] is bit-identical to <see cref="DotQ8"/> of row r and activation t. Against the 2 × 4 tile,
+    /// each activation block and scale is loaded once for four rows instead of two, and the block scale products
+    /// d_w·d_x are one vector multiply of two broadcasts made once per row or token. Activation bytes must lie in
+    /// [−127, 127] (the maddubs sign trick).
+    /// </summary>
+    public static void DotQ8Tile4x4(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq, int activationStride, Span<float> results)
+    {
+        if (rowBytes <= 0 || rowBytes % BlockBytes != 0 || w.Length < 4L * rowBytes || results.Length < 16)
+            throw new ArgumentException($"four rows of whole {BlockBytes}-byte blocks and 16 results are needed; got rows of {rowBytes} bytes", nameof(w));
+        if (activationStride < rowBytes || xq.Length < 3L * activationStride + rowBytes)
+            throw new ArgumentException($"four activation rows of {rowBytes} bytes, {activationStride} bytes apart, are needed", nameof(xq));
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq)
+                fixed (float* pr = results)
+                    DotQ8Tile4x4Avx2(pw, rowBytes, px, activationStride, pr);
+            }
+            return;
+        }
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 4; r++)
+                results[t * 4 + r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq.Slice(t * activationStride, rowBytes));
+        }
+    }
+
+    internal static unsafe void DotQ8Tile4x4Avx2(byte* w, int rowBytes, byte* xq, int stride, float* results)
+    {
+        var acc = new Tile4x4Accumulators();
+        Vector256<short> ones = Vector256.Create((short)1);
+        byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes, px = xq;
+        for (nint o = 0, end = rowBytes; o < end; o += BlockBytes, px += BlockBytes)
+        {
+            Vector256<sbyte> q0 = Vector256.Load((sbyte*)(p0 + o + 2)), q1 = Vector256.Load((sbyte*)(p1 + o + 2));
+            Vector256<sbyte> q2 = Vector256.Load((sbyte*)(p2 + o + 2)), q3 = Vector256.Load((sbyte*)(p3 + o + 2));
+            var rows = new Tile4Rows(q0, q1, q2, q3, Avx2.Abs(q0), Avx2.Abs(q1), Avx2.Abs(q2), Avx2.Abs(q3),
+                Vector256.Create(HalfBits.Lookup(p0 + o)), Vector256.Create(HalfBits.Lookup(p1 + o)),
+                Vector256.Create(HalfBits.Lookup(p2 + o)), Vector256.Create(HalfBits.Lookup(p3 + o)));
+            Tile4Token(px, in rows, ones, ref acc.A00, ref acc.A01, ref acc.A02, ref acc.A03);
+            Tile4Token(px + stride, in rows, ones, ref acc.A10, ref acc.A11, ref acc.A12, ref acc.A13);
+            Tile4Token(px + 2 * stride, in rows, ones, ref acc.A20, ref acc.A21, ref acc.A22, ref acc.A23);
+            Tile4Token(px + 3 * stride, in rows, ones, ref acc.A30, ref acc.A31, ref acc.A32, ref acc.A33);
+        }
+        results[0] = F32.SumLanesHalving(acc.A00);
+        results[1] = F32.SumLanesHalving(acc.A01);
+        results[2] = F32.SumLanesHalving(acc.A02);
+        results[3] = F32.SumLanesHalving(acc.A03);
+        results[4] = F32.SumLanesHalving(acc.A10);
+        results[5] = F32.SumLanesHalving(acc.A11);
+        results[6] = F32.SumLanesHalving(acc.A12);
+        results[7] = F32.SumLanesHalving(acc.A13);
+        results[8] = F32.SumLanesHalving(acc.A20);
+        results[9] = F32.SumLanesHalving(acc.A21);
+        results[10] = F32.SumLanesHalving(acc.A22);
+        results[11] = F32.SumLanesHalving(acc.A23);
+        results[12] = F32.SumLanesHalving(acc.A30);
+        results[13] = F32.SumLanesHalving(acc.A31);
+        results[14] = F32.SumLanesHalving(acc.A32);
+        results[15] = F32.SumLanesHalving(acc.A33);
+    }
+
+    /// <summary>One block of four weight rows: the quants, their magnitudes and each row's scale in every lane.</summary>
+    private readonly record struct Tile4Rows(Vector256<sbyte> Q0, Vector256<sbyte> Q1, Vector256<sbyte> Q2, Vector256<sbyte> Q3,
+        Vector256<byte> M0, Vector256<byte> M1, Vector256<byte> M2, Vector256<byte> M3,
+        Vector256<float> D0, Vector256<float> D1, Vector256<float> D2, Vector256<float> D3);
+
+    /// <summary>The sixteen accumulators of a 4 × 4 tile, token-major.</summary>
+    private struct Tile4x4Accumulators
+    {
+        public Vector256<float> A00, A01, A02, A03, A10, A11, A12, A13, A20, A21, A22, A23, A30, A31, A32, A33;
+    }
+
+    /// <summary>One token's block against four rows: each row's FMA step of <see cref="DotQ8Avx2"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Tile4Token(byte* px, in Tile4Rows rows, Vector256<short> ones,
+        ref Vector256<float> acc0, ref Vector256<float> acc1, ref Vector256<float> acc2, ref Vector256<float> acc3)
+    {
+        Vector256<sbyte> y = Vector256.Load((sbyte*)(px + 2));
+        Vector256<float> dx = Vector256.Create(HalfBits.Lookup(px));
+        acc0 = Fma.MultiplyAdd(rows.D0 * dx, SignedSums(rows.M0, y, rows.Q0, ones), acc0);
+        acc1 = Fma.MultiplyAdd(rows.D1 * dx, SignedSums(rows.M1, y, rows.Q1, ones), acc1);
+        acc2 = Fma.MultiplyAdd(rows.D2 * dx, SignedSums(rows.M2, y, rows.Q2, ones), acc2);
+        acc3 = Fma.MultiplyAdd(rows.D3 * dx, SignedSums(rows.M3, y, rows.Q3, ones), acc3);
+    }
+
+    /// <summary>|w| × (y with w's sign): BlockDot's lane sums exactly, as floats, for y in [−127, 127].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> SignedSums(Vector256<byte> magnitude, Vector256<sbyte> y, Vector256<sbyte> q, Vector256<short> ones) =>
+        Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(y, q)), ones));
+
+    /// <summary>
     /// Four weight rows, <paramref name="rowBytes"/> apart in <paramref name="w"/>, · one activation row quantized by
     /// <see cref="QuantizeActivations"/> (bytes in [−127, 127]); results[r] is bit-identical to <see cref="DotQ8"/>
     /// of row r. Four independent FMA chains instead of one keep the FMA latency off the critical path of decoding,

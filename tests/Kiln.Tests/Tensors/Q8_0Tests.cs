@@ -287,6 +287,32 @@ public class Q8_0Tests
         }
     }
 
+    /// <summary>The 4 × 4 tile gives every (row, token) exactly the bits of the scalar one-row kernel, −128 weights included.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void FourByFourTileGivesTheOneRowBits(int blocks)
+    {
+        int rowBytes = blocks * Q8_0.BlockBytes;
+        byte[] w = KernelTestData.Q8Blocks(4 * blocks, 70 + blocks);
+        w[2] = 0x80; // a -128 weight
+        w[3 * rowBytes + 2 + 31] = 0x80;
+        int stride = rowBytes + 3;
+        var x = new byte[4 * stride];
+        for (int t = 0; t < 4; t++)
+            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 71 + blocks + t, 2f), x.AsSpan(t * stride, rowBytes));
+        var tile = new float[16];
+        Q8_0.DotQ8Tile4x4(w, rowBytes, x, stride, tile);
+        for (int t = 0; t < 4; t++)
+        {
+            for (int r = 0; r < 4; r++)
+            {
+                float expected = Q8_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, rowBytes));
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(tile[t * 4 + r]),
+                    $"{blocks} blocks, row {r}, token {t}: tile gives {tile[t * 4 + r]:R}, one-row scalar {expected:R}");
+            }
+        }
+    }
+
     /// <summary>The four-row kernel gives each row exactly the bits of the scalar one-row kernel, −128 weights included.</summary>
     [Theory]
     [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]

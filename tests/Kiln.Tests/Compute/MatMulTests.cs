@@ -1,0 +1,74 @@
+using Kiln.Compute;
+using Kiln.Tensors;
+using Kiln.Threading;
+
+namespace Kiln.Tests.Compute;
+
+/// <summary>
+/// Whole quantized products against the scalar one-row kernels: whatever tiles MatMul uses for a batch, every
+/// output must have the bits of the type's scalar dot of that weight row with that token's quantized activations.
+/// Row counts that are no multiple of any tile height and batches with every remainder of the token tiles.
+/// </summary>
+public unsafe class MatMulTests
+{
+    private delegate void Quantizer(ReadOnlySpan<float> src, Span<byte> dst);
+    private delegate float ScalarDot(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq);
+
+    private static (Quantizer Quantize, ScalarDot Dot) For(GgmlType type) => type switch
+    {
+        GgmlType.Q4_0 => (Q4_0.Quantize, Q4_0.DotQ8Scalar),
+        GgmlType.Q8_0 => (Q8_0.Quantize, Q8_0.DotQ8Scalar),
+        GgmlType.Q4_K => (Q4_K.Quantize, Q4_K.DotQ8KScalar),
+        GgmlType.Q5_K => (Q5_K.Quantize, Q5_K.DotQ8KScalar),
+        GgmlType.Q6_K => (Q6_K.Quantize, Q6_K.DotQ8KScalar),
+        _ => throw new ArgumentOutOfRangeException(nameof(type)),
+    };
+
+    public static TheoryData<GgmlType, int, int> Cases()
+    {
+        var data = new TheoryData<GgmlType, int, int>();
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K })
+            foreach (int threads in new[] { 1, 2 })
+                data.Add(type, 37, threads);
+        data.Add(GgmlType.Q4_K, 3, 1);
+        data.Add(GgmlType.Q6_K, 19, 2);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void EveryOutputHasTheScalarOneRowBits(GgmlType type, int rows, int threads)
+    {
+        const int columns = 512;
+        var (quantize, dot) = For(type);
+        int rowBytes = (int)GgmlTypeTraits.RowBytes(type, columns);
+        var weights = GC.AllocateArray<byte>(rows * rowBytes, pinned: true);
+        for (int r = 0; r < rows; r++)
+            quantize(Kiln.Tests.Tensors.KernelTestData.Floats(columns, 500 + r, 0.05f), weights.AsSpan(r * rowBytes, rowBytes));
+        WeightMatrix w;
+        fixed (byte* p = weights)
+            w = new WeightMatrix("w", type, rows, columns, p);
+        using var pool = new WorkerPool(threads);
+        var matmul = new MatMul(pool);
+        int activationBytes = (int)RowKernels.ActivationBytes(type, columns);
+        var xq = new byte[activationBytes];
+        foreach (int batch in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 13 })
+        {
+            float[] x = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, 900 + batch, 2f);
+            var y = new float[batch * rows];
+            matmul.Run(w, x, batch, y);
+            for (int t = 0; t < batch; t++)
+            {
+                RowKernels.QuantizeActivations(type, x.AsSpan(t * columns, columns), xq);
+                for (int r = 0; r < rows; r++)
+                {
+                    float expected = dot(weights.AsSpan(r * rowBytes, rowBytes), xq);
+                    float actual = y[t * rows + r];
+                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual),
+                        $"{type}, batch {batch}, {threads} threads: y[{t}, {r}] is {actual:R}, the one-row scalar dot {expected:R}");
+                }
+            }
+        }
+        GC.KeepAlive(weights);
+    }
+}

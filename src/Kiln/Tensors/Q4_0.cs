@@ -209,6 +209,9 @@ public static class Q4_0
             results[r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq8);
     }
 
+    // Straight to optimized code: tier-0 code of these kernels calls the vector helpers instead of inlining them and
+    // is several times slower, and on a loaded machine a serving process was profiled still running it after a minute.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void DotQ8Rows8Avx2(byte* w, int rowBytes, byte* xq8, int* offsets, int blocks, float* results)
     {
         Vector256<float> acc = Vector256<float>.Zero;
@@ -272,6 +275,7 @@ public static class Q4_0
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // see DotQ8Rows8Avx2
     internal static unsafe void DotQ8Tile8x4Avx2(byte* w, int rowBytes, byte* xq8, int stride, int* offsets, int offsetStride, int blocks, float* results)
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
@@ -347,6 +351,7 @@ public static class Q4_0
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // see DotQ8Rows8Avx2
     internal static unsafe void DotQ8Tile8x8Avx2(byte* w, int rowBytes, byte* xq8, int stride, int* offsets, int offsetStride, int blocks, float* results)
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Kiln.Server;
+using Kiln.Serving;
 
 namespace Kiln.Cli.Commands;
 
@@ -23,6 +24,11 @@ internal static class ServeCommand
         var apiKeyFile = new Option<string?>("--api-key-file") { Description = "Read the API key from this file (first line)" };
         var maxSeqs = new Option<int>("--max-seqs") { Description = "Sequences generated together at most", DefaultValueFactory = _ => 8 };
         var maxBatchTokens = new Option<int>("--max-batch-tokens") { Description = "Tokens per engine step (decode plus prefill chunks)", DefaultValueFactory = _ => 512 };
+        var maxPrefillTokens = new Option<int>("--max-prefill-tokens")
+        {
+            Description = "Prompt tokens per step while other sequences decode (bounds their inter-token latency; 0 = only --max-batch-tokens)",
+            DefaultValueFactory = _ => SchedulerOptions.DefaultMaxPrefillTokens,
+        };
         var ctx = new Option<int>("--ctx") { Description = "Context length per sequence; default: the model's, at most 4096" };
         var kvCacheMb = new Option<int>("--kv-cache-mb") { Description = "KV cache pool size in MiB (default: enough for --max-seqs full contexts)" };
         var threads = new Option<int>("--threads", "-t") { Description = "Worker threads; default: one per physical core" };
@@ -30,7 +36,7 @@ internal static class ServeCommand
         var shutdown = new Option<int>("--shutdown-timeout") { Description = "Seconds running requests may take to finish after SIGTERM/Ctrl-C", DefaultValueFactory = _ => 30 };
 
         var command = new Command("serve", "Serve a GGUF model over an OpenAI-compatible HTTP API");
-        foreach (Option o in new Option[] { model, alias, host, port, apiKey, apiKeyFile, maxSeqs, maxBatchTokens, ctx, kvCacheMb, threads, shutdown })
+        foreach (Option o in new Option[] { model, alias, host, port, apiKey, apiKeyFile, maxSeqs, maxBatchTokens, maxPrefillTokens, ctx, kvCacheMb, threads, shutdown })
             command.Options.Add(o);
         loadMode.AddTo(command);
 
@@ -54,6 +60,7 @@ internal static class ServeCommand
                 ApiKey = key,
                 MaxSequences = Check(r.GetValue(maxSeqs), 1, 1024, "--max-seqs"),
                 MaxBatchTokens = Check(r.GetValue(maxBatchTokens), 1, 1 << 16, "--max-batch-tokens"),
+                MaxPrefillTokens = Check(r.GetValue(maxPrefillTokens), 0, 1 << 16, "--max-prefill-tokens"),
                 ContextLength = Check(r.GetValue(ctx), 0, 1 << 20, "--ctx"),
                 KvCacheMb = Check(r.GetValue(kvCacheMb), 0, 1 << 20, "--kv-cache-mb"),
                 Threads = Check(r.GetValue(threads), 0, 1024, "--threads"),

@@ -12,6 +12,7 @@ internal sealed record ServeSettings
     public string? ApiKey { get; init; }
     public int MaxSequences { get; init; } = 8;
     public int MaxBatchTokens { get; init; } = 512;
+    public int MaxPrefillTokens { get; init; } = Kiln.Serving.SchedulerOptions.DefaultMaxPrefillTokens;
     public int ContextLength { get; init; }
     public int KvCacheMb { get; init; }
     public int Threads { get; init; }

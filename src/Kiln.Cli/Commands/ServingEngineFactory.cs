@@ -53,6 +53,7 @@ internal static class ServingEngineFactory
                 ModelName = settings.Alias ?? Path.GetFileNameWithoutExtension(settings.ModelPath),
                 MaxSequences = settings.MaxSequences,
                 MaxBatchTokens = settings.MaxBatchTokens,
+                MaxPrefillTokens = settings.MaxPrefillTokens,
                 ContextLength = settings.ContextLength,
                 KvCacheMegabytes = settings.KvCacheMb,
                 Threads = settings.Threads,

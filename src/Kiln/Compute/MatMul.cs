@@ -9,8 +9,8 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 4×4, Q4_0 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
-/// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>); every
+/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 4×4, Q4_0 8×8 and 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
+/// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>, 8×4 tiles only); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
 public sealed unsafe class MatMul : IParallelWork
@@ -190,7 +190,7 @@ public sealed unsafe class MatMul : IParallelWork
         }
     }
 
-    /// <summary>Groups of eight rows: 8×4 tiles over the tokens, then the eight-row kernel for the last tokens.</summary>
+    /// <summary>Groups of eight rows: 8×8 tiles over the tokens, an 8×4 tile, then the eight-row kernel for the last tokens.</summary>
     private int Q4_0Rows8(int begin, int end)
     {
         var w = _w!;
@@ -198,12 +198,22 @@ public sealed unsafe class MatMul : IParallelWork
         int blocks = w.Columns / Q4_0.BlockSize;
         ReadOnlySpan<byte> act = _activations;
         Span<float> eight = stackalloc float[8];
-        Span<float> tile = stackalloc float[32];
+        Span<float> tile = stackalloc float[64];
         int r = begin;
         for (; r + 8 <= end; r += 8)
         {
             var rows8 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 8 * w.RowBytes);
             int t = 0;
+            for (; t + 8 <= _batch; t += 8)
+            {
+                Q4_0.DotQ8Tile8x8(rows8, w.RowBytes, act.Slice(t * _activationRowBytes, 8 * _activationRowBytes), _activationRowBytes,
+                    _offsets.AsSpan(t * blocks, 8 * blocks), blocks, tile);
+                for (int j = 0; j < 8; j++)
+                {
+                    for (int i = 0; i < 8; i++)
+                        _y[(long)(t + j) * rows + r + i] = tile[j * 8 + i];
+                }
+            }
             for (; t + 4 <= _batch; t += 4)
             {
                 Q4_0.DotQ8Tile8x4(rows8, w.RowBytes, act.Slice(t * _activationRowBytes, 4 * _activationRowBytes), _activationRowBytes,

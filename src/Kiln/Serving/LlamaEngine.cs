@@ -85,6 +85,7 @@ public sealed class LlamaEngine : IInferenceEngine
             {
                 MaxSequences = options.MaxSequences,
                 MaxBatchTokens = options.MaxBatchTokens,
+                MaxPrefillTokens = options.MaxPrefillTokens,
                 PrefixCaching = options.PrefixCaching,
             });
             _runner = new LlamaBatchRunner(model, _cache, _pool, options.MaxBatchTokens, ContextLength);

@@ -11,6 +11,9 @@ public sealed record LlamaEngineOptions
     /// <summary>Most tokens in one step, decodes plus prompt chunks (<c>--max-batch-tokens</c>).</summary>
     public int MaxBatchTokens { get; init; } = 512;
 
+    /// <summary>Most prompt tokens in a step that also decodes (<c>--max-prefill-tokens</c>); 0 = no cap below <see cref="MaxBatchTokens"/>. See <see cref="SchedulerOptions.MaxPrefillTokens"/>.</summary>
+    public int MaxPrefillTokens { get; init; } = SchedulerOptions.DefaultMaxPrefillTokens;
+
     /// <summary>Longest sequence (<c>--ctx</c>); 0 = the model's, capped at <see cref="LlamaContextOptions.DefaultMaxContext"/>. Also capped by the KV pool.</summary>
     public int ContextLength { get; init; }
 
@@ -38,6 +41,7 @@ public sealed record LlamaEngineOptions
     {
         if (MaxSequences < 1) throw Invalid(nameof(MaxSequences), MaxSequences, "at least 1");
         if (MaxBatchTokens < 1) throw Invalid(nameof(MaxBatchTokens), MaxBatchTokens, "at least 1");
+        if (MaxPrefillTokens < 0) throw Invalid(nameof(MaxPrefillTokens), MaxPrefillTokens, "0 or more");
         if (ContextLength < 0) throw Invalid(nameof(ContextLength), ContextLength, "0 or more");
         if (KvCacheMegabytes < 0) throw Invalid(nameof(KvCacheMegabytes), KvCacheMegabytes, "0 or more");
         if (KvCacheBlocks < 0) throw Invalid(nameof(KvCacheBlocks), KvCacheBlocks, "0 or more");

@@ -6,7 +6,10 @@ namespace Kiln.Serving;
 /// Iteration-level scheduling (Orca; vLLM v1's unified form): every step gives each running sequence the tokens it
 /// has not computed yet — one for a decoding sequence, a chunk for one still in its prompt — and then admits
 /// waiting sequences first come, first served, all within <see cref="SchedulerOptions.MaxBatchTokens"/>. A long
-/// prompt is thus cut into chunks that share steps with the running decodes instead of stalling them.
+/// prompt is thus cut into chunks that share steps with the running decodes instead of stalling them; while any
+/// sequence decodes, the prompt tokens of a step are further held to <see cref="SchedulerOptions.MaxPrefillTokens"/>,
+/// so that a burst of new prompts stretches the running streams' inter-token latency by a bounded amount per step
+/// (vLLM's long-prefill threshold plays that part there). With nothing decoding, prompts take the whole budget.
 /// </summary>
 /// <remarks>
 /// <para>KV blocks are allocated for exactly the tokens scheduled. When the pool runs dry, the youngest running
@@ -70,6 +73,10 @@ public sealed class Scheduler
         _stepNumber++;
         // Decodes first: a sequence readmitted after preemption is prefilling again and must not starve the streams.
         ScheduleRunning(decodes: true, ref budget, chunks, preempted);
+        // A step costs about its token count, and every decoding stream waits for the whole step: with streams
+        // decoding, prompt tokens are capped so that no step's inter-token latency is many decode steps long.
+        if (chunks.Count > 0 && _options.MaxPrefillTokens > 0)
+            budget = Math.Min(budget, _options.MaxPrefillTokens);
         ScheduleRunning(decodes: false, ref budget, chunks, preempted);
 
         while (preempted.Count == 0 && budget > 0 && _running.Count < _options.MaxSequences && _waiting.First is { } node)

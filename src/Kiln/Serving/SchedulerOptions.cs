@@ -9,6 +9,17 @@ public sealed record SchedulerOptions
     /// <summary>Most tokens in one step: decode tokens plus prompt chunks.</summary>
     public int MaxBatchTokens { get; init; } = 512;
 
+    /// <summary>
+    /// Most prompt tokens (prefill chunks, recomputes after preemption, embeddings) in a step that also decodes; 0 =
+    /// only <see cref="MaxBatchTokens"/> limits them. On a CPU a step costs about its token count, so this bounds how
+    /// much longer than a pure decode step any step is, i.e. the running streams' worst inter-token latency, at the
+    /// price of spreading a new prompt over more steps (a longer time to its first token while others decode).
+    /// </summary>
+    public int MaxPrefillTokens { get; init; } = DefaultMaxPrefillTokens;
+
+    /// <summary>The default of <see cref="MaxPrefillTokens"/> (<c>kiln serve --max-prefill-tokens</c>).</summary>
+    public const int DefaultMaxPrefillTokens = 16;
+
     /// <summary>Reuse cached full blocks of earlier sequences with the same prefix.</summary>
     public bool PrefixCaching { get; init; } = true;
 
@@ -18,5 +29,7 @@ public sealed record SchedulerOptions
             throw new ArgumentOutOfRangeException(nameof(MaxSequences), MaxSequences, "must be at least 1");
         if (MaxBatchTokens < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxBatchTokens), MaxBatchTokens, "must be at least 1");
+        if (MaxPrefillTokens < 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxPrefillTokens), MaxPrefillTokens, "must be 0 or more");
     }
 }

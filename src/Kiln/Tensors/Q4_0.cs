@@ -209,6 +209,9 @@ public static class Q4_0
             results[r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq8);
     }
 
+    // Straight to optimized code: tier-0 code of these kernels calls the vector helpers instead of inlining them and
+    // is several times slower, and on a loaded machine a serving process was profiled still running it after a minute.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void DotQ8Rows8Avx2(byte* w, int rowBytes, byte* xq8, int* offsets, int blocks, float* results)
     {
         Vector256<float> acc = Vector256<float>.Zero;
@@ -272,6 +275,7 @@ public static class Q4_0
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // see DotQ8Rows8Avx2
     internal static unsafe void DotQ8Tile8x4Avx2(byte* w, int rowBytes, byte* xq8, int stride, int* offsets, int offsetStride, int blocks, float* results)
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
@@ -310,6 +314,91 @@ public static class Q4_0
         acc1.Store(results + 8);
         acc2.Store(results + 16);
         acc3.Store(results + 24);
+    }
+
+    /// <summary>
+    /// An 8 × 8 tile: as <see cref="DotQ8Tile8x4"/> with eight activation rows, so each block's nibbles are
+    /// transposed and unpacked once for eight tokens instead of four (decode steps of eight sequences, prompt
+    /// batches). results[t·8 + r] is bit-identical to <see cref="DotQ8"/> of row r and activation t.
+    /// </summary>
+    public static void DotQ8Tile8x8(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq8, int activationStride,
+        ReadOnlySpan<int> offsets, int offsetStride, Span<float> results)
+    {
+        if (rowBytes <= 0 || rowBytes % BlockBytes != 0 || w.Length < 8L * rowBytes || results.Length < 64)
+            throw new ArgumentException($"eight rows of whole {BlockBytes}-byte blocks and 64 results are needed; got rows of {rowBytes} bytes", nameof(w));
+        int blocks = rowBytes / BlockBytes;
+        int activationBytes = blocks * Q8_0.BlockBytes;
+        if (activationStride < activationBytes || xq8.Length < 7L * activationStride + activationBytes)
+            throw new ArgumentException($"eight activation rows of {activationBytes} bytes, {activationStride} bytes apart, are needed", nameof(xq8));
+        if (offsetStride < blocks || offsets.Length < 7L * offsetStride + blocks)
+            throw new ArgumentException($"eight rows of {blocks} offsets, {offsetStride} apart, are needed", nameof(offsets));
+        if (CpuPaths.CanAvx2)
+        {
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq8)
+                fixed (int* po = offsets)
+                fixed (float* pr = results)
+                    DotQ8Tile8x8Avx2(pw, rowBytes, px, activationStride, po, offsetStride, blocks, pr);
+            }
+            return;
+        }
+        for (int t = 0; t < 8; t++)
+        {
+            for (int r = 0; r < 8; r++)
+                results[t * 8 + r] = DotQ8Scalar(w.Slice(r * rowBytes, rowBytes), xq8.Slice(t * activationStride, activationBytes));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // see DotQ8Rows8Avx2
+    internal static unsafe void DotQ8Tile8x8Avx2(byte* w, int rowBytes, byte* xq8, int stride, int* offsets, int offsetStride, int blocks, float* results)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector256<float> acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
+        Vector256<byte> mask = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
+        byte* p4 = p3 + rowBytes, p5 = p4 + rowBytes, p6 = p5 + rowBytes, p7 = p6 + rowBytes;
+        byte* px = xq8;
+        byte* ahead = w + 8L * rowBytes; // see DotQ8Rows8Avx2
+        for (nint o = 0, end = (nint)blocks * BlockBytes; o < end; o += BlockBytes, px += Q8_0.BlockBytes, offsets++)
+        {
+            Sse.Prefetch0(ahead + 8 * o);
+            Sse.Prefetch0(ahead + 8 * o + 64);
+            Sse.Prefetch0(ahead + 8 * o + 128);
+            Vector256<uint> a = Vector256.Create(Vector128.Load((uint*)(p0 + o + 2)), Vector128.Load((uint*)(p4 + o + 2)));
+            Vector256<uint> b = Vector256.Create(Vector128.Load((uint*)(p1 + o + 2)), Vector128.Load((uint*)(p5 + o + 2)));
+            Vector256<uint> c = Vector256.Create(Vector128.Load((uint*)(p2 + o + 2)), Vector128.Load((uint*)(p6 + o + 2)));
+            Vector256<uint> e = Vector256.Create(Vector128.Load((uint*)(p3 + o + 2)), Vector128.Load((uint*)(p7 + o + 2)));
+            Vector256<ulong> t0 = Avx2.UnpackLow(a, b).AsUInt64(), t1 = Avx2.UnpackHigh(a, b).AsUInt64();
+            Vector256<ulong> t2 = Avx2.UnpackLow(c, e).AsUInt64(), t3 = Avx2.UnpackHigh(c, e).AsUInt64();
+            Vector256<byte> q0 = Avx2.UnpackLow(t0, t2).AsByte(), q1 = Avx2.UnpackHigh(t0, t2).AsByte();
+            Vector256<byte> q2 = Avx2.UnpackLow(t1, t3).AsByte(), q3 = Avx2.UnpackHigh(t1, t3).AsByte();
+            Vector256<byte> l0 = q0 & mask, l1 = q1 & mask, l2 = q2 & mask, l3 = q3 & mask;
+            Vector256<byte> h0 = (q0.AsUInt16() >>> 4).AsByte() & mask, h1 = (q1.AsUInt16() >>> 4).AsByte() & mask;
+            Vector256<byte> h2 = (q2.AsUInt16() >>> 4).AsByte() & mask, h3 = (q3.AsUInt16() >>> 4).AsByte() & mask;
+            Vector128<ushort> d = Vector128.Create(
+                *(ushort*)(p0 + o), *(ushort*)(p1 + o), *(ushort*)(p2 + o), *(ushort*)(p3 + o),
+                *(ushort*)(p4 + o), *(ushort*)(p5 + o), *(ushort*)(p6 + o), *(ushort*)(p7 + o));
+            Vector256<float> rowScales = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(d).AsUInt32());
+            acc0 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px, offsets, ones, acc0);
+            acc1 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + stride, offsets + offsetStride, ones, acc1);
+            acc2 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 2 * stride, offsets + 2 * offsetStride, ones, acc2);
+            acc3 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 3 * stride, offsets + 3 * offsetStride, ones, acc3);
+            acc4 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 4 * stride, offsets + 4 * offsetStride, ones, acc4);
+            acc5 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 5 * stride, offsets + 5 * offsetStride, ones, acc5);
+            acc6 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 6 * stride, offsets + 6 * offsetStride, ones, acc6);
+            acc7 = TokenStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 7 * stride, offsets + 7 * offsetStride, ones, acc7);
+        }
+        acc0.Store(results);
+        acc1.Store(results + 8);
+        acc2.Store(results + 16);
+        acc3.Store(results + 24);
+        acc4.Store(results + 32);
+        acc5.Store(results + 40);
+        acc6.Store(results + 48);
+        acc7.Store(results + 56);
     }
 
     /// <summary>One token's block against eight unpacked rows: the rows' FMA step for that token.</summary>

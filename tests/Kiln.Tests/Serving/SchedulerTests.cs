@@ -74,6 +74,66 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void WhileSequencesDecodePromptTokensPerStepAreCappedFirstComeFirstServed()
+    {
+        var s = new Scheduler(new KvBlockPool(64, 4), new SchedulerOptions { MaxSequences = 8, MaxBatchTokens = 100, MaxPrefillTokens = 5 });
+        var a = s.Add(Prompt(3));
+        var b = s.Add(Prompt(3, 1));
+        Complete(s, s.Schedule());
+        var first = s.Add(Prompt(7, 2));
+        var second = s.Add(Prompt(4, 3));
+
+        // Each step: the two decodes, then at most 5 prompt tokens — the older prompt's rest before the newer one.
+        (long Id, int Start, int Length)[][] expected =
+        [
+            [(a.Id, 3, 1), (b.Id, 3, 1), (first.Id, 0, 5)],
+            [(a.Id, 4, 1), (b.Id, 4, 1), (first.Id, 5, 2), (second.Id, 0, 3)],
+            [(a.Id, 5, 1), (b.Id, 5, 1), (first.Id, 7, 1), (second.Id, 3, 1)],
+        ];
+        foreach (var plan in expected)
+        {
+            var step = s.Schedule();
+            Assert.Equal(plan, step.Chunks.Select(c => (c.SequenceId, c.StartPosition, c.Tokens.Length)));
+            Complete(s, step);
+        }
+        Assert.Equal(9, first.TokenCount); // its first token came in step 2, its second in step 3
+        Assert.Equal(5, second.TokenCount);
+    }
+
+    [Fact]
+    public void WithNothingDecodingPromptsTakeTheWholeBatchBudget()
+    {
+        var s = new Scheduler(new KvBlockPool(64, 4), new SchedulerOptions { MaxSequences = 8, MaxBatchTokens = 30, MaxPrefillTokens = 5 });
+        var a = s.Add(Prompt(20));
+        var b = s.Add(Prompt(20, 1));
+        var step = s.Schedule();
+        Assert.Equal([(a.Id, 0, 20), (b.Id, 0, 10)], step.Chunks.Select(c => (c.SequenceId, c.StartPosition, c.Tokens.Length)));
+        Complete(s, step);
+
+        // a now decodes, so b's remaining 10 prompt tokens go 5 per step.
+        step = s.Schedule();
+        Assert.Equal([(a.Id, 20, 1), (b.Id, 10, 5)], step.Chunks.Select(c => (c.SequenceId, c.StartPosition, c.Tokens.Length)));
+    }
+
+    [Fact]
+    public void AZeroPrefillCapLeavesOnlyTheBatchBudget()
+    {
+        var s = new Scheduler(new KvBlockPool(64, 4), new SchedulerOptions { MaxSequences = 8, MaxBatchTokens = 30, MaxPrefillTokens = 0 });
+        var a = s.Add(Prompt(3));
+        Complete(s, s.Schedule());
+        var b = s.Add(Prompt(40, 1));
+        var step = s.Schedule();
+        Assert.Equal([(a.Id, 3, 1), (b.Id, 0, 29)], step.Chunks.Select(c => (c.SequenceId, c.StartPosition, c.Tokens.Length)));
+    }
+
+    [Fact]
+    public void ANegativePrefillCapIsRejected()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Scheduler(new KvBlockPool(4, 4), new SchedulerOptions { MaxPrefillTokens = -1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaEngineOptions { MaxPrefillTokens = -1 }.Validate());
+    }
+
+    [Fact]
     public void AWaitingSequenceIsNotCountedAsAPrefixQueryUntilItIsAdmitted()
     {
         var pool = new KvBlockPool(3, 4);

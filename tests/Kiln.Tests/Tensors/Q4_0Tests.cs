@@ -307,4 +307,32 @@ public class Q4_0Tests
                 Assert.Equal(Q4_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, activationBytes)), tile[t * 8 + r]);
         }
     }
+
+    /// <summary>The 8 × 8 tile gives every (row, token) exactly the bits of the scalar one-row kernel.</summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.BlockCountData), MemberType = typeof(KernelTestData))]
+    public void EightByEightTileGivesTheOneRowBits(int blocks)
+    {
+        byte[] w = KernelTestData.Q4Blocks(8 * blocks, 199 + blocks);
+        int activationBytes = blocks * Q8_0.BlockBytes;
+        int stride = activationBytes + 10, offsetStride = blocks + 5; // neither activations nor offsets need be packed
+        var x = new byte[8 * stride];
+        var offsets = new int[8 * offsetStride];
+        for (int t = 0; t < 8; t++)
+        {
+            Q8_0.QuantizeActivations(KernelTestData.Floats(blocks * 32, 200 + blocks + t, 2f), x.AsSpan(t * stride, activationBytes));
+            Q4_0.ActivationOffsets(x.AsSpan(t * stride, activationBytes), offsets.AsSpan(t * offsetStride, blocks));
+        }
+        // One token's first block all -128: the largest 16-bit partial sums.
+        x.AsSpan(5 * stride + 2, 32).Fill(0x80);
+        Q4_0.ActivationOffsets(x.AsSpan(5 * stride, activationBytes), offsets.AsSpan(5 * offsetStride, blocks));
+        var tile = new float[64];
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        Q4_0.DotQ8Tile8x8(w, rowBytes, x, stride, offsets, offsetStride, tile);
+        for (int t = 0; t < 8; t++)
+        {
+            for (int r = 0; r < 8; r++)
+                Assert.Equal(Q4_0.DotQ8Scalar(w.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, activationBytes)), tile[t * 8 + r]);
+        }
+    }
 }

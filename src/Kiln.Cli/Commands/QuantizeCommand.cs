@@ -97,9 +97,9 @@ internal static class QuantizeCommand
                 if (!(r.GetValue(damp) >= 0 && r.GetValue(damp) < 1))
                     throw new CliException($"--damp {r.GetValue(damp)} must be in [0, 1)");
             }
-            else if (calibPath is not null || r.GetValue(actOrder) || r.GetValue(onePass))
+            else if (calibPath is not null || r.GetValue(actOrder) || r.GetValue(onePass) || r.GetResult(scales) is { Implicit: false })
             {
-                throw new CliException("--calib, --act-order and --one-pass belong to --method gptq");
+                throw new CliException("--calib, --act-order, --scales and --one-pass belong to --method gptq");
             }
             ImportanceMatrix? importance = null;
             if (r.GetValue(imatrix) is { } imatrixPath)

@@ -56,6 +56,7 @@ public sealed class GptqAndImatrixCommandTests : IDisposable
     [InlineData("Q4_0", "")]
     [InlineData("Q4_0", "--act-order")]
     [InlineData("Q4_0", "--one-pass")]
+    [InlineData("Q4_0", "--scales=max")]
     [InlineData("Q8_0", "")]
     public void GptqOutputIsAnOrdinaryGgufThatRuns(string type, string flag)
     {
@@ -135,6 +136,10 @@ public sealed class GptqAndImatrixCommandTests : IDisposable
         AssertRefused(KilnRunner.Run("quantize", q8, Path.Combine(_dir, "b.gguf"), "--type", "Q4_0", "--method", "gptq", "--calib", calib),
             "quantize reads F32, F16 or BF16");
         AssertRefused(KilnRunner.Run("quantize", model, Path.Combine(_dir, "c.gguf"), "--type", "Q4_0", "--method", "awq"), "--method awq is not known");
+        AssertRefused(KilnRunner.Run("quantize", model, Path.Combine(_dir, "d.gguf"), "--type", "Q4_0", "--method", "gptq", "--calib", calib, "--scales", "mse"),
+            "--scales mse is not known");
+        AssertRefused(KilnRunner.Run("quantize", model, Path.Combine(_dir, "e.gguf"), "--type", "Q4_0", "--scales", "max"),
+            "--calib, --act-order, --scales and --one-pass belong to --method gptq");
         Assert.Equal(["calib.txt", "q8.gguf", "random.gguf"], Files());
     }
 }

@@ -36,6 +36,11 @@ internal static class QuantizeCommand
         var samples = new Option<int>("--samples") { Description = "GPTQ: calibration chunks (of min(512, model context) tokens)", DefaultValueFactory = _ => 128 };
         var damp = new Option<double>("--damp") { Description = "GPTQ: damping, a fraction of H's mean diagonal", DefaultValueFactory = _ => 0.01 };
         var actOrder = new Option<bool>("--act-order") { Description = "GPTQ: quantize columns in order of decreasing input energy" };
+        var scales = new Option<string>("--scales")
+        {
+            Description = "GPTQ, Q4_0/Q5_0 blocks: search (the scale minimizing the block's error weighted by 1/[H⁻¹]ᵢᵢ) or max (the reference quantizer's)",
+            DefaultValueFactory = _ => "search",
+        };
         var onePass = new Option<bool>("--one-pass")
         {
             Description = "GPTQ: every layer's Hessians from one pass of the unquantized model (faster, more memory; later layers do not see earlier layers' quantization error)",
@@ -44,7 +49,7 @@ internal static class QuantizeCommand
         var command = new Command("quantize", "Quantize a GGUF model to Q8_0, Q4_0 … or a K mix (Q4_K_M …) as llama.cpp's llama-quantize does");
         command.Arguments.Add(input);
         command.Arguments.Add(output);
-        foreach (Option o in new Option[] { type, threads, leaveOutput, pure, force, imatrix, method, calib, samples, damp, actOrder, onePass })
+        foreach (Option o in new Option[] { type, threads, leaveOutput, pure, force, imatrix, method, calib, samples, damp, actOrder, scales, onePass })
             command.Options.Add(o);
 
         command.SetAction(r =>
@@ -75,6 +80,12 @@ internal static class QuantizeCommand
                 var m => throw new CliException($"--method {m} is not known (rtn or gptq)"),
             };
             string? calibPath = r.GetValue(calib);
+            bool searchScales = r.GetValue(scales)?.ToLowerInvariant() switch
+            {
+                "search" => true,
+                "max" => false,
+                var s => throw new CliException($"--scales {s} is not known (search or max)"),
+            };
             if (gptq)
             {
                 if (!GptqQuantizer.Supports(mix.DefaultType))
@@ -86,9 +97,9 @@ internal static class QuantizeCommand
                 if (!(r.GetValue(damp) >= 0 && r.GetValue(damp) < 1))
                     throw new CliException($"--damp {r.GetValue(damp)} must be in [0, 1)");
             }
-            else if (calibPath is not null || r.GetValue(actOrder) || r.GetValue(onePass))
+            else if (calibPath is not null || r.GetValue(actOrder) || r.GetValue(onePass) || r.GetResult(scales) is { Implicit: false })
             {
-                throw new CliException("--calib, --act-order and --one-pass belong to --method gptq");
+                throw new CliException("--calib, --act-order, --scales and --one-pass belong to --method gptq");
             }
             ImportanceMatrix? importance = null;
             if (r.GetValue(imatrix) is { } imatrixPath)
@@ -114,7 +125,7 @@ internal static class QuantizeCommand
                 var hessians = Calibrate(io, inPath, CalibrationText.Read(calibPath!), options, r.GetValue(samples));
                 options = options with
                 {
-                    Gptq = new GptqOptions(hessians.Hessian) { Damp = r.GetValue(damp), ActOrder = r.GetValue(actOrder) },
+                    Gptq = new GptqOptions(hessians.Hessian) { Damp = r.GetValue(damp), ActOrder = r.GetValue(actOrder), SearchScales = searchScales },
                 };
             }
             else if (gptq)
@@ -124,6 +135,7 @@ internal static class QuantizeCommand
                     Samples = r.GetValue(samples),
                     Damp = r.GetValue(damp),
                     ActOrder = r.GetValue(actOrder),
+                    SearchScales = searchScales,
                 };
                 try
                 {

@@ -104,7 +104,7 @@ public static class GgufQuantizer
         for (int r = 0; r < rows; r++)
             RowKernels.Dequantize(t.SourceType, new ReadOnlySpan<byte>(p + r * sourceRowBytes, (int)sourceRowBytes), weights.AsSpan(r * columns, columns));
         var output = new byte[t.TargetBytes];
-        GptqQuantizer.Quantize(t.TargetType, weights, rows, columns, hessian, gptq.Damp, gptq.ActOrder, output, pool);
+        GptqQuantizer.Quantize(t.TargetType, weights, rows, columns, hessian, gptq.Damp, gptq.ActOrder, output, pool, gptq.SearchScales);
         stream.Write(output);
     }
 

@@ -12,4 +12,7 @@ public sealed record GptqCalibration(string Text)
     public double Damp { get; init; } = 0.01;
 
     public bool ActOrder { get; init; }
+
+    /// <summary>Q4_0/Q5_0 block scales by <see cref="SymmetricScaleSearch"/> rather than the reference quantizer's.</summary>
+    public bool SearchScales { get; init; } = true;
 }

@@ -11,4 +11,7 @@ public sealed record GptqOptions(Func<string, double[]?> Hessian)
 
     /// <summary>Quantize columns in order of decreasing H diagonal (the most input energy first).</summary>
     public bool ActOrder { get; init; }
+
+    /// <summary>Q4_0/Q5_0 block scales by <see cref="SymmetricScaleSearch"/> rather than the reference quantizer's.</summary>
+    public bool SearchScales { get; init; } = true;
 }

@@ -13,7 +13,9 @@ namespace Kiln.Quantization;
 /// rounded to is the target type's: when a column of a block (Q4_0/Q5_0/Q8_0: 32 columns; Q4_K/Q6_K: the
 /// 256-column super-block) is reached first, the type's round-to-nearest quantizer is run on that block's current
 /// (error-updated) weights and its stored scales (and mins) are kept; the block's codes are then chosen column
-/// by column on that grid. The output is the type's ordinary rows, which any ggml reader loads.
+/// by column on that grid. With <c>searchScales</c> (Q4_0/Q5_0 in the natural column order) the block's scale is instead
+/// the one <see cref="SymmetricScaleSearch"/> finds for those weights, each column's error weighted by 1/U_ii² (what
+/// GPTQ's loss charges for it). The output is the type's ordinary rows, which any ggml reader loads.
 /// Rows are independent given U, so they are spread over the pool.
 /// </summary>
 public static class GptqQuantizer
@@ -27,7 +29,7 @@ public static class GptqQuantizer
     /// <paramref name="type"/>). <paramref name="hessian"/> (columns × columns, row-major) is overwritten.
     /// </summary>
     public static void Quantize(GgmlType type, ReadOnlySpan<float> weights, int rows, int columns, double[] hessian,
-        double damp, bool actOrder, Span<byte> output, WorkerPool? pool = null)
+        double damp, bool actOrder, Span<byte> output, WorkerPool? pool = null, bool searchScales = false)
     {
         if (!Supports(type))
             throw new NotSupportedException($"GPTQ writes Q4_0, Q5_0, Q8_0, Q4_K and Q6_K, not {GgmlTypeTraits.Name(type)}");
@@ -67,7 +69,13 @@ public static class GptqQuantizer
         }
         double[] u = HessianInverse.UpperCholeskyOfInverse(permuted, n, damp);
 
-        var work = new RowWork(type, weights.ToArray(), n, u, order, dead, output.Length, rowBytes, pool?.ThreadCount ?? 1);
+        var work = new RowWork(type, weights.ToArray(), n, u, order, dead, output.Length, rowBytes, pool?.ThreadCount ?? 1)
+        {
+            // Q8_0's 255 levels leave the scale nothing to win, and with act-order a block's scale is fixed when its
+            // first column comes up while the others still move, so a scale fitted to their values then is no better
+            // than the reference one (both measured: no gain on random layers nor on the trained model)
+            SearchScales = searchScales && !actOrder && type is GgmlType.Q4_0 or GgmlType.Q5_0,
+        };
         if (pool is null)
             work.Execute(0, rows, 0);
         else
@@ -88,10 +96,12 @@ public static class GptqQuantizer
         private readonly int _n;
         private readonly double[] _u;
         private readonly int[] _order;
+        /// <summary>The permuted position of each column.</summary>
+        private readonly int[] _position;
         private readonly bool[] _dead;
         private readonly int _rowBytes;
         private readonly double[][] _w, _err;
-        private readonly float[][] _scale, _offset, _block;
+        private readonly float[][] _scale, _offset, _block, _weightsOfBlock;
         private readonly bool[][] _ready;
 
         public RowWork(GgmlType type, float[] weights, int n, double[] u, int[] order, bool[] dead, int outputBytes, int rowBytes, int threads)
@@ -103,6 +113,9 @@ public static class GptqQuantizer
             _order = order;
             _dead = dead;
             _rowBytes = rowBytes;
+            _position = new int[n];
+            for (int i = 0; i < n; i++)
+                _position[order[i]] = i;
             Output = new byte[outputBytes];
             int groups = n / ScaleGroup(type);
             _w = new double[threads][];
@@ -110,6 +123,7 @@ public static class GptqQuantizer
             _scale = new float[threads][];
             _offset = new float[threads][];
             _block = new float[threads][];
+            _weightsOfBlock = new float[threads][];
             _ready = new bool[threads][];
             for (int t = 0; t < threads; t++)
             {
@@ -118,11 +132,15 @@ public static class GptqQuantizer
                 _scale[t] = new float[groups];
                 _offset[t] = new float[groups];
                 _block[t] = new float[Q4_K.BlockSize];
+                _weightsOfBlock[t] = new float[Q4_K.BlockSize];
                 _ready[t] = new bool[n / GridBlock(type)];
             }
         }
 
         public byte[] Output { get; }
+
+        /// <summary>Q4_0/Q5_0 blocks: <see cref="SymmetricScaleSearch"/> under the weights 1/U_ii² instead of the reference scale.</summary>
+        public bool SearchScales { get; init; }
 
         public void Execute(int begin, int end, int worker)
         {
@@ -151,7 +169,7 @@ public static class GptqQuantizer
                     int column = _order[i];
                     if (!ready[column / gridBlock])
                     {
-                        FixGrid(column / gridBlock, w, dst, scale, offset, worker);
+                        FixGrid(column / gridBlock, w, dst, scale, offset, worker, i, i1, i2, err);
                         ready[column / gridBlock] = true;
                     }
                     int group = column / ScaleGroup(_type);
@@ -173,15 +191,40 @@ public static class GptqQuantizer
         /// The RTN quantizer on grid block <paramref name="g"/>'s current weights: writes its bytes (header kept,
         /// codes overwritten later) and keeps each 32-column group's value = scale·code − offset.
         /// </summary>
-        private void FixGrid(int g, double[] w, Span<byte> dst, float[] scale, float[] offset, int worker)
+        private void FixGrid(int g, double[] w, Span<byte> dst, float[] scale, float[] offset, int worker, int i, int i1, int i2, double[] err)
         {
             int size = GridBlock(_type);
             var values = _block[worker].AsSpan(0, size);
-            // the permuted position of each of the block's columns
             for (int c = 0; c < size; c++)
-                values[c] = (float)w[Position(g * size + c)];
+            {
+                int p = Position(g * size + c);
+                double v = w[p];
+                // with act-order a block's columns lie anywhere: those past the lazy block still owe it the updates
+                // of the columns quantized so far in it
+                if (p >= i2)
+                {
+                    for (int k = i1; k < i; k++)
+                        v -= _u[k * _n + p] * err[k - i1];
+                }
+                values[c] = (float)v;
+            }
             int bytes = (int)GgmlTypeTraits.RowBytes(_type, size);
             var block = dst.Slice(g * bytes, bytes);
+            if (SearchScales)
+            {
+                var weights = _weightsOfBlock[worker].AsSpan(0, size);
+                for (int c = 0; c < size; c++)
+                {
+                    int p = Position(g * size + c);
+                    weights[c] = (float)(1 / (_u[p * _n + p] * _u[p * _n + p]));
+                }
+                var (below, above) = _type == GgmlType.Q4_0 ? (8, 7) : (16, 15);
+                float d = SymmetricScaleSearch.Find(values, weights, below, above);
+                BinaryPrimitives.WriteUInt16LittleEndian(block, HalfBits.FromSingle(d));
+                scale[g] = d;
+                offset[g] = 0;
+                return;
+            }
             RowQuantizer.Quantize(_type, values, block);
             if (_type == GgmlType.Q6_K)
             {
@@ -210,19 +253,7 @@ public static class GptqQuantizer
             }
         }
 
-        private int[]? _position;
-
-        private int Position(int column)
-        {
-            if (_position is null)
-            {
-                var p = new int[_n];
-                for (int i = 0; i < _n; i++)
-                    p[_order[i]] = i;
-                _position = p;
-            }
-            return _position[column];
-        }
+        private int Position(int column) => _position[column];
 
         /// <summary>Rounds one weight to its group's grid, stores the code in the row's bytes and returns the value it decodes to.</summary>
         private double Round(int column, double x, Span<byte> dst, float scale, float offset)

@@ -66,7 +66,7 @@ public static class LayerwiseGptq
         var output = new byte[t.TargetBytes];
         if (GptqQuantizer.Supports(t.TargetType) && t.Dimensions.Length == 2 && collector.Hessian(t.Name) is { } h)
         {
-            GptqQuantizer.Quantize(t.TargetType, weights, rows, columns, h, calibration.Damp, calibration.ActOrder, output, pool);
+            GptqQuantizer.Quantize(t.TargetType, weights, rows, columns, h, calibration.Damp, calibration.ActOrder, output, pool, calibration.SearchScales);
         }
         else
         {

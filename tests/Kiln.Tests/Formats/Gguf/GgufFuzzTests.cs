@@ -83,14 +83,13 @@ public sealed class GgufFuzzTests : IDisposable
     }
 
     [Fact]
-    public void RandomByteDamageNeverEscapesAsAnotherException()
+    public async Task RandomByteDamageNeverEscapesAsAnotherException()
     {
         byte[] valid = ValidFile(out _);
         using var intact = GgufFile.Open(_tmp.Write("intact.gguf", valid));
         long metadataEnd = intact.DataOffset;
         string path = _tmp.File("damaged.gguf");
         var rng = new Random(20240601);
-        var clock = Stopwatch.StartNew();
         int opened = 0;
         const int cases = 3000;
         for (int n = 0; n < cases; n++)
@@ -104,13 +103,13 @@ public sealed class GgufFuzzTests : IDisposable
                 damaged[pos] = rng.Next(2) == 0 ? (byte)(damaged[pos] ^ (1 << rng.Next(8))) : (byte)rng.Next(256);
             }
             File.WriteAllBytes(path, damaged);
-            var (wasOpened, escaped) = OpenAndRead(path);
+            // A hang guard, not a timing: an absurd count that made the reader loop would never finish.
+            var (wasOpened, escaped) = await Task.Run(() => OpenAndRead(path)).WaitAsync(TimeSpan.FromSeconds(60));
             Assert.True(escaped is null, $"case {n}: {escaped?.GetType().Name}: {escaped?.Message}\n{escaped?.StackTrace}");
             if (wasOpened)
                 opened++;
         }
         // Some damage (e.g. inside string contents or float values) is still a valid file.
         Assert.InRange(opened, 1, cases - 1);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"fuzzing took {clock.Elapsed}");
     }
 }

@@ -20,13 +20,7 @@ public static class Gpt2GgufExporter
     {
         if (config.Family != ModelFamily.Gpt2)
             throw new TrainingConfigException($"this exporter writes GPT-2-family models; this checkpoint is {config.Family.ToString().ToLowerInvariant()}");
-        if (type != GgmlType.F32 && type != GgmlType.F16 && type != GgmlType.Q8_0)
-            throw new ArgumentException($"export type {type} is not supported (f32, f16, q8_0)", nameof(type));
-        if (type == GgmlType.Q8_0 && (config.Dim % Q8_0.BlockSize != 0 || config.FfnDim % Q8_0.BlockSize != 0))
-            throw new TrainingConfigException(
-                $"q8_0 stores rows in blocks of {Q8_0.BlockSize}: dim ({config.Dim}) and ffn ({config.FfnDim}) must be multiples of {Q8_0.BlockSize}");
-        if (tokenizer.VocabSize > config.Vocab)
-            throw new TrainingConfigException($"the tokenizer has {tokenizer.VocabSize} tokens, more than the model's vocab of {config.Vocab}");
+        GgufTensorExport.CheckArguments(config, tokenizer, type);
         var model = new GptModel<float>(config, null);
         if (weights.Length != model.Parameters.Count)
             throw new TrainingConfigException($"{weights.Length} weights given, the configuration has {model.Parameters.Count}");
@@ -34,44 +28,27 @@ public static class Gpt2GgufExporter
 
         var w = new GgufWriter();
         WriteMetadata(w, config, tokenizer, name, type);
-        var ps = model.Parameters;
-        void Add(string tensorName, string source, int extraRows = 0)
-        {
-            var p = ps[source];
-            bool vector = p.Shape.Length == 1;
-            int cols = vector ? p.Shape[0] : p.Shape[1];
-            int rows = vector ? 1 : p.Shape[0];
-            ReadOnlyMemory<float> data = ps.Values.AsMemory(p.Offset, rows * cols);
-            if (extraRows > 0)
-            {
-                // byte-fallback tokens of a character vocabulary; the tied classifier gets them through this too
-                data = LlamaGgufExporter.AppendRowCopies(data, cols, extraRows, tokenizer.GgufExtraTokenRow);
-                rows += extraRows;
-            }
-            GgmlType t = vector ? GgmlType.F32 : type; // norms and biases stay F32, as llama.cpp keeps them
-            long[] dims = vector ? [cols] : [cols, rows];
-            w.AddTensor(tensorName, t, dims, stream => LlamaGgufExporter.WriteData(stream, data.Span, t));
-        }
-
-        Add("token_embd.weight", "wte", tokenizer.GgufExtraTokens);
-        Add("position_embd.weight", "wpe");
-        Add("output_norm.weight", "ln_f.weight");
-        Add("output_norm.bias", "ln_f.bias");
+        var export = new GgufTensorExport(w, model.Parameters, tokenizer, type);
+        // byte-fallback tokens of a character vocabulary; the tied classifier gets them through this too
+        export.Add("token_embd.weight", "wte", extraRows: tokenizer.GgufExtraTokens);
+        export.Add("position_embd.weight", "wpe");
+        export.Add("output_norm.weight", "ln_f.weight");
+        export.Add("output_norm.bias", "ln_f.bias");
         for (int l = 0; l < config.Layers; l++)
         {
             string b = $"blk.{l}.", h = $"h.{l}.";
-            Add(b + "attn_norm.weight", h + "ln_1.weight");
-            Add(b + "attn_norm.bias", h + "ln_1.bias");
-            Add(b + "attn_qkv.weight", h + "attn.c_attn.weight");
-            Add(b + "attn_qkv.bias", h + "attn.c_attn.bias");
-            Add(b + "attn_output.weight", h + "attn.c_proj.weight");
-            Add(b + "attn_output.bias", h + "attn.c_proj.bias");
-            Add(b + "ffn_norm.weight", h + "ln_2.weight");
-            Add(b + "ffn_norm.bias", h + "ln_2.bias");
-            Add(b + "ffn_up.weight", h + "mlp.c_fc.weight");
-            Add(b + "ffn_up.bias", h + "mlp.c_fc.bias");
-            Add(b + "ffn_down.weight", h + "mlp.c_proj.weight");
-            Add(b + "ffn_down.bias", h + "mlp.c_proj.bias");
+            export.Add(b + "attn_norm.weight", h + "ln_1.weight");
+            export.Add(b + "attn_norm.bias", h + "ln_1.bias");
+            export.Add(b + "attn_qkv.weight", h + "attn.c_attn.weight");
+            export.Add(b + "attn_qkv.bias", h + "attn.c_attn.bias");
+            export.Add(b + "attn_output.weight", h + "attn.c_proj.weight");
+            export.Add(b + "attn_output.bias", h + "attn.c_proj.bias");
+            export.Add(b + "ffn_norm.weight", h + "ln_2.weight");
+            export.Add(b + "ffn_norm.bias", h + "ln_2.bias");
+            export.Add(b + "ffn_up.weight", h + "mlp.c_fc.weight");
+            export.Add(b + "ffn_up.bias", h + "mlp.c_fc.bias");
+            export.Add(b + "ffn_down.weight", h + "mlp.c_proj.weight");
+            export.Add(b + "ffn_down.bias", h + "mlp.c_proj.bias");
         }
         w.Write(path);
     }
@@ -80,8 +57,7 @@ public static class Gpt2GgufExporter
     {
         w.SetMetadata("general.architecture", GgufValue.FromString("gpt2"));
         w.SetMetadata("general.name", GgufValue.FromString(name));
-        // llama.cpp's LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_Q8_0
-        w.SetMetadata("general.file_type", GgufValue.FromUInt32(type == GgmlType.F32 ? 0u : type == GgmlType.F16 ? 1u : 7u));
+        w.SetMetadata("general.file_type", GgufValue.FromUInt32(GgufTensorExport.FileType(type)));
         w.SetMetadata("gpt2.context_length", GgufValue.FromUInt32((uint)config.Context));
         w.SetMetadata("gpt2.embedding_length", GgufValue.FromUInt32((uint)config.Dim));
         w.SetMetadata("gpt2.block_count", GgufValue.FromUInt32((uint)config.Layers));

@@ -3,7 +3,7 @@ namespace Kiln.Models;
 /// <summary>
 /// One sequence being run through a loaded model, whatever its architecture: what text generation, chat and
 /// perplexity need (evaluate tokens into logits, the KV-cache position, rewinding). Each architecture's context
-/// (<see cref="Llama.LlamaContext"/>, <see cref="Gpt2.Gpt2Context"/>) implements it.
+/// (<see cref="Llama.LlamaContext"/>, <see cref="Gpt2.Gpt2Context"/>) implements it through <see cref="ModelContext"/>.
 /// </summary>
 public interface IModelContext : IDisposable
 {

@@ -13,7 +13,7 @@ namespace Kiln.Models.Gpt2;
 /// x += ffn_down(GELU(ffn_up(LayerNorm(x)))), every product followed by its bias; logits = output(LayerNorm(x)).
 /// Attention and the KV cache are the Llama path's (no rotation: positions are in the embedding).
 /// </summary>
-public sealed unsafe class Gpt2Context : IModelContext
+public sealed unsafe class Gpt2Context : ModelContext
 {
     private readonly Gpt2Model _model;
     private readonly Gpt2Config _c;
@@ -75,56 +75,17 @@ public sealed unsafe class Gpt2Context : IModelContext
     }
 
     public Gpt2Model Model => _model;
-    public int ContextLength { get; }
-    public int MaxBatch { get; }
-    public int ThreadCount => _pool.ThreadCount;
-    public int VocabSize => _c.VocabSize;
+    public override int ContextLength { get; }
+    public override int MaxBatch { get; }
+    public override int ThreadCount => _pool.ThreadCount;
+    public override int VocabSize => _c.VocabSize;
     public long KvCacheBytes => _cache.ByteSize;
-    public int Position { get; private set; }
-
-    public void Reset() => Position = 0;
-
-    public void Truncate(int position)
-    {
-        if (position < 0 || position > Position)
-            throw new ArgumentOutOfRangeException(nameof(position));
-        Position = position;
-    }
-
-    public void Evaluate(ReadOnlySpan<int> tokens, Span<float> logits, bool allLogits = false)
-    {
-        if (tokens.IsEmpty)
-            throw new ArgumentException("no tokens to evaluate", nameof(tokens));
-        if (Position + tokens.Length > ContextLength)
-            throw new ContextOverflowException(Position, tokens.Length, ContextLength);
-        int vocab = _c.VocabSize;
-        if (logits.Length < (allLogits ? (long)tokens.Length * vocab : vocab))
-            throw new ArgumentException("logits buffer too small", nameof(logits));
-        foreach (int id in tokens)
-        {
-            if ((uint)id >= (uint)vocab)
-                throw new ArgumentOutOfRangeException(nameof(tokens), id, $"token id outside the vocabulary of {vocab}");
-        }
-
-        for (int done = 0; done < tokens.Length;)
-        {
-            int n = Math.Min(MaxBatch, tokens.Length - done);
-            bool last = done + n == tokens.Length;
-            int outputs = allLogits ? n : last ? 1 : 0;
-            EvaluateBatch(tokens.Slice(done, n), outputs);
-            if (allLogits)
-                ComputeLogits(n, logits.Slice(done * vocab, n * vocab));
-            else if (last)
-                ComputeLogits(1, logits[..vocab]);
-            done += n;
-        }
-    }
 
     /// <summary>
     /// Runs the batch through every layer; as llama.cpp does, the last layer's feed-forward block runs only on the
     /// <paramref name="outputs"/> rows that need logits, which end up in rows [0, outputs).
     /// </summary>
-    private void EvaluateBatch(ReadOnlySpan<int> tokens, int outputs)
+    protected override void EvaluateBatch(ReadOnlySpan<int> tokens, int outputs)
     {
         int n = tokens.Length;
         int dim = _c.EmbeddingLength;
@@ -205,7 +166,7 @@ public sealed unsafe class Gpt2Context : IModelContext
     }
 
     /// <summary>Logits of residual rows [0, rows).</summary>
-    private void ComputeLogits(int rows, Span<float> logits)
+    protected override void ComputeLogits(int rows, Span<float> logits)
     {
         int dim = _c.EmbeddingLength;
         for (int t = 0; t < rows; t++)
@@ -213,7 +174,7 @@ public sealed unsafe class Gpt2Context : IModelContext
         _matmul.Run(_model.Output, _xb, rows, logits);
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
         _cache.Dispose();
         if (_ownsPool)

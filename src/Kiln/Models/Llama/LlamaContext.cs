@@ -12,7 +12,7 @@ namespace Kiln.Models.Llama;
 /// allocates nothing. Tokens are evaluated in batches of up to <see cref="MaxBatch"/> (prompt
 /// processing) or one at a time (generation) through the same code.
 /// </summary>
-public sealed unsafe class LlamaContext : IModelContext
+public sealed unsafe class LlamaContext : ModelContext
 {
     private readonly LlamaModel _model;
     private readonly LlamaConfig _c;
@@ -78,69 +78,21 @@ public sealed unsafe class LlamaContext : IModelContext
     }
 
     public LlamaModel Model => _model;
-    public int ContextLength { get; }
-    public int MaxBatch { get; }
-    public int ThreadCount => _pool.ThreadCount;
-    public int VocabSize => _c.VocabSize;
+    public override int ContextLength { get; }
+    public override int MaxBatch { get; }
+    public override int ThreadCount => _pool.ThreadCount;
+    public override int VocabSize => _c.VocabSize;
     public long KvCacheBytes => _cache.ByteSize;
 
     /// <summary>Sees every weight product's input when set (calibration); null, the default, costs one test per product.</summary>
     public IMatMulInputObserver? MatMulInputObserver { get; set; }
-
-    /// <summary>Tokens already in the KV cache; the next token evaluated goes at this position.</summary>
-    public int Position { get; private set; }
-
-    /// <summary>Forgets the sequence (the cache contents are simply overwritten later).</summary>
-    public void Reset() => Position = 0;
-
-    /// <summary>Drops cached tokens from <paramref name="position"/> on, e.g. to re-evaluate a shared prefix.</summary>
-    public void Truncate(int position)
-    {
-        if (position < 0 || position > Position)
-            throw new ArgumentOutOfRangeException(nameof(position));
-        Position = position;
-    }
-
-    /// <summary>
-    /// Appends <paramref name="tokens"/> to the sequence. With <paramref name="allLogits"/> false,
-    /// <paramref name="logits"/> (VocabSize) receives the logits after the last token; with true it
-    /// receives tokens.Length × VocabSize values, one row per token.
-    /// </summary>
-    public void Evaluate(ReadOnlySpan<int> tokens, Span<float> logits, bool allLogits = false)
-    {
-        if (tokens.IsEmpty)
-            throw new ArgumentException("no tokens to evaluate", nameof(tokens));
-        if (Position + tokens.Length > ContextLength)
-            throw new ContextOverflowException(Position, tokens.Length, ContextLength);
-        int vocab = _c.VocabSize;
-        if (logits.Length < (allLogits ? (long)tokens.Length * vocab : vocab))
-            throw new ArgumentException("logits buffer too small", nameof(logits));
-        foreach (int id in tokens)
-        {
-            if ((uint)id >= (uint)vocab)
-                throw new ArgumentOutOfRangeException(nameof(tokens), id, $"token id outside the vocabulary of {vocab}");
-        }
-
-        for (int done = 0; done < tokens.Length;)
-        {
-            int n = Math.Min(MaxBatch, tokens.Length - done);
-            bool last = done + n == tokens.Length;
-            int outputs = allLogits ? n : last ? 1 : 0;
-            EvaluateBatch(tokens.Slice(done, n), outputs);
-            if (allLogits)
-                ComputeLogits(n, logits.Slice(done * vocab, n * vocab));
-            else if (last)
-                ComputeLogits(1, logits[..vocab]);
-            done += n;
-        }
-    }
 
     /// <summary>
     /// Runs the batch through every layer. Only the last <paramref name="outputs"/> rows need logits, so, as
     /// llama.cpp does, the last layer's feed-forward block runs on those rows alone; they end up in rows
     /// [0, outputs) of the residual stream.
     /// </summary>
-    private void EvaluateBatch(ReadOnlySpan<int> tokens, int outputs)
+    protected override void EvaluateBatch(ReadOnlySpan<int> tokens, int outputs)
     {
         int n = tokens.Length;
         int dim = _c.EmbeddingLength;
@@ -229,7 +181,7 @@ public sealed unsafe class LlamaContext : IModelContext
     }
 
     /// <summary>Logits of residual rows [0, rows).</summary>
-    private void ComputeLogits(int rows, Span<float> logits)
+    protected override void ComputeLogits(int rows, Span<float> logits)
     {
         int dim = _c.EmbeddingLength;
         for (int t = 0; t < rows; t++)
@@ -241,7 +193,7 @@ public sealed unsafe class LlamaContext : IModelContext
     private void Observe(int layer, WeightMatrix w, float[] input, int rows) =>
         MatMulInputObserver?.Observe(layer, w.Name, input.AsSpan(0, rows * w.Columns), rows);
 
-    public void Dispose()
+    public override void Dispose()
     {
         _cache.Dispose();
         if (_ownsPool)

@@ -90,9 +90,10 @@ public sealed class LlamaEngineTests : IDisposable
             var request = Request(prompts[i], 20);
             switch (i % 8)
             {
-                case 1: // token cancelled after three tokens; a long request, so that it cannot finish before the cancellation lands
+                case 1: // token cancelled after three tokens; the loop is held at the fourth until the cancellation is in
                 {
-                    request = request with { MaxTokens = 240 };
+                    using var gate = new StepGate(freeSteps: 3);
+                    request = request with { MaxTokens = 240, Constraint = gate };
                     using var cts = new CancellationTokenSource();
                     var tokens = new List<int>();
                     EngineFinishReason? reason = null;
@@ -100,7 +101,11 @@ public sealed class LlamaEngineTests : IDisposable
                     {
                         if (item.Token >= 0) tokens.Add(item.Token);
                         reason = item.FinishReason;
-                        if (tokens.Count == 3) cts.Cancel();
+                        if (tokens.Count == 3)
+                        {
+                            cts.Cancel();
+                            gate.Open();
+                        }
                     }
                     return (tokens, reason);
                 }
@@ -153,32 +158,101 @@ public sealed class LlamaEngineTests : IDisposable
         return engine.GetMetrics();
     }
 
+    /// <summary>
+    /// Holds the engine's loop inside a sequence's sampling step until the test lets it go on, so that what the other
+    /// sequences are doing at that moment is decided by the test, not by how fast the machine is.
+    /// </summary>
+    private sealed class StepGate(int freeSteps = 0) : ITokenConstraint, IDisposable
+    {
+        private readonly SemaphoreSlim _permits = new(0);
+        private volatile bool _open;
+        private int _entered;
+
+        public int Entered => Volatile.Read(ref _entered);
+        public bool IsComplete => false;
+
+        public void Mask(Span<float> logits)
+        {
+            if (Interlocked.Increment(ref _entered) <= freeSteps || _open)
+                return;
+            if (!_permits.Wait(TimeSpan.FromSeconds(60)))
+                throw new TimeoutException("the test never released the gate");
+        }
+
+        public void Accept(int token) { }
+
+        /// <summary>Lets the loop finish the step it is held in; it is held again at the next one.</summary>
+        public void Step() => _permits.Release();
+
+        public void Open()
+        {
+            _open = true;
+            _permits.Release();
+        }
+
+        /// <summary>Lets the loop go whatever happened, so that a failed test does not also hold the engine's disposal.</summary>
+        public void Dispose() => Open();
+
+        /// <summary>Polls without holding a pool thread, which the requests being waited for may need.</summary>
+        public static async Task WaitUntil(Func<bool> condition, string what)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!condition())
+            {
+                if (clock.Elapsed > TimeSpan.FromSeconds(30))
+                    throw new TimeoutException($"the engine did not reach the expected state: {what}");
+                await Task.Delay(1);
+            }
+        }
+    }
+
     [Fact]
     public async Task CancellingWhileQueuedOrMidPrefillFreesTheBlocks()
     {
         string path = Model();
-        await using var engine = LlamaEngine.Load(path, Options(maxSeqs: 1, batchTokens: 16));
-        // A long-running sequence holds the only seat; a second request waits behind it.
-        await using var running = engine.GenerateAsync(Request(Prompt(1, 10), 200)).GetAsyncEnumerator();
-        Assert.True(await running.MoveNextAsync());
-        using var cts = new CancellationTokenSource();
-        var queued = Task.Run(() => Run(engine, Request(Prompt(2, 10)), cts.Token));
-        await Task.Delay(50);
-        Assert.Equal(1, engine.GetMetrics().WaitingSequences);
-        cts.Cancel();
-        var result = await queued;
-        Assert.Equal(EngineFinishReason.Cancelled, result.Reason);
-        Assert.Empty(result.Tokens);
-        await running.DisposeAsync();
-
-        // Mid-prefill: a 200-token prompt takes many 16-token steps; cancel it after the first.
-        using var cts2 = new CancellationTokenSource();
-        var longPrompt = Task.Run(() => Run(engine, Request(Prompt(3, 200)), cts2.Token));
-        while (engine.GetMetrics().KvBlocksUsed == 0)
-            await Task.Delay(1);
-        cts2.Cancel();
-        Assert.Equal(EngineFinishReason.Cancelled, (await longPrompt).Reason);
-        Assert.Equal(0, (await Settled(engine)).KvBlocksUsed);
+        {
+            await using var engine = LlamaEngine.Load(path, Options(maxSeqs: 1, batchTokens: 16));
+            // A sequence held at its first sampling step keeps the only seat; a second request waits behind it.
+            using var gate = new StepGate();
+            await using var running = engine.GenerateAsync(Request(Prompt(1, 10), 200) with { Constraint = gate }).GetAsyncEnumerator();
+            var first = running.MoveNextAsync().AsTask();
+            await StepGate.WaitUntil(() => gate.Entered == 1, "held at the first step");
+            using var cts = new CancellationTokenSource();
+            var queued = Task.Run(() => Run(engine, Request(Prompt(2, 10)), cts.Token));
+            await StepGate.WaitUntil(() => engine.GetMetrics().WaitingSequences == 1, "one request waiting");
+            cts.Cancel();
+            gate.Open();
+            var result = await queued;
+            Assert.Equal(EngineFinishReason.Cancelled, result.Reason);
+            Assert.Empty(result.Tokens);
+            Assert.True(await first);
+            await running.DisposeAsync();
+            Assert.Equal(0, (await Settled(engine)).KvBlocksUsed);
+        }
+        {
+            // Mid-prefill: a decoding sequence is held after each step. The step after a 200-token prompt is admitted
+            // runs the decode and the prompt's first 15-token chunk; the prompt is cancelled there.
+            await using var engine = LlamaEngine.Load(path, Options(maxSeqs: 2, batchTokens: 16));
+            using var gate = new StepGate();
+            await using var running = engine.GenerateAsync(Request(Prompt(1, 10), 200) with { Constraint = gate }).GetAsyncEnumerator();
+            var first = running.MoveNextAsync().AsTask();
+            await StepGate.WaitUntil(() => gate.Entered == 1, "held at the first step");
+            using var cts = new CancellationTokenSource();
+            var longPrompt = Task.Run(() => Run(engine, Request(Prompt(3, 200)), cts.Token));
+            await StepGate.WaitUntil(() => engine.GetMetrics().WaitingSequences == 1, "one request waiting");
+            gate.Step();
+            await StepGate.WaitUntil(() => gate.Entered == 2, "held at the second step");
+            cts.Cancel();
+            gate.Open();
+            var result = await longPrompt;
+            Assert.Equal(EngineFinishReason.Cancelled, result.Reason);
+            Assert.Empty(result.Tokens);
+            Assert.True(await first);
+            await running.DisposeAsync();
+            var metrics = await Settled(engine);
+            Assert.Equal(0, metrics.KvBlocksUsed);
+            Assert.Equal(0, metrics.RunningSequences);
+        }
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
 using Kiln.Training.Models;
 using Kiln.Training.Optimization;
+using Kiln.Training.Parallel;
 
 namespace Kiln.Training;
 
@@ -18,7 +19,7 @@ public sealed class Trainer
     private readonly int[] _targets;
     private readonly LearningRateSchedule _schedule;
 
-    private Trainer(TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool)
+    private Trainer(TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool, TensorParallel? tensorParallel = null)
     {
         config.Validate();
         options.Validate(config);
@@ -27,7 +28,7 @@ public sealed class Trainer
                 $"{train.Path} was tokenized with a vocabulary of {train.VocabSize}, larger than the model's vocab of {config.Vocab}");
         Config = config;
         Options = options;
-        Model = TrainableModel<float>.Create(config, pool, options.Recompute);
+        Model = TrainableModel<float>.Create(config, pool, options.Recompute, tensorParallel);
         Optimizer = new AdamW(Model.Parameters, options.Adam);
         Loader = new TokenBatchLoader(train, options.Batch, options.SequenceLength, options.Shuffle, options.Seed);
         Random = new TrainingRandom(options.Seed);
@@ -54,10 +55,14 @@ public sealed class Trainer
     /// </summary>
     public double FlopsPerToken => 6.0 * Model.Parameters.Count + 12.0 * Config.Layers * Config.Dim * Options.SequenceLength;
 
-    /// <summary>A fresh run: weights drawn from the seed.</summary>
-    public static Trainer Start(TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool)
+    /// <summary>
+    /// A fresh run: weights drawn from the seed. With <paramref name="tensorParallel"/>, this rank's shard of the model
+    /// (initialized as the single-process run's, cut); every rank of the group must read the same data, so the
+    /// same stream and seed.
+    /// </summary>
+    public static Trainer Start(TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool, TensorParallel? tensorParallel = null)
     {
-        var t = new Trainer(config, options, train, pool);
+        var t = new Trainer(config, options, train, pool, tensorParallel);
         t.Model.Initialize(t.Random);
         return t;
     }
@@ -105,7 +110,9 @@ public sealed class Trainer
             model.Backward(1.0 / Options.GradAccum);
         }
         loss /= Options.GradAccum;
-        double norm = GradientClipping.Clip(model.Parameters.Gradients, Options.Clip);
+        double norm = model.TensorParallel is { } tp
+            ? tp.ClipGradients(model.Parameters, Options.Clip)
+            : GradientClipping.Clip(model.Parameters.Gradients, Options.Clip);
         if (!double.IsFinite(norm))
             throw new TrainingDivergedException(Step, $"gradient norm became {norm}");
         float lr = _schedule.At(Step);

@@ -2,12 +2,15 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using Kiln.Threading;
 using Kiln.Training.Ops;
+using Kiln.Training.Parallel;
 
 namespace Kiln.Training.Models;
 
 /// <summary>
 /// GPT-2: learned positions, pre-LayerNorm blocks with biases, GELU MLP of width ffn, final LayerNorm, logits from
 /// the token embedding (tied). Q, K and V come from one fused [3·dim, dim] projection, as GPT-2's c_attn.
+/// Under tensor parallelism each rank holds heads/T heads and ffn/T hidden units (<see cref="TensorParallelLayout"/>);
+/// all widths below are this rank's.
 /// </summary>
 public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -24,14 +27,14 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         ParameterTensor ProjW, ParameterTensor ProjB, ParameterTensor Ln2W, ParameterTensor Ln2B,
         ParameterTensor FcW, ParameterTensor FcB, ParameterTensor FcProjW, ParameterTensor FcProjB);
 
-    /// <summary>What one block keeps for backward. Shapes for rows = B·T, C = dim, F = ffn, H = heads.</summary>
-    private sealed class BlockActivations(int rows, int dim, int ffn, int heads, int batch, int seq, bool keepProbs)
+    /// <summary>What one block keeps for backward. Shapes for rows = B·T, C = dim, A = H·hd, F = ffn, H = heads.</summary>
+    private sealed class BlockActivations(int rows, int dim, int attDim, int ffn, int heads, int batch, int seq, bool keepProbs)
     {
         public readonly T[] Ln1 = new T[rows * dim], Ln1Mean = new T[rows], Ln1Rstd = new T[rows];
-        public readonly T[] Qkv = new T[rows * 3 * dim];                                 // [rows, 3C]
+        public readonly T[] Qkv = new T[rows * 3 * attDim];                              // [rows, 3A]
         public readonly T[] Probs = keepProbs ? new T[batch * heads * seq * seq] : [];   // [B, H, T, T]
         public readonly T[] Lse = new T[batch * heads * seq];                            // [B, H, T]
-        public readonly T[] Att = new T[rows * dim], Proj = new T[rows * dim], Mid = new T[rows * dim];
+        public readonly T[] Att = new T[rows * attDim], Proj = new T[rows * dim], Mid = new T[rows * dim];
         public readonly T[] Ln2 = new T[rows * dim], Ln2Mean = new T[rows], Ln2Rstd = new T[rows];
         public readonly T[] Fc = new T[rows * ffn], GeluOut = new T[rows * ffn];       // [rows, F]
         public readonly T[] FcProj = new T[rows * dim];
@@ -40,7 +43,8 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
             + Proj.Length + Mid.Length + Ln2.Length + Ln2Mean.Length + Ln2Rstd.Length + Fc.Length + GeluOut.Length + FcProj.Length;
     }
 
-    public GptModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None) : base(config, pool, recompute)
+    public GptModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None,
+        TensorParallel? tensorParallel = null) : base(config, pool, recompute, tensorParallel)
     {
         if (config.Family != ModelFamily.Gpt2)
             throw new TrainingConfigException($"GptModel needs the gpt2 family, not {config.Family}");
@@ -53,7 +57,7 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
 
     protected override void DeclareParameters(ParameterSet<T>.Builder b)
     {
-        int c = Config.Dim, f = Config.FfnDim;
+        int c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
         _wte = b.Add("wte", Config.Vocab, c);
         _wpe = b.Add("wpe", Config.Context, c);
         _blocks = new Block[Config.Layers];
@@ -61,8 +65,8 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         {
             string p = $"h.{l}.";
             _blocks[l] = new Block(b.Add(p + "ln_1.weight", c), b.Add(p + "ln_1.bias", c),
-                b.Add(p + "attn.c_attn.weight", 3 * c, c), b.Add(p + "attn.c_attn.bias", 3 * c),
-                b.Add(p + "attn.c_proj.weight", c, c), b.Add(p + "attn.c_proj.bias", c),
+                b.Add(p + "attn.c_attn.weight", 3 * att, c), b.Add(p + "attn.c_attn.bias", 3 * att),
+                b.Add(p + "attn.c_proj.weight", c, att), b.Add(p + "attn.c_proj.bias", c),
                 b.Add(p + "ln_2.weight", c), b.Add(p + "ln_2.bias", c),
                 b.Add(p + "mlp.c_fc.weight", f, c), b.Add(p + "mlp.c_fc.bias", f),
                 b.Add(p + "mlp.c_proj.weight", c, f), b.Add(p + "mlp.c_proj.bias", c));
@@ -85,18 +89,18 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
 
     protected override long AllocateActivations(int rows)
     {
-        int c = Config.Dim, f = Config.FfnDim;
+        int c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
         _acts = new BlockActivations[Config.Layers];
-        var shared = SharedBlockActivations ? new BlockActivations(rows, c, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
+        var shared = SharedBlockActivations ? new BlockActivations(rows, c, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
         for (int l = 0; l < Config.Layers; l++)
-            _acts[l] = shared ?? new BlockActivations(rows, c, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
+            _acts[l] = shared ?? new BlockActivations(rows, c, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
         _lnfMean = new T[rows];
         _lnfRstd = new T[rows];
         _dGelu = new T[rows * f];
         _dFc = new T[rows * f];
         _dLn2 = new T[rows * c];
-        _dAtt = new T[rows * c];
-        _dQkv = new T[rows * 3 * c];
+        _dAtt = new T[rows * att];
+        _dQkv = new T[rows * 3 * att];
         _dLn1 = new T[rows * c];
         long blocks = (shared is null ? Config.Layers : 1) * _acts[0].Elements;
         return (blocks + 2L * rows + _dGelu.Length + _dFc.Length + _dLn2.Length + _dAtt.Length + _dQkv.Length + _dLn1.Length) * Unsafe.SizeOf<T>();
@@ -115,17 +119,19 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
     {
         var w = _blocks[layer];
         var a = _acts[layer];
-        int rows = Rows, c = Config.Dim, f = Config.FfnDim;
+        int rows = Rows, c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
         T eps = T.CreateChecked(Config.NormEpsilon);
         _norm.Forward(x, V(w.Ln1W), V(w.Ln1B), a.Ln1, a.Ln1Mean, a.Ln1Rstd, rows, c, eps);
-        LinearOp.Forward(a.Ln1, V(w.QkvW), V(w.QkvB), a.Qkv, rows, c, 3 * c);
+        LinearOp.Forward(a.Ln1, V(w.QkvW), V(w.QkvB), a.Qkv, rows, c, 3 * att);
         AttentionOp.Forward(a.Qkv, a.Att, a.Probs, a.Lse, Batch, SequenceLength);
-        LinearOp.Forward(a.Att, V(w.ProjW), V(w.ProjB), a.Proj, rows, c, c);
+        LinearOp.Forward(a.Att, V(w.ProjW), RowParallelBias(w.ProjB), a.Proj, rows, att, c);
+        SumPartialOutputs(a.Proj);
         ResidualOp.Forward(x, a.Proj, a.Mid);
         _norm.Forward(a.Mid, V(w.Ln2W), V(w.Ln2B), a.Ln2, a.Ln2Mean, a.Ln2Rstd, rows, c, eps);
         LinearOp.Forward(a.Ln2, V(w.FcW), V(w.FcB), a.Fc, rows, c, f);
         _gelu.Forward(a.Fc, a.GeluOut);
-        LinearOp.Forward(a.GeluOut, V(w.FcProjW), V(w.FcProjB), a.FcProj, rows, f, c);
+        LinearOp.Forward(a.GeluOut, V(w.FcProjW), RowParallelBias(w.FcProjB), a.FcProj, rows, f, c);
+        SumPartialOutputs(a.FcProj);
         ResidualOp.Forward(a.Mid, a.FcProj, output);
     }
 
@@ -133,7 +139,7 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
     {
         var w = _blocks[layer];
         var a = _acts[layer];
-        int rows = Rows, c = Config.Dim, f = Config.FfnDim;
+        int rows = Rows, c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
         Array.Clear(_dGelu);
         Array.Clear(_dFc);
         Array.Clear(_dLn2);
@@ -144,11 +150,13 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         LinearOp.Backward(dStream, a.GeluOut, V(w.FcProjW), _dGelu, G(w.FcProjW), G(w.FcProjB), rows, f, c);
         _gelu.Backward(_dGelu, a.Fc, _dFc);
         LinearOp.Backward(_dFc, a.Ln2, V(w.FcW), _dLn2, G(w.FcW), G(w.FcB), rows, c, f);
+        SumInputGradients(_dLn2);
         _norm.Backward(_dLn2, a.Mid, V(w.Ln2W), a.Ln2Mean, a.Ln2Rstd, dStream, G(w.Ln2W), G(w.Ln2B), rows, c);
         // mid = x + proj: likewise
-        LinearOp.Backward(dStream, a.Att, V(w.ProjW), _dAtt, G(w.ProjW), G(w.ProjB), rows, c, c);
+        LinearOp.Backward(dStream, a.Att, V(w.ProjW), _dAtt, G(w.ProjW), G(w.ProjB), rows, att, c);
         AttentionOp.Backward(_dAtt, a.Qkv, a.Probs, a.Lse, _dQkv, Batch, SequenceLength);
-        LinearOp.Backward(_dQkv, a.Ln1, V(w.QkvW), _dLn1, G(w.QkvW), G(w.QkvB), rows, c, 3 * c);
+        LinearOp.Backward(_dQkv, a.Ln1, V(w.QkvW), _dLn1, G(w.QkvW), G(w.QkvB), rows, c, 3 * att);
+        SumInputGradients(_dLn1);
         _norm.Backward(_dLn1, x, V(w.Ln1W), a.Ln1Mean, a.Ln1Rstd, dStream, G(w.Ln1W), G(w.Ln1B), rows, c);
     }
 

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using Kiln.Threading;
 using Kiln.Training.Ops;
+using Kiln.Training.Parallel;
 
 namespace Kiln.Training.Models;
 
@@ -9,6 +10,8 @@ namespace Kiln.Training.Models;
 /// Llama: token embedding, pre-RMSNorm blocks without biases, RoPE on Q and K, grouped KV heads, SwiGLU MLP,
 /// final RMSNorm, untied output. Tensor names are GGUF's; Q/K/V are one fused projection
 /// [(H + 2·Hkv)·hd, dim] and gate/up one [2·ffn, dim], split row-wise into attn_q/k/v and ffn_gate/up on export.
+/// Under tensor parallelism each rank holds H/T query heads, Hkv/T KV heads and ffn/T hidden units
+/// (<see cref="TensorParallelLayout"/>); all widths below are this rank's.
 /// </summary>
 public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -25,14 +28,14 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
     private sealed record Block(ParameterTensor AttnNorm, ParameterTensor Qkv, ParameterTensor Output,
         ParameterTensor FfnNorm, ParameterTensor GateUp, ParameterTensor Down);
 
-    /// <summary>What one block keeps for backward. rows = B·T, C = dim, Q = (H + 2·Hkv)·hd, F = ffn.</summary>
-    private sealed class BlockActivations(int rows, int dim, int qkvDim, int ffn, int heads, int batch, int seq, bool keepProbs)
+    /// <summary>What one block keeps for backward. rows = B·T, C = dim, Q = (H + 2·Hkv)·hd, A = H·hd, F = ffn.</summary>
+    private sealed class BlockActivations(int rows, int dim, int qkvDim, int attDim, int ffn, int heads, int batch, int seq, bool keepProbs)
     {
         public readonly T[] N1 = new T[rows * dim], R1 = new T[rows];
         public readonly T[] Qkv = new T[rows * qkvDim];                                  // [rows, Q], Q and K rotated
         public readonly T[] Probs = keepProbs ? new T[batch * heads * seq * seq] : [];   // [B, H, T, T]
         public readonly T[] Lse = new T[batch * heads * seq];                            // [B, H, T]
-        public readonly T[] Att = new T[rows * dim], Proj = new T[rows * dim], Mid = new T[rows * dim];
+        public readonly T[] Att = new T[rows * attDim], Proj = new T[rows * dim], Mid = new T[rows * dim];
         public readonly T[] N2 = new T[rows * dim], R2 = new T[rows];
         public readonly T[] GateUp = new T[rows * 2 * ffn], Sw = new T[rows * ffn];      // [rows, 2F], [rows, F]
         public readonly T[] Down = new T[rows * dim];
@@ -41,7 +44,8 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
             + N2.Length + R2.Length + GateUp.Length + Sw.Length + Down.Length;
     }
 
-    public LlamaTrainModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None) : base(config, pool, recompute)
+    public LlamaTrainModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None,
+        TensorParallel? tensorParallel = null) : base(config, pool, recompute, tensorParallel)
     {
         if (config.Family != ModelFamily.Llama)
             throw new TrainingConfigException($"LlamaTrainModel needs the llama family, not {config.Family}");
@@ -51,20 +55,20 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
         _rope = new Rope<T>(pool, config.HeadDim, config.Context, config.RopeFreqBase);
     }
 
-    private int QkvDim => (Config.Heads + 2 * Config.KvHeadCount) * Config.HeadDim;
+    private int QkvDim => Shard.QkvDim;
 
     protected override ParameterTensor OutputWeight => _output;
 
     protected override void DeclareParameters(ParameterSet<T>.Builder b)
     {
-        int c = Config.Dim, f = Config.FfnDim;
+        int c = Config.Dim, f = Shard.Ffn;
         _embd = b.Add("token_embd.weight", Config.Vocab, c);
         _blocks = new Block[Config.Layers];
         for (int l = 0; l < Config.Layers; l++)
         {
             string p = $"blk.{l}.";
             _blocks[l] = new Block(b.Add(p + "attn_norm.weight", c), b.Add(p + "attn_qkv.weight", QkvDim, c),
-                b.Add(p + "attn_output.weight", c, c), b.Add(p + "ffn_norm.weight", c),
+                b.Add(p + "attn_output.weight", c, Shard.AttentionDim), b.Add(p + "ffn_norm.weight", c),
                 b.Add(p + "ffn_gate_up.weight", 2 * f, c), b.Add(p + "ffn_down.weight", c, f));
         }
         _outNorm = b.Add("output_norm.weight", c);
@@ -86,16 +90,16 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
 
     protected override long AllocateActivations(int rows)
     {
-        int c = Config.Dim, f = Config.FfnDim;
+        int c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
         _acts = new BlockActivations[Config.Layers];
-        var shared = SharedBlockActivations ? new BlockActivations(rows, c, QkvDim, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
+        var shared = SharedBlockActivations ? new BlockActivations(rows, c, QkvDim, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
         for (int l = 0; l < Config.Layers; l++)
-            _acts[l] = shared ?? new BlockActivations(rows, c, QkvDim, f, Config.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
+            _acts[l] = shared ?? new BlockActivations(rows, c, QkvDim, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
         _finalRstd = new T[rows];
         _dSw = new T[rows * f];
         _dGu = new T[rows * 2 * f];
         _dN2 = new T[rows * c];
-        _dAtt = new T[rows * c];
+        _dAtt = new T[rows * att];
         _dQkv = new T[rows * QkvDim];
         _dN1 = new T[rows * c];
         long blocks = (shared is null ? Config.Layers : 1) * _acts[0].Elements;
@@ -115,19 +119,21 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
     {
         var w = _blocks[layer];
         var a = _acts[layer];
-        int rows = Rows, c = Config.Dim, f = Config.FfnDim;
+        int rows = Rows, c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
         T eps = T.CreateChecked(Config.NormEpsilon);
         _norm.Forward(x, V(w.AttnNorm), a.N1, a.R1, rows, c, eps);
         LinearOp.Forward(a.N1, V(w.Qkv), ReadOnlyMemory<T>.Empty, a.Qkv, rows, c, QkvDim);
         // Q heads then K heads are contiguous at the start of each row: one rotation covers both
-        _rope.Forward(a.Qkv, rows, QkvDim, Config.Heads + Config.KvHeadCount, SequenceLength);
+        _rope.Forward(a.Qkv, rows, QkvDim, Shard.Heads + Shard.KvHeads, SequenceLength);
         AttentionOp.Forward(a.Qkv, a.Att, a.Probs, a.Lse, Batch, SequenceLength);
-        LinearOp.Forward(a.Att, V(w.Output), ReadOnlyMemory<T>.Empty, a.Proj, rows, c, c);
+        LinearOp.Forward(a.Att, V(w.Output), ReadOnlyMemory<T>.Empty, a.Proj, rows, att, c);
+        SumPartialOutputs(a.Proj);
         ResidualOp.Forward(x, a.Proj, a.Mid);
         _norm.Forward(a.Mid, V(w.FfnNorm), a.N2, a.R2, rows, c, eps);
         LinearOp.Forward(a.N2, V(w.GateUp), ReadOnlyMemory<T>.Empty, a.GateUp, rows, c, 2 * f);
         _swiglu.Forward(a.GateUp, a.Sw, rows, f);
         LinearOp.Forward(a.Sw, V(w.Down), ReadOnlyMemory<T>.Empty, a.Down, rows, f, c);
+        SumPartialOutputs(a.Down);
         ResidualOp.Forward(a.Mid, a.Down, output);
     }
 
@@ -135,7 +141,7 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
     {
         var w = _blocks[layer];
         var a = _acts[layer];
-        int rows = Rows, c = Config.Dim, f = Config.FfnDim;
+        int rows = Rows, c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
         Array.Clear(_dSw);
         Array.Clear(_dGu);
         Array.Clear(_dN2);
@@ -146,12 +152,14 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
         LinearOp.Backward(dStream, a.Sw, V(w.Down), _dSw, G(w.Down), Memory<T>.Empty, rows, f, c);
         _swiglu.Backward(_dSw, a.GateUp, _dGu, rows, f);
         LinearOp.Backward(_dGu, a.N2, V(w.GateUp), _dN2, G(w.GateUp), Memory<T>.Empty, rows, c, 2 * f);
+        SumInputGradients(_dN2);
         _norm.Backward(_dN2, a.Mid, V(w.FfnNorm), a.R2, dStream, G(w.FfnNorm), rows, c);
         // mid = x + proj: likewise
-        LinearOp.Backward(dStream, a.Att, V(w.Output), _dAtt, G(w.Output), Memory<T>.Empty, rows, c, c);
+        LinearOp.Backward(dStream, a.Att, V(w.Output), _dAtt, G(w.Output), Memory<T>.Empty, rows, att, c);
         AttentionOp.Backward(_dAtt, a.Qkv, a.Probs, a.Lse, _dQkv, Batch, SequenceLength);
-        _rope.Backward(_dQkv, rows, QkvDim, Config.Heads + Config.KvHeadCount, SequenceLength);
+        _rope.Backward(_dQkv, rows, QkvDim, Shard.Heads + Shard.KvHeads, SequenceLength);
         LinearOp.Backward(_dQkv, a.N1, V(w.Qkv), _dN1, G(w.Qkv), Memory<T>.Empty, rows, c, QkvDim);
+        SumInputGradients(_dN1);
         _norm.Backward(_dN1, x, V(w.AttnNorm), a.R1, dStream, G(w.AttnNorm), rows, c);
     }
 

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using Kiln.Threading;
 using Kiln.Training.Ops;
+using Kiln.Training.Parallel;
 
 namespace Kiln.Training.Models;
 
@@ -24,15 +25,19 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     private int[] _targets = [];
     private bool _haveTargets;
 
-    protected TrainableModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute)
+    protected TrainableModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute, TensorParallel? tensorParallel = null)
     {
         config.Validate();
+        if (tensorParallel is not null && tensorParallel.Layout.Config != config)
+            throw new ArgumentException("the tensor-parallel layout was made for another model configuration", nameof(tensorParallel));
         Config = config;
+        TensorParallel = tensorParallel;
+        Shard = tensorParallel?.Layout ?? new TensorParallelLayout(config, 1);
         Pool = pool;
         Recompute = recompute;
         SharedBlockActivations = (recompute & Recomputation.Block) != 0;
         LinearOp = new Linear<T>(pool);
-        AttentionOp = new CausalAttention<T>(pool, config.Heads, config.KvHeadCount, config.HeadDim, (recompute & Recomputation.Attention) != 0);
+        AttentionOp = new CausalAttention<T>(pool, Shard.Heads, Shard.KvHeads, config.HeadDim, (recompute & Recomputation.Attention) != 0);
         ResidualOp = new Residual<T>(pool);
         _loss = new SoftmaxCrossEntropy<T>(pool);
         var builder = new ParameterSet<T>.Builder();
@@ -43,6 +48,12 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     public TrainingConfig Config { get; }
     public ParameterSet<T> Parameters { get; }
     public Recomputation Recompute { get; }
+
+    /// <summary>This rank's tensor-parallel group, or null when the model is whole.</summary>
+    public TensorParallel? TensorParallel { get; }
+
+    /// <summary>The per-rank widths the blocks compute with (heads, KV heads, ffn): the config's own without tensor parallelism.</summary>
+    protected TensorParallelLayout Shard { get; }
 
     /// <summary>Whether all blocks share one set of activation buffers (<see cref="Recomputation.Block"/>).</summary>
     protected bool SharedBlockActivations { get; }
@@ -71,10 +82,11 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     private T[] _dStream = [];
     private T[] _dFinal = [];
 
-    public static TrainableModel<T> Create(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None) => config.Family switch
+    public static TrainableModel<T> Create(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None,
+        TensorParallel? tensorParallel = null) => config.Family switch
     {
-        ModelFamily.Gpt2 => new GptModel<T>(config, pool, recompute),
-        ModelFamily.Llama => new LlamaTrainModel<T>(config, pool, recompute),
+        ModelFamily.Gpt2 => new GptModel<T>(config, pool, recompute, tensorParallel),
+        ModelFamily.Llama => new LlamaTrainModel<T>(config, pool, recompute, tensorParallel),
         _ => throw new TrainingConfigException($"unknown model family {config.Family}"),
     };
 
@@ -96,12 +108,40 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
     protected abstract void FinalNormBackward(ReadOnlyMemory<T> dOutput, ReadOnlyMemory<T> input, Memory<T> dInput);
     protected abstract ParameterTensor OutputWeight { get; }
 
+    /// <summary>
+    /// Draws the whole tensor's values in the single-process order; a tensor-parallel rank keeps only its shard's, so
+    /// every split starts from the single-process initialization without holding the whole tensor.
+    /// </summary>
     protected void FillNormal(ParameterTensor p, TrainingRandom random, double std)
     {
         var v = Parameters.Value(p).Span;
-        for (int i = 0; i < v.Length; i++)
-            v[i] = T.CreateChecked(random.NextGaussian() * std);
+        var rule = Shard.ShardOf(p.Name);
+        int[] full = rule.FullShape(p.Shape, Shard.Ranks);
+        int drawn = 0, fullLength = full.Aggregate(1, (a, b) => a * b);
+        foreach (var run in rule.Runs(full, TensorParallel?.Rank ?? 0, Shard.Ranks))
+        {
+            for (; drawn < run.Full; drawn++)
+                random.NextGaussian();
+            for (int i = 0; i < run.Length; i++)
+                v[run.Shard + i] = T.CreateChecked(random.NextGaussian() * std);
+            drawn += run.Length;
+        }
+        for (; drawn < fullLength; drawn++)
+            random.NextGaussian();
     }
+
+    /// <summary>Megatron's g after a row-parallel projection: no-op on a whole model.</summary>
+    protected void SumPartialOutputs(Memory<T> partial) => TensorParallel?.SumPartialOutputs(partial);
+
+    /// <summary>Megatron's f before a column-parallel projection, backward: no-op on a whole model.</summary>
+    protected void SumInputGradients(Memory<T> partial) => TensorParallel?.SumInputGradients(partial);
+
+    /// <summary>
+    /// A row-parallel projection's bias, replicated: only rank 0 adds it to its partial product, so the sum over
+    /// ranks holds it once. Its gradient comes from the whole d(output), the same on every rank.
+    /// </summary>
+    protected ReadOnlyMemory<T> RowParallelBias(ParameterTensor bias) =>
+        TensorParallel is { Rank: > 0 } ? ReadOnlyMemory<T>.Empty : Parameters.Value(bias);
 
     protected void Fill(ParameterTensor p, double value) => Parameters.Value(p).Span.Fill(T.CreateChecked(value));
 

@@ -74,6 +74,21 @@ public sealed class OptimizationTests
         Assert.Equal([0.3f, 0.4f], small);
     }
 
+    /// <summary>GPT-2's initialization: norm gains 1, norm and linear biases 0 (a bias of 1 shifts every normalized activation).</summary>
+    [Theory]
+    [InlineData(ModelFamily.Gpt2)]
+    [InlineData(ModelFamily.Llama)]
+    public void NormGainsStartAtOneAndBiasesAtZero(ModelFamily family)
+    {
+        var model = TrainableModel<float>.Create(ModelGradientTests.Tiny(family), null);
+        model.Initialize(new TrainingRandom(1));
+        foreach (var p in model.Parameters.Tensors.Where(t => t.Shape.Length == 1))
+        {
+            float expected = p.Name.EndsWith(".bias", StringComparison.Ordinal) ? 0f : 1f;
+            Assert.All(model.Parameters.Value(p).ToArray(), v => Assert.Equal(expected, v));
+        }
+    }
+
     /// <summary>Two micro-batches of one sequence with loss scale ½ give the gradient of one batch of both.</summary>
     [Fact]
     public void AccumulatedMicroBatchesEqualOneBatch()

@@ -81,7 +81,7 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         foreach (var p in Parameters.Tensors)
         {
             if (p.Shape.Length == 1)
-                Fill(p, p.Name.Contains("ln_") ? 1.0 : 0.0);
+                Fill(p, p.Name.Contains("ln_", StringComparison.Ordinal) && p.Name.EndsWith(".weight", StringComparison.Ordinal) ? 1.0 : 0.0); // gains 1, biases 0
             else
                 FillNormal(p, random, p.Name.EndsWith("c_proj.weight", StringComparison.Ordinal) ? residualStd : 0.02);
         }

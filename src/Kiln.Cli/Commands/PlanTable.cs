@@ -19,7 +19,7 @@ internal static class PlanTable
             o.WriteLine();
             var rows = new List<string[]>
             {
-                new[] { "#", "dp", "tp", "pp", "zero", "M", "sched", "mb", "step s", "tokens/s", "MFU", "compute", "bubble", "tp comm", "pp send", "dp exposed/all", "GB/rank", "states", "activ." },
+                new[] { "#", "dp", "tp", "pp", "zero", "M", "sched", "mb", "step s", "tokens/s", "MFU", "compute", "bubble", "tp comm", "pp send", "dp exposed/all", "memory/rank", "states", "activations" },
             };
             int rank = 1;
             foreach (var p in result.Accepted.Take(top))
@@ -30,7 +30,7 @@ internal static class PlanTable
                     l.Pp > 1 ? I($"{Seconds(p.BubbleSeconds)} ({p.BubbleFraction:P0})") : "-",
                     l.Tp > 1 ? Seconds(p.TensorParallelSeconds) : "-", l.Pp > 1 ? Seconds(p.PipelineSendSeconds) : "-",
                     l.Dp > 1 ? $"{Seconds(p.DataParallelExposedSeconds)}/{Seconds(p.DataParallelSeconds)}" : "-",
-                    I($"{p.MemoryBytes / 1e9:0.00}"), I($"{p.ModelStateBytes / 1e9:0.00}"), I($"{p.ActivationBytes / 1e9:0.00}")]);
+                    Bytes(p.MemoryBytes), Bytes(p.ModelStateBytes), Bytes(p.ActivationBytes)]);
             }
             Render(o, rows);
             o.WriteLine();
@@ -69,6 +69,13 @@ internal static class PlanTable
         >= 1 => I($"{s:0.00}"),
         >= 1e-3 => I($"{s * 1e3:0.0}ms"),
         _ => I($"{s * 1e6:0}µs"),
+    };
+
+    private static string Bytes(double b) => b switch
+    {
+        >= 1e9 => I($"{b / 1e9:0.00} GB"),
+        >= 1e6 => I($"{b / 1e6:0.0} MB"),
+        _ => I($"{b / 1e3:0.0} kB"),
     };
 
     private static string I(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);

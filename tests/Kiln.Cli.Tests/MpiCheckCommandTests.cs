@@ -47,6 +47,17 @@ public sealed class MpiCheckCommandTests
         Assert.Contains($"all-reduce of 100,000 floats (0.4 MiB) over {ranks} ranks", run.Stdout);
     }
 
+    [MpiFact]
+    public void MpiErrorsBecomeExceptionsCarryingMpisOwnMessage()
+    {
+        var run = Mpirun(2, [], "mpi-check", "--verbose");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        // a receive into a buffer shorter than the message: Open MPI's error text, through MPI_ERRORS_RETURN
+        Assert.Contains("as expected, receiving 8 floats into 4: MPI_Recv failed on rank 0: MPI_ERR_TRUNCATE", run.Stdout);
+        // a longer one: MPI succeeds, the element count check catches it
+        Assert.Contains("as expected, receiving 8 floats into 16: message from rank 1 with tag 56 holds 8 elements, not 16", run.Stdout);
+    }
+
     /// <summary>Rank 1 SIGKILLs itself mid-run while the others wait for it in a collective: mpirun must stop them.</summary>
     [MpiFact]
     public void AKilledRankEndsTheJobWithinSecondsNamingTheRank()

@@ -9,7 +9,7 @@ namespace Kiln.Cli.Commands;
 /// kiln mpi-check: run as `mpirun -np N kiln mpi-check`, exercises every communicator operation against results each
 /// rank computes itself (<see cref="CommunicatorConformance"/>), prints one summary line on rank 0 and exits 1 on any
 /// mismatch. A rank that throws ends the whole job (MPI_Abort) so that no rank is left waiting for it.
-/// --bench adds the all-reduce bandwidth the planner's cost model needs.
+/// --bench adds the all-reduce bandwidth the planner's cost model needs; --verbose shows the errors provoked on purpose.
 /// </summary>
 internal static class MpiCheckCommand
 {
@@ -34,13 +34,13 @@ internal static class MpiCheckCommand
             {
                 io.Out.WriteLine("mpi-check: not started by an MPI launcher; running with one rank (use 'mpirun -np N kiln mpi-check' to check MPI)");
                 using var alone = LocalCommunicator.CreateWorld(1)[0];
-                return Run(io, alone, "in-process", r.GetValue(bench), r.GetValue(elements), r.GetValue(runs));
+                return Run(io, alone, "in-process", r.GetValue(CliApp.Verbose), r.GetValue(bench), r.GetValue(elements), r.GetValue(runs));
             }
             int code;
             try
             {
                 string name = $"{world.LibraryVersion}, thread level {ThreadLevelName(world.ThreadLevel)}";
-                code = Run(io, world, name, r.GetValue(bench), r.GetValue(elements), r.GetValue(runs));
+                code = Run(io, world, name, r.GetValue(CliApp.Verbose), r.GetValue(bench), r.GetValue(elements), r.GetValue(runs));
             }
             catch (Exception e)
             {
@@ -56,7 +56,7 @@ internal static class MpiCheckCommand
         return command;
     }
 
-    private static int Run(CliIO io, Communicator comm, string library, bool bench, int elements, int runs)
+    private static int Run(CliIO io, Communicator comm, string library, bool verbose, bool bench, int elements, int runs)
     {
         int? kill = RankFrom(KillRankVariable), fail = RankFrom(FailRankVariable);
         int middle = CommunicatorConformance.CheckNames.Count / 2;
@@ -75,6 +75,9 @@ internal static class MpiCheckCommand
         });
         foreach (string failure in report.LocalFailures)
             io.Error.WriteLine($"mpi-check: rank {comm.Rank}: {failure}");
+        if (comm.Rank == 0 && verbose)
+            foreach (string error in report.ExpectedErrors)
+                io.Out.WriteLine($"mpi-check: as expected, {error}");
         if (comm.Rank == 0)
         {
             string ranks = comm.Size == 1 ? "1 rank" : $"{comm.Size} ranks";

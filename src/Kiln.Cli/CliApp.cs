@@ -37,6 +37,7 @@ public static class CliApp
         root.Subcommands.Add(ExportCommand.Create(io));
         root.Subcommands.Add(FinetuneCommand.Create(io));
         root.Subcommands.Add(PlanCommand.Create(io));
+        root.Subcommands.Add(MpiCheckCommand.Create(io));
 
         ParseResult parsed = root.Parse(args);
         bool verbose = args.Contains("--verbose") || args.Contains("-v");

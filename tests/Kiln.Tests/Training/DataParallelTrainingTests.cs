@@ -259,4 +259,32 @@ public sealed class DataParallelTrainingTests(ITestOutputHelper output) : IDispo
         }
         Assert.All(owner, n => Assert.Equal(1, n));
     }
+
+    /// <summary>Stage 3 lends a tensor only while its unit is gathered, and its gradient only during the unit's backward.</summary>
+    [Fact]
+    public void ShardedParametersAreReadableOnlyWhileGathered()
+    {
+        LocalCommunicator.Run(2, comm =>
+        {
+            var model = TrainableModel<float>.Create(Llama, null);
+            var partition = new ZeroPartition(model.Units, model.Parameters.Tensors, comm.Rank, comm.Size);
+            var state = new ShardedModelState(comm, partition, model.Parameters, model.Units, shardParameters: true);
+            var p = model.Parameters["blk.1.ffn_down.weight"];
+            Assert.Throws<InvalidOperationException>(() => state.Value(p));
+            Assert.Throws<InvalidOperationException>(() => state.Gradient(p));
+            state.ShardValues!.AsSpan().Fill(comm.Rank + 1);
+            var unit = ParameterUnit.Of(model.Units, p);
+            state.BeforeUse(unit, backward: false);
+            // the gathered unit holds rank 0's block then rank 1's: the tensor's elements come from whichever owns them
+            var shard = partition.Units[unit.Index];
+            var value = state.Value(p).Span;
+            for (int i = 0; i < value.Length; i++)
+                Assert.Equal(p.Offset - unit.Offset + i < shard.BlockLength ? 1f : 2f, value[i]);
+            Assert.Throws<InvalidOperationException>(() => state.Gradient(p));
+            state.AfterUse(unit, backward: false);
+            Assert.Throws<InvalidOperationException>(() => state.Value(p));
+            Assert.False(model.Parameters.ValuesAllocated);
+            Assert.False(model.Parameters.GradientsAllocated);
+        });
+    }
 }

@@ -10,20 +10,32 @@ public sealed class ParameterSet<T> where T : unmanaged, IFloatingPointIeee754<T
 {
     private readonly List<ParameterTensor> _tensors;
 
+    private T[]? _values, _gradients;
+
     private ParameterSet(List<ParameterTensor> tensors, int count)
     {
         _tensors = tensors;
-        Values = new T[count];
-        Gradients = new T[count];
+        Count = count;
     }
 
-    public T[] Values { get; }
-    public T[] Gradients { get; }
-    public IReadOnlyList<ParameterTensor> Tensors => _tensors;
-    public int Count => Values.Length;
+    /// <summary>
+    /// The flat buffers, allocated on first use: ZeRO (stages 2 and 3) keeps only a shard of them through
+    /// <see cref="Storage"/> and must never pay for the full arrays.
+    /// </summary>
+    public T[] Values => _values ??= new T[Count];
+    public T[] Gradients => _gradients ??= new T[Count];
 
-    public Memory<T> Value(ParameterTensor p) => Values.AsMemory(p.Offset, p.Length);
-    public Memory<T> Gradient(ParameterTensor p) => Gradients.AsMemory(p.Offset, p.Length);
+    public bool ValuesAllocated => _values is not null;
+    public bool GradientsAllocated => _gradients is not null;
+
+    public IReadOnlyList<ParameterTensor> Tensors => _tensors;
+    public int Count { get; }
+
+    /// <summary>Where <see cref="Value"/> and <see cref="Gradient"/> resolve instead of the flat buffers, when set.</summary>
+    public IParameterStorage<T>? Storage { get; set; }
+
+    public Memory<T> Value(ParameterTensor p) => Storage is { } s ? s.Value(p) : Values.AsMemory(p.Offset, p.Length);
+    public Memory<T> Gradient(ParameterTensor p) => Storage is { } s ? s.Gradient(p) : Gradients.AsMemory(p.Offset, p.Length);
 
     public ParameterTensor this[string name] =>
         _tensors.Find(t => t.Name == name) ?? throw new KeyNotFoundException($"no parameter named {name}");

@@ -48,6 +48,31 @@ public sealed class TokenBatchLoader
         }
     }
 
+    /// <summary>
+    /// Advances by batch windows as <see cref="Next"/> does but reads only windows [first, first + count) of them: a
+    /// data-parallel rank's share of the global batch, so D ranks together see exactly what one process with the
+    /// global batch would.
+    /// </summary>
+    public void NextShard(Span<int> inputs, Span<int> targets, int first, int count)
+    {
+        int t = SequenceLength;
+        if (first < 0 || count <= 0 || first + count > Batch)
+            throw new ArgumentOutOfRangeException(nameof(count), $"windows [{first}, {first + count}) do not lie in a batch of {Batch}");
+        if (inputs.Length != count * t || targets.Length != count * t)
+            throw new ArgumentException($"expected {count * t} tokens per buffer");
+        for (int b = 0; b < Batch; b++)
+        {
+            var (epoch, index) = Position;
+            if (b >= first && b < first + count)
+            {
+                long start = Window(epoch, index) * t;
+                _stream.Read(start, inputs.Slice((b - first) * t, t));
+                _stream.Read(start + 1, targets.Slice((b - first) * t, t));
+            }
+            Position = index + 1 == Windows ? new LoaderPosition(epoch + 1, 0) : new LoaderPosition(epoch, index + 1);
+        }
+    }
+
     private long Window(long epoch, long index)
     {
         if (!Shuffle)

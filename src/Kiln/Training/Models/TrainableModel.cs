@@ -47,6 +47,14 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
 
     public TrainingConfig Config { get; }
     public ParameterSet<T> Parameters { get; }
+
+    /// <summary>[embedding, block 0, …, head]: the pieces <see cref="UnitHooks"/> hears about.</summary>
+    public ParameterUnit[] Units => _units ??= ParameterUnit.Partition(Parameters.Tensors, Config.Layers);
+
+    /// <summary>Told when units are used and when their gradients are final (data parallel overlap, ZeRO); null: nobody.</summary>
+    public IParameterUnitHooks? UnitHooks { get; set; }
+
+    private ParameterUnit[]? _units;
     public Recomputation Recompute { get; }
 
     /// <summary>This rank's tensor-parallel group, or null when the model is whole.</summary>
@@ -167,11 +175,25 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
         if (_haveTargets)
             targets.CopyTo(_targets);
 
+        var hooks = UnitHooks;
+        var (embedding, head, output) = hooks is null ? default : HookUnits();
+        hooks?.BeforeUse(embedding!, false);
         EmbedForward(Stream[0]);
+        hooks?.AfterUse(embedding!, false);
         for (int l = 0; l < Config.Layers; l++)
+        {
+            hooks?.BeforeUse(Units[l + 1], false);
             BlockForward(l, Stream[l], Stream[l + 1]);
+            hooks?.AfterUse(Units[l + 1], false);
+        }
+        hooks?.BeforeUse(head!, false);
         FinalNormForward(Stream[Config.Layers], Final);
+        if (output != head)
+            hooks?.BeforeUse(output!, false);
         LinearOp.Forward(Final, Parameters.Value(OutputWeight), ReadOnlyMemory<T>.Empty, _logits, rows, Config.Dim, Config.Vocab);
+        if (output != head)
+            hooks?.AfterUse(output!, false);
+        hooks?.AfterUse(head!, false);
         if (!_haveTargets)
             return double.NaN;
         _loss.Forward(_logits, _targets, _losses, rows, Config.Vocab);
@@ -191,22 +213,40 @@ public abstract class TrainableModel<T> where T : unmanaged, IFloatingPointIeee7
             throw new InvalidOperationException("Backward needs a Forward with targets first");
         _haveTargets = false; // the logits become their gradient below
         int rows = Rows;
+        var hooks = UnitHooks;
+        var (embedding, head, output) = hooks is null ? default : HookUnits();
         _loss.Backward(_logits, _targets, _logits, rows, Config.Vocab, T.CreateChecked(lossScale / rows));
         Array.Clear(_dFinal);
+        hooks?.BeforeUse(head!, true);
+        if (output != head)
+            hooks?.BeforeUse(output!, true);
         LinearOp.Backward(_logits, Final, Parameters.Value(OutputWeight), _dFinal, Parameters.Gradient(OutputWeight),
             Memory<T>.Empty, rows, Config.Dim, Config.Vocab);
+        if (output != head)
+            hooks?.AfterUse(output!, true); // tied (GPT-2): the embedding's gradient is final only after EmbedBackward
         Array.Clear(_dStream);
         FinalNormBackward(_dFinal, Stream[Config.Layers], _dStream);
+        hooks?.AfterUse(head!, true);
+        hooks?.GradientsFinal(head!);
         for (int l = Config.Layers - 1; l >= 0; l--)
         {
+            hooks?.BeforeUse(Units[l + 1], true);
             // the shared buffers still hold the top block's activations from Forward; every other block runs again
             // (rewriting Stream[l + 1] with the bits it already holds: the block above is done with it)
             if (SharedBlockActivations && l < Config.Layers - 1)
                 BlockForward(l, Stream[l], Stream[l + 1]);
             BlockBackward(l, Stream[l], _dStream);
+            hooks?.AfterUse(Units[l + 1], true);
+            hooks?.GradientsFinal(Units[l + 1]);
         }
+        hooks?.BeforeUse(embedding!, true);
         EmbedBackward(_dStream);
+        hooks?.AfterUse(embedding!, true);
+        hooks?.GradientsFinal(embedding!);
     }
+
+    private (ParameterUnit Embedding, ParameterUnit Head, ParameterUnit Output) HookUnits() =>
+        (Units[0], Units[^1], ParameterUnit.Of(Units, OutputWeight));
 
     private void Allocate(int batch, int seqLen)
     {

@@ -298,12 +298,15 @@ public sealed class LlamaEngineTests : IDisposable
         var tooLong = await Assert.ThrowsAsync<EngineRejectedException>(() => Run(engine, Request(Prompt(1, 256))));
         Assert.Equal(EngineRejection.PromptTooLong, tooLong.Reason);
 
-        await using var running = engine.GenerateAsync(Request(Prompt(1, 10), 500)).GetAsyncEnumerator();
+        // The running sequence is held at its second step so that it cannot finish and free the seat meanwhile.
+        using var gate = new StepGate(freeSteps: 1);
+        await using var running = engine.GenerateAsync(Request(Prompt(1, 10), 500) with { Constraint = gate }).GetAsyncEnumerator();
         Assert.True(await running.MoveNextAsync());
         await using var waiting = engine.GenerateAsync(Request(Prompt(2, 10))).GetAsyncEnumerator();
         var waitingFirst = waiting.MoveNextAsync();
         var full = await Assert.ThrowsAsync<EngineRejectedException>(() => Run(engine, Request(Prompt(3, 10))));
         Assert.Equal(EngineRejection.QueueFull, full.Reason);
+        gate.Open();
         await running.DisposeAsync();
         Assert.True(await waitingFirst);
     }

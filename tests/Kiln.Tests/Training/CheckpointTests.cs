@@ -157,10 +157,16 @@ public sealed class CheckpointTests : IDisposable
         var t = Trainer.Start(config, Options with { Recompute = recompute }, data, null);
         t.TrainStep();
         t.TrainStep();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
-            t.TrainStep();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"{allocated} bytes allocated over 5 steps");
+        // One-time runtime work (tiered compilation's rejits, lazily made locks) can land in a window, more likely on a
+        // loaded machine, and only ever adds bytes: the least of three windows is the steps' own cost.
+        long least = long.MaxValue;
+        for (int attempt = 0; attempt < 3 && least > 0; attempt++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 3; i++)
+                t.TrainStep();
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.True(least == 0, $"{least} bytes allocated over 3 steps");
     }
 }

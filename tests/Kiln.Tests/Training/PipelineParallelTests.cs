@@ -50,13 +50,14 @@ public sealed class PipelineParallelTests : IDisposable
 
     private sealed record StageRun(double[] Losses, double[] Norms, Dictionary<string, float[]> Weights, PipelineStepStatistics Last, long HeldBytes);
 
-    private StageRun[] RunPipeline(TrainingConfig config, int stages, int microBatches, PipelineSchedule schedule, int steps = Steps, int batch = Batch)
+    private StageRun[] RunPipeline(TrainingConfig config, int stages, int microBatches, PipelineSchedule schedule, int steps = Steps, int batch = Batch,
+        Recomputation recompute = Recomputation.None)
     {
         var layout = new ParallelLayout { Pp = stages, MicroBatches = microBatches, Schedule = schedule };
         return LocalCommunicator.Run(stages, comm =>
         {
             using var data = Data();
-            var t = PipelineTrainer.Start(config, Options(batch, 1), layout, data, comm, null);
+            var t = PipelineTrainer.Start(config, Options(batch, 1) with { Recompute = recompute }, layout, data, comm, null);
             var losses = new double[steps];
             var norms = new double[steps];
             for (int s = 0; s < steps; s++)
@@ -65,10 +66,10 @@ public sealed class PipelineParallelTests : IDisposable
         });
     }
 
-    private (double[] Losses, double[] Norms, Dictionary<string, float[]> Weights) RunSingle(TrainingConfig config, int microBatches)
+    private (double[] Losses, double[] Norms, Dictionary<string, float[]> Weights) RunSingle(TrainingConfig config, int microBatches, Recomputation recompute = Recomputation.None)
     {
         using var data = Data();
-        var t = Trainer.Start(config, Options(Batch / microBatches, microBatches), data, null);
+        var t = Trainer.Start(config, Options(Batch / microBatches, microBatches) with { Recompute = recompute }, data, null);
         var losses = new double[Steps];
         var norms = new double[Steps];
         for (int s = 0; s < Steps; s++)
@@ -112,6 +113,26 @@ public sealed class PipelineParallelTests : IDisposable
         var merged = ranks.SelectMany(r => r.Weights).ToList();
         Assert.Equal(single.Weights.Count, merged.Count); // each tensor on exactly one stage
         foreach (var (name, w) in merged)
+            Assert.True(single.Weights[name].AsSpan().SequenceEqual(w), $"{name} differs");
+    }
+
+    /// <summary>
+    /// Recomputation reruns a stage's blocks in its backward pass (the block whose output is still being sent to the next
+    /// stage is never rerun): the pipeline keeps the bits of single-process training with the same recomputation.
+    /// (Not those without it: attention's probabilities rebuilt as exp(s − lse) differ in the last bits from the stored
+    /// exp(s − max)/sum.)
+    /// </summary>
+    [Theory]
+    [InlineData(PipelineSchedule.GPipe)]
+    [InlineData(PipelineSchedule.OneFOneB)]
+    public void RecomputationKeepsTheBits(PipelineSchedule schedule)
+    {
+        var config = Config(ModelFamily.Llama);
+        const Recomputation both = Recomputation.Block | Recomputation.Attention;
+        var single = RunSingle(config, 4, both);
+        var ranks = RunPipeline(config, 2, 4, schedule, recompute: both);
+        Assert.Equal(single.Losses, ranks[0].Losses);
+        foreach (var (name, w) in ranks.SelectMany(r => r.Weights))
             Assert.True(single.Weights[name].AsSpan().SequenceEqual(w), $"{name} differs");
     }
 

@@ -14,6 +14,9 @@ public sealed class PipelineParallelTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("kiln-pp-").FullName;
 
+    // written before any rank's thread opens it
+    public PipelineParallelTests() => Data().Dispose();
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     private const int Steps = 10;
@@ -51,11 +54,12 @@ public sealed class PipelineParallelTests : IDisposable
     private sealed record StageRun(double[] Losses, double[] Norms, Dictionary<string, float[]> Weights, PipelineStepStatistics Last, long HeldBytes);
 
     private StageRun[] RunPipeline(TrainingConfig config, int stages, int microBatches, PipelineSchedule schedule, int steps = Steps, int batch = Batch,
-        Recomputation recompute = Recomputation.None)
+        Recomputation recompute = Recomputation.None, bool synchronousSends = false)
     {
         var layout = new ParallelLayout { Pp = stages, MicroBatches = microBatches, Schedule = schedule };
-        return LocalCommunicator.Run(stages, comm =>
+        return LocalCommunicator.Run(stages, local =>
         {
+            var comm = synchronousSends ? new SynchronousSendCommunicator(local) : local;
             using var data = Data();
             var t = PipelineTrainer.Start(config, Options(batch, 1) with { Recompute = recompute }, layout, data, comm, null);
             var losses = new double[steps];
@@ -114,6 +118,31 @@ public sealed class PipelineParallelTests : IDisposable
         Assert.Equal(single.Weights.Count, merged.Count); // each tensor on exactly one stage
         foreach (var (name, w) in merged)
             Assert.True(single.Weights[name].AsSpan().SequenceEqual(w), $"{name} differs");
+    }
+
+    /// <summary>
+    /// Under MPI, a large non-blocking send completes only once the receiver has posted its receive, and its buffer must
+    /// stay untouched until then; LocalCommunicator buffers every send and would hide a schedule that deadlocks or
+    /// reuses a buffer early. Both schedules must finish (within a minute: a deadlock would hang) with the same bits.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 4, PipelineSchedule.GPipe)]
+    [InlineData(2, 4, PipelineSchedule.OneFOneB)]
+    [InlineData(4, 8, PipelineSchedule.GPipe)]
+    [InlineData(4, 8, PipelineSchedule.OneFOneB)]
+    [InlineData(4, 2, PipelineSchedule.OneFOneB)]
+    public async Task SchedulesKeepMpiSendRules(int stages, int microBatches, PipelineSchedule schedule)
+    {
+        var config = Config(ModelFamily.Gpt2); // tied: the wte exchange is exercised too
+        var plain = RunPipeline(config, stages, microBatches, schedule, steps: 3, batch: 8);
+        var strict = await Task.Run(() => RunPipeline(config, stages, microBatches, schedule, steps: 3, batch: 8, synchronousSends: true))
+            .WaitAsync(TimeSpan.FromMinutes(1)); // a TimeoutException here means the schedule deadlocks under synchronous sends
+        for (int s = 0; s < stages; s++)
+        {
+            Assert.Equal(plain[s].Losses, strict[s].Losses);
+            foreach (var (name, w) in plain[s].Weights)
+                Assert.Equal(w, strict[s].Weights[name]);
+        }
     }
 
     /// <summary>

@@ -272,6 +272,12 @@ public sealed class PipelineParallelTests : IDisposable
                 t => Assert.StartsWith($"blk.{s}.", t.Name));
         }
         Assert.Equal(whole.Parameters.Count, sum);
+        Assert.Throws<TrainingConfigException>(() => TrainableModel<float>.Create(config, null, Recomputation.None, new ModelPart(4, 0, false, true), null));
+        Assert.Throws<TrainingConfigException>(() => TrainableModel<float>.Create(config, null, Recomputation.None, new ModelPart(2, 3, false, true), null));
+        var gpt = Config(ModelFamily.Gpt2);
+        var middle = TrainableModel<float>.Create(gpt, null, Recomputation.None, ModelPart.Stage(gpt, 1, 4), null);
+        Assert.Null(middle.TiedOutputWeight);
+        Assert.Equal("wte", TrainableModel<float>.Create(gpt, null, Recomputation.None, ModelPart.Stage(gpt, 3, 4), null).TiedOutputWeight?.Name);
     }
 
     [Fact]

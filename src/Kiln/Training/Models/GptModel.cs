@@ -52,7 +52,8 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
 
     protected override ParameterTensor OutputWeight => _wte;
 
-    public override ParameterTensor? TiedOutputWeight => _wte;
+    /// <summary>wte; null on a middle pipeline stage, which holds neither embedding nor head.</summary>
+    public override ParameterTensor? TiedOutputWeight => Part.HasEmbedding || Part.HasHead ? _wte : null;
 
     protected override void DeclareParameters(ParameterSet<T>.Builder b)
     {

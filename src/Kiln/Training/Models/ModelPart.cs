@@ -3,7 +3,7 @@ namespace Kiln.Training.Models;
 /// <summary>
 /// Which contiguous piece of a model one instance holds: blocks [FirstLayer, FirstLayer + LayerCount), plus the
 /// embedding (first pipeline stage) and/or the final norm, output head and loss (last stage). A whole model is the one
-/// piece that has all of them.
+/// piece that has all of them. Every piece holds at least one block.
 /// </summary>
 public sealed record ModelPart(int FirstLayer, int LayerCount, bool HasEmbedding, bool HasHead)
 {
@@ -24,7 +24,7 @@ public sealed record ModelPart(int FirstLayer, int LayerCount, bool HasEmbedding
 
     internal void Validate(TrainingConfig config)
     {
-        if (FirstLayer < 0 || LayerCount < 0 || EndLayer > config.Layers || (LayerCount == 0 && !HasEmbedding && !HasHead))
+        if (FirstLayer < 0 || LayerCount < 1 || EndLayer > config.Layers)
             throw new TrainingConfigException($"layers {FirstLayer}..{EndLayer} are not a piece of a model of {config.Layers} layers");
     }
 }

@@ -46,6 +46,9 @@ public sealed class ParameterSet<T> where T : unmanaged, IFloatingPointIeee754<T
         private readonly List<ParameterTensor> _tensors = [];
         private int _count;
 
+        /// <summary>What has been added so far, in order.</summary>
+        public IReadOnlyList<ParameterTensor> Tensors => _tensors;
+
         public ParameterTensor Add(string name, params int[] shape)
         {
             var t = new ParameterTensor(name, _count, shape);

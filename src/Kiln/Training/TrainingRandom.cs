@@ -72,4 +72,11 @@ public sealed class TrainingRandom
         double u2 = NextDouble();
         return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
     }
+
+    /// <summary>Advances past <paramref name="count"/> <see cref="NextGaussian"/> draws without computing them (two words each).</summary>
+    public void SkipGaussians(long count)
+    {
+        for (long i = 0; i < 2 * count; i++)
+            NextUInt64();
+    }
 }

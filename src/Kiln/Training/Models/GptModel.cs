@@ -44,7 +44,8 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
     }
 
     public GptModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None,
-        TensorParallel? tensorParallel = null) : base(config, pool, recompute, tensorParallel)
+        TensorParallel? tensorParallel = null, ModelPart? part = null, ParameterSet<T>? parameters = null)
+        : base(config, pool, recompute, tensorParallel, part, parameters)
     {
         if (config.Family != ModelFamily.Gpt2)
             throw new TrainingConfigException($"GptModel needs the gpt2 family, not {config.Family}");
@@ -55,13 +56,19 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
 
     protected override ParameterTensor OutputWeight => _wte;
 
+    /// <summary>wte; null on a middle pipeline stage, which holds neither embedding nor head.</summary>
+    public override ParameterTensor? TiedOutputWeight => Part.HasEmbedding || Part.HasHead ? _wte : null;
+
     protected override void DeclareParameters(ParameterSet<T>.Builder b)
     {
         int c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
-        _wte = b.Add("wte", Config.Vocab, c);
-        _wpe = b.Add("wpe", Config.Context, c);
+        // tied: a last pipeline stage without the embedding still holds wte, as its output head
+        if (Part.HasEmbedding || Part.HasHead)
+            _wte = b.Add("wte", Config.Vocab, c);
+        if (Part.HasEmbedding)
+            _wpe = b.Add("wpe", Config.Context, c);
         _blocks = new Block[Config.Layers];
-        for (int l = 0; l < Config.Layers; l++)
+        for (int l = Part.FirstLayer; l < Part.EndLayer; l++)
         {
             string p = $"h.{l}.";
             _blocks[l] = new Block(b.Add(p + "ln_1.weight", c), b.Add(p + "ln_1.bias", c),
@@ -71,14 +78,17 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
                 b.Add(p + "mlp.c_fc.weight", f, c), b.Add(p + "mlp.c_fc.bias", f),
                 b.Add(p + "mlp.c_proj.weight", c, f), b.Add(p + "mlp.c_proj.bias", c));
         }
-        _lnfW = b.Add("ln_f.weight", c);
-        _lnfB = b.Add("ln_f.bias", c);
+        if (Part.HasHead)
+        {
+            _lnfW = b.Add("ln_f.weight", c);
+            _lnfB = b.Add("ln_f.bias", c);
+        }
     }
 
     public override void Initialize(TrainingRandom random)
     {
         double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
-        foreach (var p in Parameters.Tensors)
+        foreach (var p in InitializationOrder)
         {
             if (p.Shape.Length == 1)
                 Fill(p, p.Name.Contains("ln_", StringComparison.Ordinal) && p.Name.EndsWith(".weight", StringComparison.Ordinal) ? 1.0 : 0.0); // gains 1, biases 0
@@ -90,9 +100,9 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
     protected override long AllocateActivations(int rows)
     {
         int c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
-        _acts = new BlockActivations[Config.Layers];
+        _acts = new BlockActivations[Config.Layers]; // only the held layers' entries are filled
         var shared = SharedBlockActivations ? new BlockActivations(rows, c, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
-        for (int l = 0; l < Config.Layers; l++)
+        for (int l = Part.FirstLayer; l < Part.EndLayer; l++)
             _acts[l] = shared ?? new BlockActivations(rows, c, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
         _lnfMean = new T[rows];
         _lnfRstd = new T[rows];
@@ -102,7 +112,7 @@ public sealed class GptModel<T> : TrainableModel<T> where T : unmanaged, IFloati
         _dAtt = new T[rows * att];
         _dQkv = new T[rows * 3 * att];
         _dLn1 = new T[rows * c];
-        long blocks = (shared is null ? Config.Layers : 1) * _acts[0].Elements;
+        long blocks = (shared is null ? Part.LayerCount : 1) * _acts[Part.FirstLayer].Elements;
         return (blocks + 2L * rows + _dGelu.Length + _dFc.Length + _dLn2.Length + _dAtt.Length + _dQkv.Length + _dLn1.Length) * Unsafe.SizeOf<T>();
     }
 

@@ -45,7 +45,8 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
     }
 
     public LlamaTrainModel(TrainingConfig config, WorkerPool? pool, Recomputation recompute = Recomputation.None,
-        TensorParallel? tensorParallel = null) : base(config, pool, recompute, tensorParallel)
+        TensorParallel? tensorParallel = null, ModelPart? part = null, ParameterSet<T>? parameters = null)
+        : base(config, pool, recompute, tensorParallel, part, parameters)
     {
         if (config.Family != ModelFamily.Llama)
             throw new TrainingConfigException($"LlamaTrainModel needs the llama family, not {config.Family}");
@@ -62,23 +63,27 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
     protected override void DeclareParameters(ParameterSet<T>.Builder b)
     {
         int c = Config.Dim, f = Shard.Ffn;
-        _embd = b.Add("token_embd.weight", Config.Vocab, c);
+        if (Part.HasEmbedding)
+            _embd = b.Add("token_embd.weight", Config.Vocab, c);
         _blocks = new Block[Config.Layers];
-        for (int l = 0; l < Config.Layers; l++)
+        for (int l = Part.FirstLayer; l < Part.EndLayer; l++)
         {
             string p = $"blk.{l}.";
             _blocks[l] = new Block(b.Add(p + "attn_norm.weight", c), b.Add(p + "attn_qkv.weight", QkvDim, c),
                 b.Add(p + "attn_output.weight", c, Shard.AttentionDim), b.Add(p + "ffn_norm.weight", c),
                 b.Add(p + "ffn_gate_up.weight", 2 * f, c), b.Add(p + "ffn_down.weight", c, f));
         }
-        _outNorm = b.Add("output_norm.weight", c);
-        _output = b.Add("output.weight", Config.Vocab, c);
+        if (Part.HasHead)
+        {
+            _outNorm = b.Add("output_norm.weight", c);
+            _output = b.Add("output.weight", Config.Vocab, c);
+        }
     }
 
     public override void Initialize(TrainingRandom random)
     {
         double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
-        foreach (var p in Parameters.Tensors)
+        foreach (var p in InitializationOrder)
         {
             if (p.Shape.Length == 1)
                 Fill(p, 1.0);
@@ -91,9 +96,9 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
     protected override long AllocateActivations(int rows)
     {
         int c = Config.Dim, f = Shard.Ffn, att = Shard.AttentionDim;
-        _acts = new BlockActivations[Config.Layers];
+        _acts = new BlockActivations[Config.Layers]; // only the held layers' entries are filled
         var shared = SharedBlockActivations ? new BlockActivations(rows, c, QkvDim, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute) : null;
-        for (int l = 0; l < Config.Layers; l++)
+        for (int l = Part.FirstLayer; l < Part.EndLayer; l++)
             _acts[l] = shared ?? new BlockActivations(rows, c, QkvDim, att, f, Shard.Heads, Batch, SequenceLength, !AttentionOp.Recompute);
         _finalRstd = new T[rows];
         _dSw = new T[rows * f];
@@ -102,7 +107,7 @@ public sealed class LlamaTrainModel<T> : TrainableModel<T> where T : unmanaged, 
         _dAtt = new T[rows * att];
         _dQkv = new T[rows * QkvDim];
         _dN1 = new T[rows * c];
-        long blocks = (shared is null ? Config.Layers : 1) * _acts[0].Elements;
+        long blocks = (shared is null ? Part.LayerCount : 1) * _acts[Part.FirstLayer].Elements;
         return (blocks + rows + _dSw.Length + _dGu.Length + _dN2.Length + _dAtt.Length + _dQkv.Length + _dN1.Length) * Unsafe.SizeOf<T>();
     }
 

@@ -38,7 +38,9 @@ public sealed class PipelineStage
     }
 
     /// <param name="pipeline">The pipeline group: rank r is stage r.</param>
-    public PipelineStage(TrainingConfig config, Communicator pipeline, PipelineSchedule schedule, int microBatches, WorkerPool? pool, Recomputation recompute)
+    /// <param name="tensorParallel">This rank's tensor-parallel group: the stage holds its shard of the stage's layers; null: whole layers.</param>
+    public PipelineStage(TrainingConfig config, Communicator pipeline, PipelineSchedule schedule, int microBatches, WorkerPool? pool, Recomputation recompute,
+        TensorParallel? tensorParallel = null)
     {
         _config = config;
         _pipeline = pipeline;
@@ -49,7 +51,7 @@ public sealed class PipelineStage
         Part = ModelPart.Stage(config, Stage, Stages);
         MicroBatches = microBatches;
         Timetable = PipelineTimetable.For(schedule, Stage, Stages, microBatches);
-        var first = new Slot(TrainableModel<float>.Create(config, pool, recompute, null, Part, null));
+        var first = new Slot(TrainableModel<float>.Create(config, pool, recompute, tensorParallel, Part, null));
         _slots.Add(first);
         _free.Push(first);
         Model = first.Model;

@@ -28,9 +28,10 @@ public sealed class ParallelTrainerTests : IDisposable
         Family = family, Layers = 4, Dim = 16, Heads = 4, KvHeads = family == ModelFamily.Llama ? 2 : 0, Vocab = 13, Context = 8,
     };
 
-    private static TrainerOptions Options() => new()
+    private static TrainerOptions Options(int gradAccum = 1) => new()
     {
         Batch = Batch,
+        GradAccum = gradAccum,
         SequenceLength = 8,
         Steps = 20,
         WarmupSteps = 3,
@@ -57,13 +58,15 @@ public sealed class ParallelTrainerTests : IDisposable
         new() { Dp = dp, Tp = tp, Pp = pp, MicroBatches = micro, Schedule = schedule, Zero = zero };
 
     /// <summary>Runs <paramref name="steps"/> steps under a layout (from the start or a checkpoint); returns each rank's losses and what Gather gave it.</summary>
-    private Run[] RunParallel(TrainingConfig config, ParallelLayout layout, int steps, TrainingCheckpoint? from = null) =>
-        LocalCommunicator.Run(layout.Ranks, world =>
+    private Run[] RunParallel(TrainingConfig config, ParallelLayout layout, int steps, TrainingCheckpoint? from = null, int gradAccum = 1,
+        bool synchronousSends = false) =>
+        LocalCommunicator.Run(layout.Ranks, local =>
         {
+            var world = synchronousSends ? new SynchronousSendCommunicator(local) : local;
             using var data = Data();
             using var t = from is null
-                ? ParallelTrainer.Start(world, layout, config, Options(), data, null)
-                : ParallelTrainer.Resume(world, layout, from, config, Options(), data, null);
+                ? ParallelTrainer.Start(world, layout, config, Options(gradAccum), data, null)
+                : ParallelTrainer.Resume(world, layout, from, config, Options(gradAccum), data, null);
             var losses = new double[steps];
             var norms = new double[steps];
             for (int s = 0; s < steps; s++)
@@ -71,10 +74,10 @@ public sealed class ParallelTrainerTests : IDisposable
             return new Run(losses, norms, t.Gather());
         });
 
-    private Run RunSingle(TrainingConfig config, int steps, TrainingCheckpoint? from = null)
+    private Run RunSingle(TrainingConfig config, int steps, TrainingCheckpoint? from = null, int gradAccum = 1)
     {
         using var data = Data();
-        var t = from is null ? Trainer.Start(config, Options(), data, null) : Trainer.Resume(from, config, Options(), data, null);
+        var t = from is null ? Trainer.Start(config, Options(gradAccum), data, null) : Trainer.Resume(from, config, Options(gradAccum), data, null);
         var losses = new double[steps];
         var norms = new double[steps];
         for (int s = 0; s < steps; s++)
@@ -145,6 +148,44 @@ public sealed class ParallelTrainerTests : IDisposable
         // the run moved: the weights left their initialization by far more than the tolerance
         Assert.True(LargestDifference(RunSingle(config, 0).Checkpoint!.Weights, gathered.Weights) > 2e-2);
         Assert.True(LargestDifference(reference.FirstMoment, gathered.FirstMoment) <= 2e-5);
+    }
+
+    /// <summary>Gradient accumulation runs the pipeline's schedule once per accumulated global batch: the steps of a single process accumulating as many (tolerances as above).</summary>
+    [Fact]
+    public void GradientAccumulationMatchesSingleProcess()
+    {
+        var config = Config(ModelFamily.Gpt2);
+        var single = RunSingle(config, Steps, gradAccum: 2);
+        var ranks = RunParallel(config, Layout(2, 1, 2, 2, PipelineSchedule.OneFOneB, zero: 1), Steps, gradAccum: 2);
+        Assert.True(single.Losses[^1] < single.Losses[0] - 0.05, "the reference run does not learn");
+        for (int s = 0; s < Steps; s++)
+            Assert.True(Math.Abs(single.Losses[s] - ranks[0].Losses[s]) <= 5e-6 * single.Losses[s], $"step {s}: loss {single.Losses[s]} vs {ranks[0].Losses[s]}");
+        Assert.Equal(single.Checkpoint!.DataPosition, ranks[0].Checkpoint!.DataPosition);
+        Assert.True(LargestDifference(single.Checkpoint.Weights, ranks[0].Checkpoint!.Weights) <= 2e-4);
+    }
+
+    /// <summary>
+    /// Under MPI a send may complete only once its receive is posted, and its buffer must stay untouched until then:
+    /// the schedule, the tied-gradient exchange, evaluation's forward chain and Gather's sends to rank 0 must all finish
+    /// under such sends (within a minute: a deadlock would hang) with the bits of buffered sends.
+    /// </summary>
+    [Fact]
+    public async Task KeepsMpiSendRules()
+    {
+        var config = Config(ModelFamily.Gpt2);
+        var layout = Layout(2, 2, 2, 2, PipelineSchedule.OneFOneB, zero: 1);
+        var plain = RunParallel(config, layout, 3);
+        var strict = await Task.Run(() => RunParallel(config, layout, 3, synchronousSends: true)).WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(plain[0].Losses, strict[0].Losses);
+        Assert.Equal(plain[0].Checkpoint!.Weights, strict[0].Checkpoint!.Weights);
+        var evaluations = await Task.Run(() => LocalCommunicator.Run(layout.Ranks, local =>
+        {
+            using var data = Data();
+            using var eval = Data();
+            using var t = ParallelTrainer.Start(new SynchronousSendCommunicator(local), layout, config, Options(), data, null);
+            return t.Evaluate(eval, 2);
+        })).WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.All(evaluations, e => Assert.Equal(evaluations[0], e));
     }
 
     /// <summary>Gather of a fresh run is the single-process initialization bit for bit: each rank drew exactly its piece, and Gather put every piece back.</summary>

@@ -197,7 +197,7 @@ public sealed class ParallelTrainer : IDistributedTrainer
     public StepResult TrainStep()
     {
         long start = Stopwatch.GetTimestamp();
-        _communication = 0;
+        _communication = -(TensorParallel?.CommunicationTicks ?? 0);
         double idle = 0;
         var layout = Layout;
         var gradients = Stage.Parameters.Gradients;
@@ -231,6 +231,7 @@ public sealed class ParallelTrainer : IDistributedTrainer
             GatherUpdatedParameters();
         }
         Step++;
+        _communication += TensorParallel?.CommunicationTicks ?? 0;
         LastStepTimes = new ParallelStepTimes(Stopwatch.GetElapsedTime(start), TimeSpan.FromSeconds((double)_communication / Stopwatch.Frequency),
             TimeSpan.FromSeconds(idle));
         return new StepResult(Step, loss, norm, lr, TokensPerStep);

@@ -42,6 +42,9 @@ public sealed class TensorParallel
     /// <summary>Elements those all-reduces carried (each rank's buffer length, summed over calls).</summary>
     public long ElementsReduced { get; private set; }
 
+    /// <summary>Wall time spent in those all-reduces (Stopwatch ticks): the waits a step's time report counts as communication.</summary>
+    public long CommunicationTicks { get; private set; }
+
     /// <summary>Megatron's g, forward: a row-parallel projection's partial outputs become their sum on every rank.</summary>
     public void SumPartialOutputs<T>(Memory<T> partial) where T : unmanaged => Reduce(partial);
 
@@ -52,7 +55,9 @@ public sealed class TensorParallel
     {
         if (Ranks == 1)
             return;
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         Group.AllReduce(data.Span);
+        CommunicationTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
         AllReduces++;
         ElementsReduced += data.Length;
     }

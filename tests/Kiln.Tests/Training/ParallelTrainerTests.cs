@@ -150,6 +150,37 @@ public sealed class ParallelTrainerTests : IDisposable
         Assert.True(LargestDifference(reference.FirstMoment, gathered.FirstMoment) <= 2e-5);
     }
 
+    /// <summary>
+    /// Where the additions happen in the single process's order the result is its bits: the layout 1×1×1 is
+    /// <see cref="Trainer"/> itself, and Llama under pipeline stages alone with M micro-batches is a single process
+    /// with batch B/M accumulating M (the same windows in the same order, the norm summed through the stages in index
+    /// order). Losses, norms and gathered weights and moments equal.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, PipelineSchedule.OneFOneB)]
+    [InlineData(2, 2, PipelineSchedule.GPipe)]
+    [InlineData(4, 4, PipelineSchedule.OneFOneB)]
+    public void WithoutReorderedSumsItIsTheSingleProcessBitForBit(int pp, int micro, PipelineSchedule schedule)
+    {
+        var config = Config(ModelFamily.Llama);
+        Run single;
+        using (var data = Data())
+        {
+            var t = Trainer.Start(config, Options() with { Batch = Batch / micro, GradAccum = micro }, data, null);
+            var losses = new double[Steps];
+            var norms = new double[Steps];
+            for (int s = 0; s < Steps; s++)
+                (losses[s], norms[s]) = t.TrainStep() is var r ? (r.Loss, r.GradientNorm) : default;
+            single = new Run(losses, norms, t.Snapshot());
+        }
+        var ranks = RunParallel(config, Layout(1, 1, pp, micro, schedule), Steps);
+        Assert.Equal(single.Losses, ranks[0].Losses);
+        Assert.Equal(single.Norms, ranks[0].Norms);
+        Assert.Equal(single.Checkpoint!.Weights, ranks[0].Checkpoint!.Weights);
+        Assert.Equal(single.Checkpoint.SecondMoment, ranks[0].Checkpoint!.SecondMoment);
+        Assert.Equal(single.Checkpoint.DataPosition, ranks[0].Checkpoint!.DataPosition);
+    }
+
     /// <summary>Gradient accumulation runs the pipeline's schedule once per accumulated global batch: the steps of a single process accumulating as many (tolerances as above).</summary>
     [Fact]
     public void GradientAccumulationMatchesSingleProcess()

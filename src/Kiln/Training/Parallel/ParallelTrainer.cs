@@ -21,11 +21,13 @@ namespace Kiln.Training.Parallel;
 /// it with backward serve whole models only), GPT-2's tied wte gradients of first and last stage are added, and the
 /// global norm is summed over the world, each gradient element counted once: data-parallel replicas hold the same sums
 /// (only dp rank 0 counts), tensor-parallel replicated tensors are the same on every tp rank (only tp rank 0 counts
-/// them), and the last stage's copy of a tied weight is skipped. AdamW then updates the stage's parameters: all of
+/// them), and the last stage's copy of a tied weight is skipped; within a pipeline the squares are one running sum in
+/// the single-process index order. AdamW then updates the stage's parameters: all of
 /// them on every replica (ZeRO 0), or each dp rank its 1/Dp of every unit followed by an all-gather (ZeRO 1).
 /// </para>
 /// <para>
-/// Equal to single-process training with the same options up to summation order: the loss is the mean of the
+/// Equal to single-process training with the same options up to summation order (with dp 1 and tp 1, and GPT-2's tied
+/// wte aside, the same bits as a single process with batch B/M accumulating M): the loss is the mean of the
 /// micro-batch means (equal sizes, so the global mean); gradients are added per micro-batch and replica instead of
 /// over the whole batch at once, the tensor-parallel partial products are summed across ranks, and the norm's squares
 /// are added in another order. ZeRO 2 and 3 are refused with tensor or pipeline parallelism, as DeepSpeed does for
@@ -38,6 +40,7 @@ public sealed class ParallelTrainer : IDistributedTrainer
     // pipeline group: micro-batch m uses tags 2m and 2m + 1 (PipelineStage); these lie above any micro-batch's
     private const int EvaluationTag = 32765;
     private const int TiedGradientTag = 32766;
+    private const int NormTag = 32767;
 
     // world: what a stage sends to rank 0 when gathering a checkpoint
     private const int WeightsTag = 1, FirstMomentTag = 2, SecondMomentTag = 3;
@@ -271,21 +274,28 @@ public sealed class ParallelTrainer : IDistributedTrainer
     }
 
     /// <summary>
-    /// The L2 norm of the whole model's gradient: squares summed over the world with each element counted once (see
-    /// the class remarks). One all-reduce of a double over the world hands every rank the same bits.
+    /// The L2 norm of the whole model's gradient, each element counted once (see the class remarks). Squares are
+    /// added in index order as a running sum handed from stage to stage (so with tp 1 the sum is the single
+    /// process's, bit for bit), then one all-reduce of a double over the world, to which only the last stage of dp
+    /// rank 0 contributes, hands every rank the same bits.
     /// </summary>
     private double GlobalGradientNorm()
     {
-        double local = 0;
-        if (_groups.DpRank == 0)
-        {
-            var skip = Stage.Stages > 1 && !Stage.IsFirst ? Stage.Model.TiedOutputWeight : null;
-            var rules = _sharding.Layout;
-            foreach (var t in Stage.Parameters.Tensors)
-                if (t != skip && (_groups.TpRank == 0 || rules.ShardOf(t.Name).Axis != ShardAxis.Replicated))
-                    local = GradientClipping.SumOfSquares(Stage.Parameters.Gradient(t).Span, local);
-        }
-        return Math.Sqrt(SumOverWorld(local));
+        Span<double> running = [0];
+        long t0 = Stopwatch.GetTimestamp();
+        if (!Stage.IsFirst)
+            _groups.Pipeline.Receive(running, Stage.Stage - 1, NormTag);
+        _communication += Stopwatch.GetTimestamp() - t0;
+        var skip = Stage.Stages > 1 && !Stage.IsFirst ? Stage.Model.TiedOutputWeight : null;
+        var rules = _sharding.Layout;
+        foreach (var t in Stage.Parameters.Tensors)
+            if (t != skip && (_groups.TpRank == 0 || rules.ShardOf(t.Name).Axis != ShardAxis.Replicated))
+                running[0] = GradientClipping.SumOfSquares(Stage.Parameters.Gradient(t).Span, running[0]);
+        t0 = Stopwatch.GetTimestamp();
+        if (!Stage.IsLast)
+            _groups.Pipeline.Send<double>(running, Stage.Stage + 1, NormTag);
+        _communication += Stopwatch.GetTimestamp() - t0;
+        return Math.Sqrt(SumOverWorld(Stage.IsLast && _groups.DpRank == 0 ? running[0] : 0));
     }
 
     /// <summary>ZeRO-1: each dp rank updated its blocks of the stage's parameters; all-gather them unit by unit.</summary>

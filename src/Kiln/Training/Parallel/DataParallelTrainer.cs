@@ -1,5 +1,6 @@
 using Kiln.Distributed;
 using Kiln.Threading;
+using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
 using Kiln.Training.Models;
 using Kiln.Training.Optimization;
@@ -121,6 +122,95 @@ public sealed class DataParallelTrainer
         else
             t.Model.Initialize(t.Random);
         return t;
+    }
+
+    /// <summary>
+    /// Continues a run from a checkpoint in the single-process layout (whole weights and moments, as
+    /// <see cref="GatherState"/> gives and <see cref="Trainer"/> writes): every rank takes its part, whatever the layout
+    /// that wrote it. <paramref name="options"/> are per rank (Batch = the checkpoint's batch / ranks); the caller has
+    /// checked that they continue the checkpoint's run. Collective.
+    /// </summary>
+    public static DataParallelTrainer Resume(Communicator comm, TrainingCheckpoint checkpoint, TrainerOptions options, ZeroStage zero, TokenStream train,
+        WorkerPool? pool, int bucketElements = DefaultBucketElements)
+    {
+        var t = new DataParallelTrainer(comm, checkpoint.Config, options, zero, train, pool, bucketElements);
+        long count = t.Partition?.ParameterCount ?? t.Model.Parameters.Count;
+        if (checkpoint.Weights.Length != count || checkpoint.FirstMoment.Length != count || checkpoint.SecondMoment.Length != count)
+            throw new TrainingConfigException($"the checkpoint holds {checkpoint.Weights.Length} parameters, the model {count}");
+        if (t._sharded?.ShardValues is { } shardValues)
+            t.Scatter(checkpoint.Weights, shardValues);
+        else
+            checkpoint.Weights.CopyTo(t.Model.Parameters.Values, 0);
+        if (t._adam is { } adam)
+        {
+            checkpoint.FirstMoment.CopyTo(adam.FirstMoment, 0);
+            checkpoint.SecondMoment.CopyTo(adam.SecondMoment, 0);
+            adam.UpdateCount = checkpoint.UpdateCount;
+        }
+        else
+        {
+            t.Scatter(checkpoint.FirstMoment, t._zeroOptimizer!.FirstMoment);
+            t.Scatter(checkpoint.SecondMoment, t._zeroOptimizer.SecondMoment);
+            t._zeroOptimizer.UpdateCount = checkpoint.UpdateCount;
+        }
+        t.Random.State = checkpoint.RandomState;
+        t.Loader.Position = checkpoint.DataPosition;
+        t.Step = checkpoint.Step;
+        return t;
+    }
+
+    /// <summary>Optimizer updates taken (the bias-correction count a checkpoint carries).</summary>
+    public long UpdateCount => _adam?.UpdateCount ?? _zeroOptimizer!.UpdateCount;
+
+    /// <summary>
+    /// Collective: weights and both moments in the flat single-process layout, gathered from the shards where ZeRO
+    /// splits them. Every rank receives them (all-gathers are the collectives the shards already use).
+    /// </summary>
+    public (float[] Weights, float[] FirstMoment, float[] SecondMoment) GatherState()
+    {
+        float[] weights = GatherWeights();
+        if (_adam is { } adam)
+            return (weights, (float[])adam.FirstMoment.Clone(), (float[])adam.SecondMoment.Clone());
+        return (weights, GatherShard(_zeroOptimizer!.FirstMoment), GatherShard(_zeroOptimizer.SecondMoment));
+    }
+
+    /// <summary>
+    /// Collective: the mean loss over the first batches of a stream, read in order, as a single process with the
+    /// global batch reads them: each rank takes its slice of every global batch, and the slice means are averaged.
+    /// </summary>
+    public double Evaluate(TokenStream stream, int batches)
+    {
+        int batch = Options.Batch;
+        var loader = new TokenBatchLoader(stream, batch * Ranks, Options.SequenceLength, shuffle: false, seed: 0);
+        batches = (int)Math.Min(batches, Math.Max(1, loader.Windows / (batch * Ranks)));
+        double sum = 0;
+        for (int i = 0; i < batches; i++)
+        {
+            loader.NextShard(_inputs, _targets, _comm.Rank * batch, batch);
+            sum += Model.Forward(_inputs, _targets, batch, Options.SequenceLength);
+        }
+        return SumOverRanks(sum) / ((double)batches * Ranks);
+    }
+
+    /// <summary>Copies this rank's blocks of the flat <paramref name="whole"/> into its shard (padding zero).</summary>
+    private void Scatter(float[] whole, float[] shard)
+    {
+        Array.Clear(shard);
+        foreach (var s in Partition!.Units)
+            whole.AsSpan(s.GlobalOffset, s.Count).CopyTo(shard.AsSpan(s.ShardOffset));
+    }
+
+    /// <summary>Collective: a shard-layout array (S elements per rank) in the flat layout.</summary>
+    private float[] GatherShard(float[] shard)
+    {
+        var all = new float[Partition!.ParameterCount];
+        foreach (var s in Partition.Units)
+        {
+            var full = new float[s.PaddedLength(Ranks)];
+            _comm.AllGather<float>(shard.AsSpan(s.ShardOffset, s.BlockLength), full);
+            full.AsSpan(0, s.Unit.Length).CopyTo(all.AsSpan(s.Unit.Offset));
+        }
+        return all;
     }
 
     /// <summary>One optimizer step on every rank (collective). Non-finite loss or gradient throws on every rank alike, before any weight changes.</summary>

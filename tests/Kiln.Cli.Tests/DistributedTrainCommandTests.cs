@@ -160,7 +160,26 @@ public sealed class DistributedTrainCommandTests : IDisposable
     {
         var r = KilnRunner.Run(Args("o", "--dp", "2", "--tp", "2"));
         Assert.Equal(2, r.ExitCode);
-        Assert.Equal("kiln: error: --dp 2 × --tp 2 × --pp 1 is a job of 4 ranks: start it with 'mpirun -np 4 kiln train …'", r.Stderr.Trim());
+        Assert.Equal("kiln: error: --dp 2 × --tp 2 × --pp 1 is a job of 4 ranks: start it with 'mpirun -np 4 kiln train …' (or add --in-process to run the ranks as threads)", r.Stderr.Trim());
+    }
+
+    /// <summary>
+    /// --in-process runs the ranks as threads over LocalCommunicator (no MPI needed): the same run as one process, rank 0
+    /// alone printing; a layout that does not fit is one error.
+    /// </summary>
+    [Fact]
+    public void InProcessRanksMatchOneProcess()
+    {
+        Single("single");
+        var r = KilnRunner.Run(Args("threads", "--dp", "2", "--zero", "2", "--in-process"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        AssertSameRun("single", "threads");
+        Assert.Single(r.Stdout.Split('\n'), l => l.StartsWith("trained 10 steps", StringComparison.Ordinal));
+        Assert.Contains("dp 2 × tp 1 × pp 1 ZeRO-2 = 2 ranks", r.Stderr);
+
+        var bad = KilnRunner.Run(Args("bad", "--tp", "4", "--in-process"));
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Equal("kiln: error: tensor parallel over 4 ranks needs heads divisible by 4; the model has 2", bad.Stderr.Trim());
     }
 
     /// <summary>

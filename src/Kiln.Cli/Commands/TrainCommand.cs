@@ -68,11 +68,12 @@ internal static class TrainCommand
         public readonly Option<int> Pp = new("--pp") { Description = "Pipeline stages", DefaultValueFactory = _ => 1 };
         public readonly Option<int> Zero = new("--zero") { Description = "ZeRO stage over the data-parallel ranks: 0 (off), 1 (moments), 2 (+ gradients), 3 (+ parameters)" };
         public readonly Option<int> MicroBatches = new("--micro-batches") { Description = "Pipeline micro-batches per batch", DefaultValueFactory = _ => 1 };
+        public readonly Option<bool> InProcess = new("--in-process") { Description = "Run the layout's ranks as threads of this process instead of under mpirun" };
         public readonly Option<string> Schedule = new("--schedule") { Description = "Pipeline schedule: gpipe or 1f1b", DefaultValueFactory = _ => "1f1b" };
 
         public IEnumerable<Option> All => [Config, Family, Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context, Data, Val, Steps, Batch, Seq, Lr, MinLr,
             Warmup, GradAccum, Clip, WeightDecay, Seed, Sequential, Recompute, Threads, Out, Resume, EvalEvery, EvalBatches, SaveEvery, SampleEvery, StopAt, LogEvery,
-            Dp, Tp, Pp, Zero, MicroBatches, Schedule];
+            Dp, Tp, Pp, Zero, MicroBatches, Schedule, InProcess];
         public Option[] ModelFlags => [Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context];
     }
 
@@ -92,24 +93,44 @@ internal static class TrainCommand
     private static int Run(CliIO io, Flags f, ParseResult r, CancellationToken cancellation)
     {
         var world = MpiCommunicator.TryCreateWorld();
-        if (world is null)
-        {
-            using var alone = LocalCommunicator.CreateWorld(1)[0];
-            using var setup = Prepare(io, f, r, alone);
-            using var trainer = setup.Create(alone);
-            return Train(io, setup, trainer, alone, cancellation);
-        }
-        return RunUnderMpi(io, f, r, world, cancellation);
+        if (world is not null)
+            return RunRank(io, f, r, world, cancellation);
+        if (r.GetValue(f.InProcess))
+            return RunInProcess(io, f, r, cancellation);
+        using var alone = LocalCommunicator.CreateWorld(1)[0];
+        using var setup = Prepare(io, f, r, alone);
+        using var trainer = setup.Create(alone);
+        return Train(io, setup, trainer, alone, cancellation);
     }
 
     /// <summary>
-    /// One rank of an mpirun job. Set-up errors (flags, files, a layout that does not fit) are agreed on before any
-    /// rank starts training: every rank reports whether it failed, then all exit with an error, rank 0 printing its
-    /// message once (or each failed rank its own, named, when rank 0 did not fail). A failure once training has
-    /// started may leave the others waiting in a collective, so the failed rank names itself and aborts the job
-    /// (MPI_Abort: mpirun ends every rank) — except divergence, which every rank detects at the same step.
+    /// --in-process: the layout's ranks as threads of this process over <see cref="LocalCommunicator"/>, each with its
+    /// own worker pool; for trying a layout without MPI. A rank that fails ends the others (their next exchange throws).
     /// </summary>
-    private static int RunUnderMpi(CliIO io, Flags f, ParseResult r, MpiCommunicator world, CancellationToken cancellation)
+    private static int RunInProcess(CliIO io, Flags f, ParseResult r, CancellationToken cancellation)
+    {
+        int ranks = checked(Math.Max(1, r.GetValue(f.Dp)) * Math.Max(1, r.GetValue(f.Tp)) * Math.Max(1, r.GetValue(f.Pp)));
+        try
+        {
+            return LocalCommunicator.Run(ranks, world => RunRank(io, f, r, world, cancellation))[0];
+        }
+        catch (CommunicatorException e) when (e is { FailedRank: int rank, InnerException: { } failure })
+        {
+            io.Out.Flush();
+            ReportError(io, failure, $"rank {rank} of {ranks}", r.GetValue(CliApp.Verbose));
+            return 1;
+        }
+    }
+
+    /// <summary>
+    /// One rank of a job (an mpirun process, or a thread with --in-process). Set-up errors (flags, files, a layout that
+    /// does not fit) are agreed on before any rank starts training: every rank reports whether it failed, then all exit
+    /// with an error, rank 0 printing its message once (or each failed rank its own, named, when rank 0 did not fail).
+    /// A failure once training has started may leave the others waiting in a collective, so under MPI the failed rank
+    /// names itself and aborts the job (MPI_Abort: mpirun ends every rank); in-process it throws, which ends the other
+    /// threads. Divergence is the exception: every rank detects it at the same step and exits on its own.
+    /// </summary>
+    private static int RunRank(CliIO io, Flags f, ParseResult r, Communicator world, CancellationToken cancellation)
     {
         bool verbose = r.GetValue(CliApp.Verbose);
         var rankIo = world.Rank == 0 ? io : new CliIO(io.In, TextWriter.Null, TextWriter.Null);
@@ -151,11 +172,11 @@ internal static class TrainCommand
                 return 1;
             }
         }
-        catch (Exception e)
+        catch (Exception e) when (world is MpiCommunicator mpi)
         {
             io.Out.Flush();
             ReportError(io, e, who, verbose, "; aborting the job");
-            world.Abort(1);
+            mpi.Abort(1);
             throw; // not reached: Abort ends the process
         }
     }
@@ -226,7 +247,7 @@ internal static class TrainCommand
         };
         if (world.Size == 1 && layout.Ranks > 1)
             throw new CliException(
-                $"--dp {layout.Dp} × --tp {layout.Tp} × --pp {layout.Pp} is a job of {layout.Ranks} ranks: start it with 'mpirun -np {layout.Ranks} kiln train …'");
+                $"--dp {layout.Dp} × --tp {layout.Tp} × --pp {layout.Pp} is a job of {layout.Ranks} ranks: start it with 'mpirun -np {layout.Ranks} kiln train …' (or add --in-process to run the ranks as threads)");
         string outDir = r.GetValue(f.Out)!;
         string checkpointPath = Path.Combine(outDir, CheckpointName);
         bool resume = r.GetValue(f.Resume);

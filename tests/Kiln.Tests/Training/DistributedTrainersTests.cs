@@ -60,7 +60,9 @@ public sealed class DistributedTrainersTests(ITestOutputHelper output) : IDispos
             for (int i = 0; i < steps; i++)
                 losses[i] = t.TrainStep().Loss;
             Assert.Equal(Options().Batch * Options().SequenceLength, t.TokensPerStep);
-            return new Run(losses, t.Gather(), t.LastStepTimes, t.MemoryHeld());
+            var gathered = t.Gather();
+            Assert.Equal(world.Rank == 0, gathered is not null); // the whole state exists on rank 0 alone
+            return new Run(losses, gathered, t.LastStepTimes, t.MemoryHeld());
         })[0];
     }
 

@@ -66,8 +66,7 @@ public sealed class DataParallelRun : IDistributedTrainer
 
     public TrainingCheckpoint? Gather()
     {
-        var (weights, first, second) = Trainer.GatherState();
-        if (_comm.Rank != 0)
+        if (Trainer.GatherState() is not var (weights, first, second))
             return null;
         return new TrainingCheckpoint
         {

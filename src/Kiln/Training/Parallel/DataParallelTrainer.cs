@@ -163,16 +163,26 @@ public sealed class DataParallelTrainer
     public long UpdateCount => _adam?.UpdateCount ?? _zeroOptimizer!.UpdateCount;
 
     /// <summary>
-    /// Collective: weights and both moments in the flat single-process layout, gathered from the shards where ZeRO
-    /// splits them. Every rank receives them (all-gathers are the collectives the shards already use).
+    /// Collective: weights and both moments in the flat single-process layout on rank <paramref name="root"/> (null on
+    /// the others). Where ZeRO shards them, every other rank sends its whole shard to the root, which places each
+    /// rank's blocks by that rank's partition: no rank but the root ever holds more than its own states, so a
+    /// checkpoint costs ZeRO-3 ranks no memory.
     /// </summary>
-    public (float[] Weights, float[] FirstMoment, float[] SecondMoment) GatherState()
+    public (float[] Weights, float[] FirstMoment, float[] SecondMoment)? GatherState(int root = 0)
     {
-        float[] weights = GatherWeights();
+        bool isRoot = _comm.Rank == root;
+        float[]? weights = _sharded?.ShardValues is { } shardValues ? GatherShard(shardValues, root, Tag)
+            : isRoot ? (float[])Model.Parameters.Values.Clone() : null;
+        float[]? first, second;
         if (_adam is { } adam)
-            return (weights, (float[])adam.FirstMoment.Clone(), (float[])adam.SecondMoment.Clone());
-        return (weights, GatherShard(_zeroOptimizer!.FirstMoment), GatherShard(_zeroOptimizer.SecondMoment));
+            (first, second) = isRoot ? ((float[])adam.FirstMoment.Clone(), (float[])adam.SecondMoment.Clone()) : (null, null);
+        else
+            (first, second) = (GatherShard(_zeroOptimizer!.FirstMoment, root, Tag + 1), GatherShard(_zeroOptimizer.SecondMoment, root, Tag + 2));
+        return isRoot ? (weights!, first!, second!) : null;
     }
+
+    /// <summary>Message tags of <see cref="GatherState"/>'s shards (the trainer's other traffic is collectives).</summary>
+    private const int Tag = 0x6B69;
 
     /// <summary>
     /// Collective: the mean loss over the first batches of a stream, read in order, as a single process with the
@@ -200,15 +210,27 @@ public sealed class DataParallelTrainer
             whole.AsSpan(s.GlobalOffset, s.Count).CopyTo(shard.AsSpan(s.ShardOffset));
     }
 
-    /// <summary>Collective: a shard-layout array (S elements per rank) in the flat layout.</summary>
-    private float[] GatherShard(float[] shard)
+    /// <summary>Collective: a shard-layout array (S elements per rank) in the flat layout on the root; null elsewhere.</summary>
+    private float[]? GatherShard(float[] shard, int root, int tag)
     {
-        var all = new float[Partition!.ParameterCount];
-        foreach (var s in Partition.Units)
+        if (_comm.Rank != root)
         {
-            var full = new float[s.PaddedLength(Ranks)];
-            _comm.AllGather<float>(shard.AsSpan(s.ShardOffset, s.BlockLength), full);
-            full.AsSpan(0, s.Unit.Length).CopyTo(all.AsSpan(s.Unit.Offset));
+            _comm.Send<float>(shard, root, tag);
+            return null;
+        }
+        var all = new float[Partition!.ParameterCount];
+        var received = new float[Partition.ShardLength];
+        for (int rank = 0; rank < Ranks; rank++)
+        {
+            float[] from = shard;
+            if (rank != root)
+            {
+                _comm.Receive<float>(received, rank, tag);
+                from = received;
+            }
+            var partition = rank == _comm.Rank ? Partition : new ZeroPartition(Model.Units, Model.Parameters.Tensors, rank, Ranks);
+            foreach (var s in partition.Units)
+                from.AsSpan(s.ShardOffset, s.Count).CopyTo(all.AsSpan(s.GlobalOffset));
         }
         return all;
     }

@@ -75,7 +75,7 @@ public static class CliApp
         }
     }
 
-    private static string Describe(Exception e) => e switch
+    internal static string Describe(Exception e) => e switch
     {
         FileNotFoundException f when f.FileName is not null && !f.Message.Contains(f.FileName) => $"file not found: {f.FileName}",
         DirectoryNotFoundException d => d.Message,

@@ -1,12 +1,16 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using Kiln.Distributed;
+using Kiln.Distributed.Mpi;
+using Kiln.Distributed.Planning;
 using Kiln.Threading;
 using Kiln.Training;
 using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
 using Kiln.Training.Models;
 using Kiln.Training.Optimization;
+using Kiln.Training.Parallel;
 using Kiln.Training.Reporting;
 using Spectre.Console;
 
@@ -59,9 +63,17 @@ internal static class TrainCommand
         public readonly Option<int> SampleEvery = new("--sample-every") { Description = "Print a text sample every N steps (needs tokenizer.json beside the data; 0: never)" };
         public readonly Option<int> StopAt = new("--stop-at") { Description = "Stop (with a checkpoint) after this step, keeping the schedule of --steps; continue later with --resume" };
         public readonly Option<int> LogEvery = new("--log-every") { Description = "Progress line every N steps when not on a terminal", DefaultValueFactory = _ => 10 };
+        public readonly Option<int> Dp = new("--dp") { Description = "Data-parallel replicas (run as 'mpirun -np N kiln train …' with N = dp × tp × pp); --batch is the global batch", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> Tp = new("--tp") { Description = "Tensor-parallel shards (Megatron-LM)", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> Pp = new("--pp") { Description = "Pipeline stages", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> Zero = new("--zero") { Description = "ZeRO stage over the data-parallel ranks: 0 (off), 1 (moments), 2 (+ gradients), 3 (+ parameters)" };
+        public readonly Option<int> MicroBatches = new("--micro-batches") { Description = "Pipeline micro-batches per batch", DefaultValueFactory = _ => 1 };
+        public readonly Option<bool> InProcess = new("--in-process") { Description = "Run the layout's ranks as threads of this process instead of under mpirun" };
+        public readonly Option<string> Schedule = new("--schedule") { Description = "Pipeline schedule: gpipe or 1f1b", DefaultValueFactory = _ => "1f1b" };
 
         public IEnumerable<Option> All => [Config, Family, Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context, Data, Val, Steps, Batch, Seq, Lr, MinLr,
-            Warmup, GradAccum, Clip, WeightDecay, Seed, Sequential, Recompute, Threads, Out, Resume, EvalEvery, EvalBatches, SaveEvery, SampleEvery, StopAt, LogEvery];
+            Warmup, GradAccum, Clip, WeightDecay, Seed, Sequential, Recompute, Threads, Out, Resume, EvalEvery, EvalBatches, SaveEvery, SampleEvery, StopAt, LogEvery,
+            Dp, Tp, Pp, Zero, MicroBatches, Schedule, InProcess];
         public Option[] ModelFlags => [Layers, Dim, Heads, KvHeads, Ffn, Vocab, Context];
     }
 
@@ -75,14 +87,167 @@ internal static class TrainCommand
         return command;
     }
 
+    /// <summary>Test hooks: the rank named here kills itself (SIGKILL) or throws after step KILN_TEST_KILL_STEP (default: half the steps).</summary>
+    internal const string KillStepVariable = "KILN_TEST_KILL_STEP";
+
     private static int Run(CliIO io, Flags f, ParseResult r, CancellationToken cancellation)
     {
-        foreach (var (option, min) in new (Option<int>, int)[] { (f.Steps, 1), (f.Batch, 1), (f.Seq, 1), (f.GradAccum, 1), (f.EvalEvery, 1), (f.EvalBatches, 1), (f.SaveEvery, 1), (f.LogEvery, 1), (f.Warmup, 0), (f.Threads, 0), (f.StopAt, 0), (f.SampleEvery, 0) })
+        var world = MpiCommunicator.TryCreateWorld();
+        if (world is not null)
+            return RunRank(io, f, r, world, cancellation);
+        if (r.GetValue(f.InProcess))
+            return RunInProcess(io, f, r, cancellation);
+        using var alone = LocalCommunicator.CreateWorld(1)[0];
+        using var setup = Prepare(io, f, r, alone);
+        using var trainer = setup.Create(alone);
+        return Train(io, setup, trainer, alone, cancellation);
+    }
+
+    /// <summary>
+    /// --in-process: the layout's ranks as threads of this process over <see cref="LocalCommunicator"/>, each with its
+    /// own worker pool; for trying a layout without MPI. A rank that fails ends the others (their next exchange throws).
+    /// </summary>
+    private static int RunInProcess(CliIO io, Flags f, ParseResult r, CancellationToken cancellation)
+    {
+        int ranks = checked(Math.Max(1, r.GetValue(f.Dp)) * Math.Max(1, r.GetValue(f.Tp)) * Math.Max(1, r.GetValue(f.Pp)));
+        try
+        {
+            return LocalCommunicator.Run(ranks, world => RunRank(io, f, r, world, cancellation))[0];
+        }
+        catch (CommunicatorException e) when (e is { FailedRank: int rank, InnerException: { } failure })
+        {
+            io.Out.Flush();
+            ReportError(io, failure, $"rank {rank} of {ranks}", r.GetValue(CliApp.Verbose));
+            return 1;
+        }
+    }
+
+    /// <summary>
+    /// One rank of a job (an mpirun process, or a thread with --in-process). Set-up errors (flags, files, a layout that
+    /// does not fit) are agreed on before any rank starts training: every rank reports whether it failed, then all exit
+    /// with an error, rank 0 printing its message once (or each failed rank its own, named, when rank 0 did not fail).
+    /// A failure once training has started may leave the others waiting in a collective, so under MPI the failed rank
+    /// names itself and aborts the job (MPI_Abort: mpirun ends every rank); in-process it throws, which ends the other
+    /// threads. Divergence is the exception: every rank detects it at the same step and exits on its own.
+    /// </summary>
+    private static int RunRank(CliIO io, Flags f, ParseResult r, Communicator world, CancellationToken cancellation)
+    {
+        bool verbose = r.GetValue(CliApp.Verbose);
+        var rankIo = world.Rank == 0 ? io : new CliIO(io.In, TextWriter.Null, TextWriter.Null);
+        string who = $"rank {world.Rank} of {world.Size}";
+        Setup? setup = null;
+        Exception? failure = null;
+        try
+        {
+            setup = Prepare(rankIo, f, r, world);
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+        try
+        {
+            int[] failed = [failure is null ? 0 : 1, world.Rank == 0 && failure is not null ? 1 : 0];
+            world.AllReduce<int>(failed);
+            if (failed[0] > 0)
+            {
+                if (failure is not null && (world.Rank == 0 || failed[1] == 0))
+                    ReportError(io, failure, world.Rank == 0 ? null : who, verbose);
+                world.Dispose();
+                return failure is CliException ? 2 : 1;
+            }
+            using var owned = setup!;
+            using var trainer = owned.Create(world);
+            try
+            {
+                int code = Train(rankIo, owned, trainer, world, cancellation);
+                world.Dispose();
+                return code;
+            }
+            catch (TrainingDivergedException e)
+            {
+                if (world.Rank == 0)
+                    ReportError(io, e, null, verbose);
+                world.Dispose();
+                return 1;
+            }
+        }
+        catch (Exception e) when (world is MpiCommunicator mpi)
+        {
+            io.Out.Flush();
+            ReportError(io, e, who, verbose, "; aborting the job");
+            mpi.Abort(1);
+            throw; // not reached: Abort ends the process
+        }
+    }
+
+    private static void ReportError(CliIO io, Exception e, string? rank, bool verbose, string suffix = "")
+    {
+        io.Error.WriteLine($"kiln: error: {(rank is null ? "" : rank + ": ")}{CliApp.Describe(e)}{suffix}");
+        if (verbose)
+            io.Error.WriteLine(e.ToString());
+        io.Error.Flush();
+    }
+
+    /// <summary>Everything a rank needs before the trainer exists, checked: no communication happens while it is made.</summary>
+    private sealed class Setup : IDisposable
+    {
+        public required ParallelLayout Layout { get; init; }
+        public required string OutDir { get; init; }
+        public required string CheckpointPath { get; init; }
+        public required TokenStream Train { get; init; }
+        public required TokenStream? Val { get; init; }
+        public required TrainingCheckpoint? Checkpoint { get; init; }
+        public required TrainingConfig Config { get; init; }
+        public required TrainerOptions Options { get; init; }
+        public required int Threads { get; init; }
+        public required WorkerPool Pool { get; init; }
+        public required string DataTokenizer { get; init; }
+        public required string? SampleTokenizer { get; init; }
+        public required int SampleEvery { get; init; }
+        public required int EvalEvery { get; init; }
+        public required int EvalBatches { get; init; }
+        public required int SaveEvery { get; init; }
+        public required int LogEvery { get; init; }
+        public required int StopAt { get; init; }
+
+        public IDistributedTrainer Create(Communicator world) => Checkpoint is null
+            ? DistributedTrainers.Start(world, Layout, Config, Options, Train, Pool)
+            : DistributedTrainers.Resume(world, Layout, Checkpoint, Options, Train, Pool);
+
+        public void Dispose()
+        {
+            Pool.Dispose();
+            Val?.Dispose();
+            Train.Dispose();
+        }
+    }
+
+    private static Setup Prepare(CliIO io, Flags f, ParseResult r, Communicator world)
+    {
+        foreach (var (option, min) in new (Option<int>, int)[] { (f.Steps, 1), (f.Batch, 1), (f.Seq, 1), (f.GradAccum, 1), (f.EvalEvery, 1), (f.EvalBatches, 1), (f.SaveEvery, 1), (f.LogEvery, 1), (f.Warmup, 0), (f.Threads, 0), (f.StopAt, 0), (f.SampleEvery, 0), (f.Dp, 1), (f.Tp, 1), (f.Pp, 1), (f.MicroBatches, 1) })
         {
             int v = r.GetValue(option);
             if (v < min)
                 throw new CliException($"{option.Name} {v} must be at least {min}");
         }
+        var layout = new ParallelLayout
+        {
+            Dp = r.GetValue(f.Dp),
+            Tp = r.GetValue(f.Tp),
+            Pp = r.GetValue(f.Pp),
+            Zero = r.GetValue(f.Zero) is >= 0 and <= 3 and var z ? z : throw new CliException($"--zero {r.GetValue(f.Zero)} is not one of 0, 1, 2, 3"),
+            MicroBatches = r.GetValue(f.MicroBatches),
+            Schedule = r.GetValue(f.Schedule) switch
+            {
+                "gpipe" => PipelineSchedule.GPipe,
+                "1f1b" => PipelineSchedule.OneFOneB,
+                var other => throw new CliException($"--schedule '{other}' is not one of gpipe, 1f1b"),
+            },
+        };
+        if (world.Size == 1 && layout.Ranks > 1)
+            throw new CliException(
+                $"--dp {layout.Dp} × --tp {layout.Tp} × --pp {layout.Pp} is a job of {layout.Ranks} ranks: start it with 'mpirun -np {layout.Ranks} kiln train …' (or add --in-process to run the ranks as threads)");
         string outDir = r.GetValue(f.Out)!;
         string checkpointPath = Path.Combine(outDir, CheckpointName);
         bool resume = r.GetValue(f.Resume);
@@ -91,58 +256,108 @@ internal static class TrainCommand
         if (!resume && File.Exists(checkpointPath))
             throw new CliException($"{outDir} already holds a checkpoint: pass --resume to continue it, or choose another --out");
 
-        using var train = TokenStream.Open(r.GetValue(f.Data)!);
-        string? valPath = r.GetValue(f.Val);
-        using var val = valPath is null ? null : TokenStream.Open(valPath);
-        TrainingCheckpoint? checkpoint = resume ? TrainingCheckpoint.Read(checkpointPath) : null;
-        TrainingConfig config = ResolveConfig(f, r, train, checkpoint);
-        var options = new TrainerOptions
+        var train = TokenStream.Open(r.GetValue(f.Data)!);
+        TokenStream? val = null;
+        try
         {
-            Batch = r.GetValue(f.Batch),
-            SequenceLength = r.GetValue(f.Seq),
-            Steps = r.GetValue(f.Steps),
-            GradAccum = r.GetValue(f.GradAccum),
-            LearningRate = r.GetValue(f.Lr),
-            MinLearningRate = r.GetValue(f.MinLr),
-            WarmupSteps = r.GetValue(f.Warmup),
-            Clip = r.GetValue(f.Clip),
-            Adam = new AdamWOptions { WeightDecay = r.GetValue(f.WeightDecay) },
-            Seed = r.GetValue(f.Seed),
-            Shuffle = !r.GetValue(f.Sequential),
-            Recompute = ParseRecompute(r.GetResult(f.Recompute) is { Implicit: false, Tokens.Count: 0 } ? "attn" : r.GetValue(f.Recompute)!),
-        };
-        options.Validate(config);
-        if (val is not null && val.VocabSize > config.Vocab)
-            throw new TrainingConfigException($"{val.Path} was tokenized with a vocabulary of {val.VocabSize}, larger than the model's vocab of {config.Vocab}");
-        if (val is not null && val.Count < options.SequenceLength + 1)
-            throw new InvalidDataException($"{val.Path} holds {val.Count} tokens; a sequence of {options.SequenceLength} needs at least {options.SequenceLength + 1}");
+            string? valPath = r.GetValue(f.Val);
+            val = valPath is null ? null : TokenStream.Open(valPath);
+            TrainingCheckpoint? checkpoint = resume ? TrainingCheckpoint.Read(checkpointPath) : null;
+            TrainingConfig config = ResolveConfig(f, r, train, checkpoint);
+            var options = new TrainerOptions
+            {
+                Batch = r.GetValue(f.Batch),
+                SequenceLength = r.GetValue(f.Seq),
+                Steps = r.GetValue(f.Steps),
+                GradAccum = r.GetValue(f.GradAccum),
+                LearningRate = r.GetValue(f.Lr),
+                MinLearningRate = r.GetValue(f.MinLr),
+                WarmupSteps = r.GetValue(f.Warmup),
+                Clip = r.GetValue(f.Clip),
+                Adam = new AdamWOptions { WeightDecay = r.GetValue(f.WeightDecay) },
+                Seed = r.GetValue(f.Seed),
+                Shuffle = !r.GetValue(f.Sequential),
+                Recompute = ParseRecompute(r.GetResult(f.Recompute) is { Implicit: false, Tokens.Count: 0 } ? "attn" : r.GetValue(f.Recompute)!),
+            };
+            options.Validate(config);
+            if (val is not null && val.VocabSize > config.Vocab)
+                throw new TrainingConfigException($"{val.Path} was tokenized with a vocabulary of {val.VocabSize}, larger than the model's vocab of {config.Vocab}");
+            if (val is not null && val.Count < options.SequenceLength + 1)
+                throw new InvalidDataException($"{val.Path} holds {val.Count} tokens; a sequence of {options.SequenceLength} needs at least {options.SequenceLength + 1}");
+            DistributedTrainers.Check(world, layout, config, options);
+            checkpoint?.EnsureContinuedBy(config, options);
 
-        int threads = r.GetValue(f.Threads) is > 0 and var t ? t : WorkerPool.DefaultThreadCount();
-        using var pool = new WorkerPool(threads);
-        var trainer = checkpoint is null ? Trainer.Start(config, options, train, pool) : Trainer.Resume(checkpoint, config, options, train, pool);
-        Directory.CreateDirectory(outDir);
-        File.WriteAllText(Path.Combine(outDir, "config.json"), config.ToJson());
-        // the data's tokenizer travels with the run, so 'kiln export' finds it beside the checkpoint
-        string dataTokenizer = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(train.Path))!, "tokenizer.json");
-        string runTokenizer = Path.Combine(outDir, "tokenizer.json");
-        if (File.Exists(dataTokenizer) && !File.Exists(runTokenizer))
-            File.Copy(dataTokenizer, runTokenizer);
-        using var metrics = MetricsLog.Open(Path.Combine(outDir, "metrics.csv"), trainer.Step);
-
-        io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"kiln: {config.Family.ToString().ToLowerInvariant()} {config.Layers} layers × {config.Dim}, {trainer.Model.Parameters.Count:N0} parameters; {options.Batch}×{options.SequenceLength}×{options.GradAccum} = {trainer.TokensPerStep} tokens/step, {threads} threads{(resume ? $", resuming at step {trainer.Step}" : "")}"));
-
-        TrainingTokenizer? sampleTokenizer = null;
-        if (r.GetValue(f.SampleEvery) > 0)
-        {
-            if (!File.Exists(runTokenizer))
-                throw new CliException($"--sample-every needs the data's tokenizer: {dataTokenizer} not found");
-            sampleTokenizer = TrainingTokenizer.Load(runTokenizer);
+            // the data's tokenizer travels with the run, so 'kiln export' finds it beside the checkpoint
+            string dataTokenizer = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(train.Path))!, "tokenizer.json");
+            string runTokenizer = Path.Combine(outDir, "tokenizer.json");
+            int sampleEvery = r.GetValue(f.SampleEvery);
+            string? sampleTokenizer = null;
+            if (sampleEvery > 0)
+            {
+                // decided from files no rank writes, so every rank agrees on whether samples (a collective gather) happen
+                sampleTokenizer = File.Exists(dataTokenizer) ? dataTokenizer : File.Exists(runTokenizer) ? runTokenizer
+                    : throw new CliException($"--sample-every needs the data's tokenizer: {dataTokenizer} not found");
+            }
+            int threads = r.GetValue(f.Threads) is > 0 and var t ? t : WorkerPool.DefaultThreadCount();
+            return new Setup
+            {
+                Layout = layout,
+                OutDir = outDir,
+                CheckpointPath = checkpointPath,
+                Train = train,
+                Val = val,
+                Checkpoint = checkpoint,
+                Config = config,
+                Options = options,
+                Threads = threads,
+                Pool = new WorkerPool(threads),
+                DataTokenizer = dataTokenizer,
+                SampleTokenizer = sampleTokenizer,
+                SampleEvery = sampleEvery,
+                EvalEvery = r.GetValue(f.EvalEvery),
+                EvalBatches = r.GetValue(f.EvalBatches),
+                SaveEvery = r.GetValue(f.SaveEvery),
+                LogEvery = r.GetValue(f.LogEvery),
+                StopAt = r.GetValue(f.StopAt) is > 0 and var stop ? Math.Min(stop, options.Steps) : options.Steps,
+            };
         }
-        var loop = new TrainingLoop(io, trainer, options, val, metrics, outDir, checkpointPath, r.GetValue(f.SampleEvery), sampleTokenizer,
-            r.GetValue(f.EvalEvery), r.GetValue(f.EvalBatches), r.GetValue(f.SaveEvery), r.GetValue(f.LogEvery),
-            r.GetValue(f.StopAt) is > 0 and var stop ? Math.Min(stop, options.Steps) : options.Steps, cancellation);
-        bool interactive = ReferenceEquals(io.Error, ConsoleStreams.Stderr) && !Console.IsErrorRedirected;
+        catch
+        {
+            val?.Dispose();
+            train.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Every rank runs the loop (its steps, evaluations, saves and samples are collective); rank 0 alone writes files and prints.</summary>
+    private static int Train(CliIO io, Setup setup, IDistributedTrainer trainer, Communicator world, CancellationToken cancellation)
+    {
+        bool writer = world.Rank == 0;
+        var config = setup.Config;
+        var options = setup.Options;
+        MetricsLog? metrics = null;
+        TrainingTokenizer? sampleTokenizer = null;
+        if (writer)
+        {
+            Directory.CreateDirectory(setup.OutDir);
+            File.WriteAllText(Path.Combine(setup.OutDir, "config.json"), config.ToJson());
+            string runTokenizer = Path.Combine(setup.OutDir, "tokenizer.json");
+            if (File.Exists(setup.DataTokenizer) && !File.Exists(runTokenizer))
+                File.Copy(setup.DataTokenizer, runTokenizer);
+            metrics = MetricsLog.Open(Path.Combine(setup.OutDir, "metrics.csv"), trainer.Step);
+            if (setup.SampleTokenizer is not null)
+                sampleTokenizer = TrainingTokenizer.Load(setup.SampleTokenizer);
+        }
+        using var metricsLog = metrics;
+        var layout = setup.Layout;
+        string parallel = layout.Ranks == 1 && layout.Zero == 0 ? ""
+            : $", dp {layout.Dp} × tp {layout.Tp} × pp {layout.Pp}{(layout.Zero > 0 ? $" ZeRO-{layout.Zero}" : "")} = {layout.Ranks} ranks";
+        io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"kiln: {config.Family.ToString().ToLowerInvariant()} {config.Layers} layers × {config.Dim}, {new ModelFootprint(config).Parameters:N0} parameters; {options.Batch}×{options.SequenceLength}×{options.GradAccum} = {trainer.TokensPerStep} tokens/step, {setup.Threads} threads{(layout.Ranks > 1 ? " per rank" : "")}{parallel}{(setup.Checkpoint is not null ? $", resuming at step {trainer.Step}" : "")}"));
+
+        var loop = new TrainingLoop(io, trainer, world, options, setup.Val, metrics, setup.OutDir, setup.CheckpointPath, setup.SampleTokenizer is null ? 0 : setup.SampleEvery,
+            sampleTokenizer, setup.EvalEvery, setup.EvalBatches, setup.SaveEvery, setup.LogEvery, setup.StopAt, cancellation);
+        bool interactive = writer && ReferenceEquals(io.Error, ConsoleStreams.Stderr) && !Console.IsErrorRedirected;
         if (interactive)
             loop.RunWithProgressBar();
         else
@@ -212,8 +427,12 @@ internal static class TrainCommand
         return config;
     }
 
-    /// <summary>The step loop with its reporting, shared by the progress-bar and plain-line front ends.</summary>
-    private sealed class TrainingLoop(CliIO io, Trainer trainer, TrainerOptions options, TokenStream? val, MetricsLog metrics,
+    /// <summary>
+    /// The step loop with its reporting, shared by the progress-bar and plain-line front ends. Every rank runs it (steps,
+    /// evaluations, saves and samples are collective); <paramref name="metrics"/> is null on all but rank 0, which alone
+    /// writes and prints.
+    /// </summary>
+    private sealed class TrainingLoop(CliIO io, IDistributedTrainer trainer, Communicator world, TrainerOptions options, TokenStream? val, MetricsLog? metrics,
         string outDir, string checkpointPath, int sampleEvery, TrainingTokenizer? tokenizer, int evalEvery, int evalBatches, int saveEvery, int logEvery, int stopAt, CancellationToken cancellation)
     {
         private long _savedStep = -1;
@@ -241,9 +460,11 @@ internal static class TrainCommand
         {
             var clock = Stopwatch.StartNew();
             long startStep = trainer.Step;
-            double elapsedBefore = metrics.Rows.Count > 0 ? metrics.Rows[^1].ElapsedSeconds : 0;
+            double elapsedBefore = metrics is { Rows.Count: > 0 } ? metrics.Rows[^1].ElapsedSeconds : 0;
             _savedStep = startStep > 0 ? startStep : -1;
             double lastVal = double.NaN;
+            var (kill, fail, faultStep) = FaultInjection(startStep);
+            TimeSpan stepTime = TimeSpan.Zero, communication = TimeSpan.Zero;
             while (trainer.Step < stopAt)
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -259,6 +480,8 @@ internal static class TrainCommand
                     string kept = _savedStep > 0 ? $"the last good checkpoint (step {_savedStep}) is {checkpointPath}" : "no checkpoint had been written yet";
                     throw new TrainingDivergedException(e.Step, e.What, kept);
                 }
+                stepTime += trainer.LastStepTimes.Total;
+                communication += trainer.LastStepTimes.Communication;
                 double stepSeconds = clock.Elapsed.TotalSeconds - stepStart;
                 double valLoss = double.NaN;
                 bool last = s.Step == stopAt;
@@ -266,7 +489,7 @@ internal static class TrainCommand
                     lastVal = valLoss = trainer.Evaluate(val, evalBatches);
                 double done = clock.Elapsed.TotalSeconds;
                 double tokensPerSecond = (s.Step - startStep) * trainer.TokensPerStep / Math.Max(done, 1e-9);
-                metrics.Add(new MetricsRow(s.Step, s.Loss, valLoss, s.LearningRate, s.GradientNorm, s.Tokens / Math.Max(stepSeconds, 1e-9), elapsedBefore + done));
+                metrics?.Add(new MetricsRow(s.Step, s.Loss, valLoss, s.LearningRate, s.GradientNorm, s.Tokens / Math.Max(stepSeconds, 1e-9), elapsedBefore + done));
                 if (s.Step % saveEvery == 0 || last)
                 {
                     trainer.Save(checkpointPath);
@@ -281,11 +504,13 @@ internal static class TrainCommand
                     progress(line, s.Step);
                 else if (s.Step % logEvery == 0 || last || !double.IsNaN(valLoss))
                     io.Error.WriteLine(line);
-                if (tokenizer is not null && sampleEvery > 0 && s.Step % sampleEvery == 0)
-                    io.Error.WriteLine($"sample at step {s.Step}: {Sample(s.Step).ReplaceLineEndings("⏎")}");
+                if (sampleEvery > 0 && s.Step % sampleEvery == 0)
+                    Sample(s.Step);
+                if (s.Step == faultStep)
+                    InjectFault(kill, fail);
             }
             WritePlot();
-            var final = metrics.Rows.Count > 0 ? metrics.Rows[^1] : default;
+            var final = metrics is { Rows.Count: > 0 } ? metrics.Rows[^1] : default;
             double seconds = clock.Elapsed.TotalSeconds;
             double rate = (trainer.Step - startStep) * trainer.TokensPerStep / Math.Max(seconds, 1e-9);
             double peakMiB;
@@ -294,11 +519,20 @@ internal static class TrainCommand
             io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"trained {trainer.Step} steps: loss {final.TrainLoss:F4}{(double.IsNaN(lastVal) ? "" : $", validation loss {lastVal:F4}")}; checkpoint {checkpointPath}"));
             io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"kiln: {trainer.Step - startStep} steps in {seconds:F1} s (evaluation and checkpoints included): {rate:F0} tokens/s, {rate * trainer.FlopsPerToken / 1e9:F2} GFLOP/s; peak resident memory {peakMiB:F0} MiB"));
+                $"kiln: {trainer.Step - startStep} steps in {seconds:F1} s (evaluation and checkpoints included): {rate:F0} tokens/s, {rate * trainer.FlopsPerToken / 1e9:F2} GFLOP/s; peak resident memory {peakMiB:F0} MiB{(world.Size > 1 ? " (rank 0)" : "")}"));
+            if (world.Size > 1)
+                io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"kiln: rank 0 waited in communication {communication.TotalSeconds:F2} s of {stepTime.TotalSeconds:F2} s in steps ({100.0 * communication.Ticks / Math.Max(stepTime.Ticks, 1):F1}%)"));
             const double MiB = 1024.0 * 1024.0;
-            long parameterBytes = (long)trainer.Model.Parameters.Count * sizeof(float);
+            var held = trainer.MemoryHeld();
+            long? activations = trainer switch
+            {
+                SingleProcessTrainer single => single.Trainer.Model.ActivationBytes,
+                DataParallelRun dp => dp.Trainer.Model.ActivationBytes,
+                _ => null,
+            };
             io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"kiln: memory: weights {parameterBytes / MiB:F1} MiB, gradients {parameterBytes / MiB:F1} MiB, optimizer moments {2 * parameterBytes / MiB:F1} MiB, activations {trainer.Model.ActivationBytes / MiB:F1} MiB (recompute: {RecomputeName(options.Recompute)})"));
+                $"kiln: memory{(world.Size > 1 ? " of rank 0" : "")}: weights {held.ParameterBytes / MiB:F1} MiB, gradients {held.GradientBytes / MiB:F1} MiB, optimizer moments {held.MomentBytes / MiB:F1} MiB{(activations is { } a ? $", activations {a / MiB:F1} MiB" : "")} (recompute: {RecomputeName(options.Recompute)})"));
         }
 
         /// <summary>Resident memory now, so a log shows whether it grows from step to step (it should not: steps allocate nothing).</summary>
@@ -308,20 +542,51 @@ internal static class TrainCommand
             return self.WorkingSet64 / (1024.0 * 1024.0);
         }
 
-        private TrainableModel<float>? _sampler;
-
-        /// <summary>200 tokens at temperature 0.8 from a newline, on a copy of the weights (the trained model keeps its buffers).</summary>
-        private string Sample(long step)
+        /// <summary>The fault tests' hooks (<see cref="MpiCheckCommand.KillRankVariable"/>, …): which rank fails, how, and after which step.</summary>
+        private (int? Kill, int? Fail, long Step) FaultInjection(long startStep)
         {
-            _sampler ??= TrainableModel<float>.Create(trainer.Config, null);
-            trainer.Model.Parameters.Values.CopyTo(_sampler.Parameters.Values, 0);
-            int start = Math.Min(tokenizer!.SampleStartId, trainer.Config.Vocab - 1);
-            // its own generator, seeded by the step: sampling must not move the run's RNG, or resumed runs would differ
-            int[] ids = TrainingSampler.Generate(_sampler, [start], 200, 0.8f, new TrainingRandom(options.Seed ^ (ulong)step));
-            return tokenizer.Decode(ids.AsSpan(1));
+            static int? Read(string name) => int.TryParse(Environment.GetEnvironmentVariable(name), out int v) ? v : null;
+            int? kill = Read(MpiCheckCommand.KillRankVariable), fail = Read(MpiCheckCommand.FailRankVariable);
+            if (kill != world.Rank && fail != world.Rank)
+                return (null, null, -1);
+            return (kill, fail, Read(KillStepVariable) is { } step && step > startStep ? step : startStep + (stopAt - startStep) / 2);
         }
 
-        private void WritePlot() =>
-            File.WriteAllText(Path.Combine(outDir, "loss.svg"), LossCurveSvg.Render(metrics.Rows, $"{trainer.Config.Family.ToString().ToLowerInvariant()} {trainer.Config.Layers}×{trainer.Config.Dim}: loss"));
+        private void InjectFault(int? kill, int? fail)
+        {
+            if (kill == world.Rank)
+            {
+                Console.Error.WriteLine($"kiln: rank {world.Rank} kills itself after step {trainer.Step} ({MpiCheckCommand.KillRankVariable})");
+                Console.Error.Flush();
+                Process.GetCurrentProcess().Kill(); // SIGKILL: no clean-up, no MPI_Finalize, as a crashed node
+            }
+            if (fail == world.Rank)
+                throw new InvalidOperationException($"failure injected by {MpiCheckCommand.FailRankVariable} after step {trainer.Step}");
+        }
+
+        private TrainableModel<float>? _sampler;
+
+        /// <summary>
+        /// 200 tokens at temperature 0.8 from a newline, on a copy of the weights (the trained model keeps its buffers).
+        /// Collective: the weights are gathered to rank 0, which alone samples and prints.
+        /// </summary>
+        private void Sample(long step)
+        {
+            float[]? weights = trainer is SingleProcessTrainer single ? single.Trainer.Model.Parameters.Values : trainer.Gather()?.Weights;
+            if (weights is null || tokenizer is null)
+                return;
+            _sampler ??= TrainableModel<float>.Create(trainer.Config, null);
+            weights.CopyTo(_sampler.Parameters.Values, 0);
+            int start = Math.Min(tokenizer.SampleStartId, trainer.Config.Vocab - 1);
+            // its own generator, seeded by the step: sampling must not move the run's RNG, or resumed runs would differ
+            int[] ids = TrainingSampler.Generate(_sampler, [start], 200, 0.8f, new TrainingRandom(options.Seed ^ (ulong)step));
+            io.Error.WriteLine($"sample at step {step}: {tokenizer.Decode(ids.AsSpan(1)).ReplaceLineEndings("⏎")}");
+        }
+
+        private void WritePlot()
+        {
+            if (metrics is not null)
+                File.WriteAllText(Path.Combine(outDir, "loss.svg"), LossCurveSvg.Render(metrics.Rows, $"{trainer.Config.Family.ToString().ToLowerInvariant()} {trainer.Config.Layers}×{trainer.Config.Dim}: loss"));
+        }
     }
 }

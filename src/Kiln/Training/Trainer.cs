@@ -74,13 +74,7 @@ public sealed class Trainer
     /// </summary>
     public static Trainer Resume(TrainingCheckpoint checkpoint, TrainingConfig config, TrainerOptions options, TokenStream train, WorkerPool? pool)
     {
-        if (checkpoint.Config != config)
-            throw new TrainingConfigException($"the checkpoint is of another model configuration:\n{checkpoint.Config.ToJson()}\nnot\n{config.ToJson()}");
-        var saved = checkpoint.Options;
-        if (saved.Batch != options.Batch || saved.SequenceLength != options.SequenceLength || saved.GradAccum != options.GradAccum
-            || saved.Seed != options.Seed || saved.Shuffle != options.Shuffle)
-            throw new TrainingConfigException(
-                $"the checkpoint was trained with batch {saved.Batch}, sequence {saved.SequenceLength}, grad-accum {saved.GradAccum}, seed {saved.Seed}, shuffle {saved.Shuffle}; resume with the same");
+        checkpoint.EnsureContinuedBy(config, options);
         var t = new Trainer(config, options, train, pool);
         if (checkpoint.Weights.Length != t.Model.Parameters.Count)
             throw new TrainingConfigException($"the checkpoint holds {checkpoint.Weights.Length} parameters, the model {t.Model.Parameters.Count}");

@@ -32,6 +32,22 @@ public sealed class TrainingCheckpoint
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
     };
 
+    /// <summary>
+    /// Throws <see cref="TrainingConfigException"/> unless a run of <paramref name="config"/> with
+    /// <paramref name="options"/> continues this one: the same model, and the options that decide which data a step
+    /// sees (global batch, sequence, accumulation, seed, shuffling). Step count, rates and clipping may change.
+    /// </summary>
+    public void EnsureContinuedBy(TrainingConfig config, TrainerOptions options)
+    {
+        if (Config != config)
+            throw new TrainingConfigException($"the checkpoint is of another model configuration:\n{Config.ToJson()}\nnot\n{config.ToJson()}");
+        var saved = Options;
+        if (saved.Batch != options.Batch || saved.SequenceLength != options.SequenceLength || saved.GradAccum != options.GradAccum
+            || saved.Seed != options.Seed || saved.Shuffle != options.Shuffle)
+            throw new TrainingConfigException(
+                $"the checkpoint was trained with batch {saved.Batch}, sequence {saved.SequenceLength}, grad-accum {saved.GradAccum}, seed {saved.Seed}, shuffle {saved.Shuffle}; resume with the same");
+    }
+
     public void Write(string path) =>
         CheckpointFile.Write(path, Magic, JsonSerializer.SerializeToUtf8Bytes(new Header(Config, Options), Json),
             new CheckpointFile.State(Step, UpdateCount, RandomState, DataPosition, Weights, FirstMoment, SecondMoment));

@@ -1,5 +1,6 @@
 using Kiln.Distributed;
 using Kiln.Threading;
+using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
 using Kiln.Training.Models;
 using Kiln.Training.Optimization;
@@ -121,6 +122,117 @@ public sealed class DataParallelTrainer
         else
             t.Model.Initialize(t.Random);
         return t;
+    }
+
+    /// <summary>
+    /// Continues a run from a checkpoint in the single-process layout (whole weights and moments, as
+    /// <see cref="GatherState"/> gives and <see cref="Trainer"/> writes): every rank takes its part, whatever the layout
+    /// that wrote it. <paramref name="options"/> are per rank (Batch = the checkpoint's batch / ranks); the caller has
+    /// checked that they continue the checkpoint's run. Collective.
+    /// </summary>
+    public static DataParallelTrainer Resume(Communicator comm, TrainingCheckpoint checkpoint, TrainerOptions options, ZeroStage zero, TokenStream train,
+        WorkerPool? pool, int bucketElements = DefaultBucketElements)
+    {
+        var t = new DataParallelTrainer(comm, checkpoint.Config, options, zero, train, pool, bucketElements);
+        long count = t.Partition?.ParameterCount ?? t.Model.Parameters.Count;
+        if (checkpoint.Weights.Length != count || checkpoint.FirstMoment.Length != count || checkpoint.SecondMoment.Length != count)
+            throw new TrainingConfigException($"the checkpoint holds {checkpoint.Weights.Length} parameters, the model {count}");
+        if (t._sharded?.ShardValues is { } shardValues)
+            t.Scatter(checkpoint.Weights, shardValues);
+        else
+            checkpoint.Weights.CopyTo(t.Model.Parameters.Values, 0);
+        if (t._adam is { } adam)
+        {
+            checkpoint.FirstMoment.CopyTo(adam.FirstMoment, 0);
+            checkpoint.SecondMoment.CopyTo(adam.SecondMoment, 0);
+            adam.UpdateCount = checkpoint.UpdateCount;
+        }
+        else
+        {
+            t.Scatter(checkpoint.FirstMoment, t._zeroOptimizer!.FirstMoment);
+            t.Scatter(checkpoint.SecondMoment, t._zeroOptimizer.SecondMoment);
+            t._zeroOptimizer.UpdateCount = checkpoint.UpdateCount;
+        }
+        t.Random.State = checkpoint.RandomState;
+        t.Loader.Position = checkpoint.DataPosition;
+        t.Step = checkpoint.Step;
+        return t;
+    }
+
+    /// <summary>Optimizer updates taken (the bias-correction count a checkpoint carries).</summary>
+    public long UpdateCount => _adam?.UpdateCount ?? _zeroOptimizer!.UpdateCount;
+
+    /// <summary>
+    /// Collective: weights and both moments in the flat single-process layout on rank <paramref name="root"/> (null on
+    /// the others). Where ZeRO shards them, every other rank sends its whole shard to the root, which places each
+    /// rank's blocks by that rank's partition: no rank but the root ever holds more than its own states, so a
+    /// checkpoint costs ZeRO-3 ranks no memory.
+    /// </summary>
+    public (float[] Weights, float[] FirstMoment, float[] SecondMoment)? GatherState(int root = 0)
+    {
+        bool isRoot = _comm.Rank == root;
+        float[]? weights = _sharded?.ShardValues is { } shardValues ? GatherShard(shardValues, root, Tag)
+            : isRoot ? (float[])Model.Parameters.Values.Clone() : null;
+        float[]? first, second;
+        if (_adam is { } adam)
+            (first, second) = isRoot ? ((float[])adam.FirstMoment.Clone(), (float[])adam.SecondMoment.Clone()) : (null, null);
+        else
+            (first, second) = (GatherShard(_zeroOptimizer!.FirstMoment, root, Tag + 1), GatherShard(_zeroOptimizer.SecondMoment, root, Tag + 2));
+        return isRoot ? (weights!, first!, second!) : null;
+    }
+
+    /// <summary>Message tags of <see cref="GatherState"/>'s shards (the trainer's other traffic is collectives).</summary>
+    private const int Tag = 0x6B69;
+
+    /// <summary>
+    /// Collective: the mean loss over the first batches of a stream, read in order, as a single process with the
+    /// global batch reads them: each rank takes its slice of every global batch, and the slice means are averaged.
+    /// </summary>
+    public double Evaluate(TokenStream stream, int batches)
+    {
+        int batch = Options.Batch;
+        var loader = new TokenBatchLoader(stream, batch * Ranks, Options.SequenceLength, shuffle: false, seed: 0);
+        batches = (int)Math.Min(batches, Math.Max(1, loader.Windows / (batch * Ranks)));
+        double sum = 0;
+        for (int i = 0; i < batches; i++)
+        {
+            loader.NextShard(_inputs, _targets, _comm.Rank * batch, batch);
+            sum += Model.Forward(_inputs, _targets, batch, Options.SequenceLength);
+        }
+        return SumOverRanks(sum) / ((double)batches * Ranks);
+    }
+
+    /// <summary>Copies this rank's blocks of the flat <paramref name="whole"/> into its shard (padding zero).</summary>
+    private void Scatter(float[] whole, float[] shard)
+    {
+        Array.Clear(shard);
+        foreach (var s in Partition!.Units)
+            whole.AsSpan(s.GlobalOffset, s.Count).CopyTo(shard.AsSpan(s.ShardOffset));
+    }
+
+    /// <summary>Collective: a shard-layout array (S elements per rank) in the flat layout on the root; null elsewhere.</summary>
+    private float[]? GatherShard(float[] shard, int root, int tag)
+    {
+        if (_comm.Rank != root)
+        {
+            _comm.Send<float>(shard, root, tag);
+            return null;
+        }
+        var all = new float[Partition!.ParameterCount];
+        var received = new float[Partition.ShardLength];
+        for (int rank = 0; rank < Ranks; rank++)
+        {
+            float[] from = shard;
+            if (rank != root)
+            {
+                _comm.Receive<float>(received, rank, tag);
+                from = received;
+            }
+            var partition = rank == _comm.Rank ? Partition : new ZeroPartition(Model.Units, Model.Parameters.Tensors, rank, Ranks);
+            foreach (var s in partition.Units)
+                from.AsSpan(s.ShardOffset, s.Count).CopyTo(all.AsSpan(s.GlobalOffset));
+        }
+        return all;
     }
 
     /// <summary>One optimizer step on every rank (collective). Non-finite loss or gradient throws on every rank alike, before any weight changes.</summary>

@@ -1,0 +1,53 @@
+using Kiln.Distributed;
+using Kiln.Threading;
+using Kiln.Training.Checkpoints;
+using Kiln.Training.Data;
+
+namespace Kiln.Training.Parallel;
+
+/// <summary>
+/// Makes the <see cref="IDistributedTrainer"/> for a layout: what `kiln train` calls on every rank. The layout is
+/// validated first (the same check, and so the same message, on every rank, before any communication): 1×1×1 is a
+/// plain <see cref="Trainer"/>, data parallelism with any ZeRO stage a <see cref="DataParallelRun"/>; tensor and
+/// pipeline layouts are refused until the trainer that mixes them is wired in.
+/// </summary>
+public static class DistributedTrainers
+{
+    /// <summary>Collective: a fresh run; every rank of <paramref name="world"/> calls it with the same arguments.</summary>
+    public static IDistributedTrainer Start(Communicator world, ParallelLayout layout, TrainingConfig config, TrainerOptions options,
+        TokenStream train, WorkerPool? pool)
+    {
+        Check(world, layout, config, options);
+        if (IsSingleProcess(layout))
+            return new SingleProcessTrainer(Trainer.Start(config, options, train, pool));
+        return DataParallelRun.Start(world, config, options, (ZeroStage)layout.Zero, train, pool);
+    }
+
+    /// <summary>
+    /// Collective: continues a checkpoint in the single-process layout (any layout's <see cref="IDistributedTrainer.Gather"/>
+    /// writes one) under <paramref name="layout"/>; <paramref name="options"/> must continue its run.
+    /// </summary>
+    public static IDistributedTrainer Resume(Communicator world, ParallelLayout layout, TrainingCheckpoint checkpoint, TrainerOptions options,
+        TokenStream train, WorkerPool? pool)
+    {
+        Check(world, layout, checkpoint.Config, options);
+        checkpoint.EnsureContinuedBy(checkpoint.Config, options);
+        if (IsSingleProcess(layout))
+            return new SingleProcessTrainer(Trainer.Resume(checkpoint, checkpoint.Config, options, train, pool));
+        return DataParallelRun.Resume(world, checkpoint, options, (ZeroStage)layout.Zero, train, pool);
+    }
+
+    /// <summary>Throws <see cref="TrainingConfigException"/> unless the layout fits the world, the model and the batch, and is one this factory runs.</summary>
+    public static void Check(Communicator world, ParallelLayout layout, TrainingConfig config, TrainerOptions options)
+    {
+        layout.Validate(config, world.Size, options.Batch);
+        if (layout.Tp > 1 || layout.Pp > 1 || layout.MicroBatches > 1)
+            throw new TrainingConfigException(
+                $"kiln train does not run tensor or pipeline parallel layouts yet (here tp {layout.Tp}, pp {layout.Pp}, micro-batches {layout.MicroBatches}); use --dp with --zero");
+        if (options.Batch % layout.Dp != 0)
+            throw new TrainingConfigException(
+                $"the batch of {options.Batch} sequences does not split over {layout.Dp} data-parallel replicas: give --batch a multiple of {layout.Dp}");
+    }
+
+    private static bool IsSingleProcess(ParallelLayout layout) => layout.Ranks == 1 && layout.Zero == 0;
+}

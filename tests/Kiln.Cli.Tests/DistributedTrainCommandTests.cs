@@ -109,6 +109,28 @@ public sealed class DistributedTrainCommandTests : IDisposable
     }
 
     /// <summary>
+    /// Tensor and pipeline layouts (each schedule) and their mixes with data parallelism, run by ParallelTrainer under
+    /// real MPI, train as one process does with the same global batch (tolerances as above: only the order of
+    /// additions differs — per micro-batch, per replica, across tensor-parallel ranks).
+    /// </summary>
+    [MpiTheory]
+    [InlineData(2, "--tp 2")]
+    [InlineData(2, "--pp 2 --micro-batches 2 --schedule gpipe")]
+    [InlineData(2, "--pp 2 --micro-batches 4 --schedule 1f1b")]
+    [InlineData(4, "--dp 2 --tp 2")]
+    [InlineData(4, "--tp 2 --pp 2 --micro-batches 2")]
+    [InlineData(4, "--dp 2 --pp 2 --micro-batches 2 --zero 1 --schedule gpipe")]
+    public void TensorAndPipelineLayoutsMatchOneProcessWithTheGlobalBatch(int ranks, string layout)
+    {
+        Single("single");
+        var run = Mpirun(ranks, "mixed", layout.Split(' '));
+        Assert.True(run.ExitCode == 0, run.ToString());
+        AssertSameRun("single", "mixed");
+        Assert.Single(run.Stdout.Split('\n'), l => l.StartsWith("trained 10 steps", StringComparison.Ordinal));
+        Assert.DoesNotContain("error", run.Stderr);
+    }
+
+    /// <summary>
     /// A checkpoint written under dp 2 ZeRO-3 (step 5 of 10) continues in one process and under dp 4, each to the
     /// weights of an uninterrupted single-process run. (That every layout takes a checkpoint's weights and moments bit
     /// for bit is DistributedTrainersTests' check.)

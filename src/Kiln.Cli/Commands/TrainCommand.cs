@@ -157,20 +157,23 @@ internal static class TrainCommand
                 return failure is CliException ? 2 : 1;
             }
             using var owned = setup!;
-            using var trainer = owned.Create(world);
+            // The trainer's communicators (its dp/tp/pp groups) are freed before the world ends MPI: freeing one after
+            // MPI_Finalize aborts the job. On other failures the rank aborts the job below and frees nothing.
+            var trainer = owned.Create(world);
+            int code;
             try
             {
-                int code = Train(rankIo, owned, trainer, world, cancellation);
-                world.Dispose();
-                return code;
+                code = Train(rankIo, owned, trainer, world, cancellation);
             }
             catch (TrainingDivergedException e)
             {
                 if (world.Rank == 0)
                     ReportError(io, e, null, verbose);
-                world.Dispose();
-                return 1;
+                code = 1;
             }
+            trainer.Dispose();
+            world.Dispose();
+            return code;
         }
         catch (Exception e) when (world is MpiCommunicator mpi)
         {

@@ -171,7 +171,7 @@ public sealed class DistributedTrainersTests(ITestOutputHelper output) : IDispos
     [InlineData(1, 1, 4, 0, 4, "needs layers divisible by 4; the model has 2")]
     [InlineData(3, 1, 1, 0, 3, "the batch of 4 sequences does not split over 3 data-parallel replicas")]
     [InlineData(2, 1, 1, 4, 2, "--zero must be 0, 1, 2 or 3 (got 4)")]
-    [InlineData(1, 2, 1, 0, 2, "does not run tensor or pipeline parallel layouts yet (here tp 2, pp 1")]
+    [InlineData(1, 2, 1, 2, 2, "ZeRO stage 2 is not supported with tensor or pipeline parallelism (tp 2, pp 1)")]
     public void ALayoutThatDoesNotFitIsOneMessageOnEveryRank(int dp, int tp, int pp, int zero, int worldSize, string expected)
     {
         using var data = Data();

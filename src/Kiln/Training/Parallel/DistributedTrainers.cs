@@ -8,8 +8,9 @@ namespace Kiln.Training.Parallel;
 /// <summary>
 /// Makes the <see cref="IDistributedTrainer"/> for a layout: what `kiln train` calls on every rank. The layout is
 /// validated first (the same check, and so the same message, on every rank, before any communication): 1×1×1 is a
-/// plain <see cref="Trainer"/>, data parallelism with any ZeRO stage a <see cref="DataParallelRun"/>; tensor and
-/// pipeline layouts are refused until the trainer that mixes them is wired in.
+/// plain <see cref="Trainer"/>, data parallelism alone with any ZeRO stage a <see cref="DataParallelRun"/> (it overlaps
+/// the gradient all-reduce with the backward pass), and any layout with tensor or pipeline parallelism a
+/// <see cref="ParallelTrainer"/> (ZeRO 0 or 1).
 /// </summary>
 public static class DistributedTrainers
 {
@@ -20,6 +21,8 @@ public static class DistributedTrainers
         Check(world, layout, config, options);
         if (IsSingleProcess(layout))
             return new SingleProcessTrainer(Trainer.Start(config, options, train, pool));
+        if (IsMixed(layout))
+            return ParallelTrainer.Start(world, layout, config, options, train, pool);
         return DataParallelRun.Start(world, config, options, (ZeroStage)layout.Zero, train, pool);
     }
 
@@ -34,6 +37,8 @@ public static class DistributedTrainers
         checkpoint.EnsureContinuedBy(checkpoint.Config, options);
         if (IsSingleProcess(layout))
             return new SingleProcessTrainer(Trainer.Resume(checkpoint, checkpoint.Config, options, train, pool));
+        if (IsMixed(layout))
+            return ParallelTrainer.Resume(world, layout, checkpoint, checkpoint.Config, options, train, pool);
         return DataParallelRun.Resume(world, checkpoint, options, (ZeroStage)layout.Zero, train, pool);
     }
 
@@ -41,13 +46,18 @@ public static class DistributedTrainers
     public static void Check(Communicator world, ParallelLayout layout, TrainingConfig config, TrainerOptions options)
     {
         layout.Validate(config, world.Size, options.Batch);
-        if (layout.Tp > 1 || layout.Pp > 1 || layout.MicroBatches > 1)
-            throw new TrainingConfigException(
-                $"kiln train does not run tensor or pipeline parallel layouts yet (here tp {layout.Tp}, pp {layout.Pp}, micro-batches {layout.MicroBatches}); use --dp with --zero");
+        if (IsMixed(layout))
+        {
+            ParallelTrainer.Check(layout, config, options, world.Size);
+            return;
+        }
         if (options.Batch % layout.Dp != 0)
             throw new TrainingConfigException(
                 $"the batch of {options.Batch} sequences does not split over {layout.Dp} data-parallel replicas: give --batch a multiple of {layout.Dp}");
     }
 
-    private static bool IsSingleProcess(ParallelLayout layout) => layout.Ranks == 1 && layout.Zero == 0;
+    private static bool IsSingleProcess(ParallelLayout layout) => layout.Ranks == 1 && layout.Zero == 0 && layout.MicroBatches == 1;
+
+    /// <summary>Tensor or pipeline parallelism (or micro-batches, which only a pipeline schedule uses).</summary>
+    private static bool IsMixed(ParallelLayout layout) => layout.Tp > 1 || layout.Pp > 1 || layout.MicroBatches > 1;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel scaling and ZeRO memory of `kiln train` on this machine (docs/distributed.md, "Measured").
-# Usage: scripts/bench-data-parallel.sh [runs]   (needs Open MPI: scripts/install-mpi.sh; builds Release first)
+# Usage: scripts/bench-data-parallel.sh [runs] [all]   (needs Open MPI: scripts/install-mpi.sh; builds Release first)
+# With "all", tensor- and pipeline-parallel modes (tp 2; pp 2 with 4 micro-batches, GPipe and 1F1B) are measured too.
 # For each mode it trains a 4-layer × 256 llama for 8 steps (global batch 16 × 64 tokens, one thread per rank) and
 # prints rank 0's median tokens/s over steps 2-8 (step 1 carries JIT), then the median over the runs, and the share of
 # step time rank 0 waited in communication, and the CPU seconds (user + system) the whole job used (ranks unbound:
@@ -31,6 +32,9 @@ run_once() { # name, ranks, extra flags…
   echo "$(tail -n +3 "$work/out/metrics.csv" | cut -d, -f6 | median) $(grep -o 'in steps ([0-9.]*%)' "$work/log" | grep -o '[0-9.]*' || echo 0) $(awk '{print $1 + $2}' "$work/cpu")" >> "$work/$name"
 }
 modes=("single 1" "dp 2 --dp 2" "zero1 2 --dp 2 --zero 1" "zero2 2 --dp 2 --zero 2" "zero3 2 --dp 2 --zero 3")
+if [ "${2:-}" = all ]; then
+  modes+=("tp 2 --tp 2" "gpipe 2 --pp 2 --micro-batches 4 --schedule gpipe" "1f1b 2 --pp 2 --micro-batches 4 --schedule 1f1b")
+fi
 # modes alternate within each round, so a change of load spreads over all of them
 for r in $(seq "$runs"); do
   for m in "${modes[@]}"; do run_once $m; done

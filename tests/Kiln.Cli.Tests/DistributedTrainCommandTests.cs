@@ -127,6 +127,8 @@ public sealed class DistributedTrainCommandTests : IDisposable
         Assert.True(run.ExitCode == 0, run.ToString());
         AssertSameRun("single", "mixed");
         Assert.Single(run.Stdout.Split('\n'), l => l.StartsWith("trained 10 steps", StringComparison.Ordinal));
+        if (layout.Contains("--pp 2", StringComparison.Ordinal))
+            Assert.Matches(@"kiln: pipeline \((gpipe|1f1b), [0-9]+ micro-batches; bubble in theory [0-9]+%\): stage 0 idle [0-9]+%, peak activations [0-9.]+ MiB; stage 1 idle [0-9]+%, peak activations [0-9.]+ MiB", run.Stderr);
         Assert.DoesNotContain("error", run.Stderr);
     }
 

@@ -467,7 +467,7 @@ internal static class TrainCommand
             _savedStep = startStep > 0 ? startStep : -1;
             double lastVal = double.NaN;
             var (kill, fail, faultStep) = FaultInjection(startStep);
-            TimeSpan stepTime = TimeSpan.Zero, communication = TimeSpan.Zero;
+            TimeSpan stepTime = TimeSpan.Zero, communication = TimeSpan.Zero, pipelineIdle = TimeSpan.Zero;
             while (trainer.Step < stopAt)
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -485,6 +485,7 @@ internal static class TrainCommand
                 }
                 stepTime += trainer.LastStepTimes.Total;
                 communication += trainer.LastStepTimes.Communication;
+                pipelineIdle += trainer.LastStepTimes.PipelineIdle;
                 double stepSeconds = clock.Elapsed.TotalSeconds - stepStart;
                 double valLoss = double.NaN;
                 bool last = s.Step == stopAt;
@@ -536,6 +537,29 @@ internal static class TrainCommand
             };
             io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"kiln: memory{(world.Size > 1 ? " of rank 0" : "")}: weights {held.ParameterBytes / MiB:F1} MiB, gradients {held.GradientBytes / MiB:F1} MiB, optimizer moments {held.MomentBytes / MiB:F1} MiB{(activations is { } a ? $", activations {a / MiB:F1} MiB" : "")} (recompute: {RecomputeName(options.Recompute)})"));
+            if (trainer is ParallelTrainer { Groups.Layout.Pp: > 1 } pipeline)
+                ReportPipeline(pipeline, stepTime, pipelineIdle);
+        }
+
+        /// <summary>
+        /// Collective (every rank of a pipeline layout calls it): rank 0 prints each stage's measured bubble (idle share
+        /// of its step time) beside the theory (P − 1)/(M + P − 1), and its peak activation memory.
+        /// </summary>
+        private void ReportPipeline(ParallelTrainer pipeline, TimeSpan stepTime, TimeSpan idle)
+        {
+            var layout = pipeline.Groups.Layout;
+            double[] mine = [idle.TotalSeconds, stepTime.TotalSeconds, pipeline.LastStatistics?.PeakActivationBytes ?? 0];
+            var all = new double[3 * world.Size];
+            world.AllGather<double>(mine, all);
+            double theory = (layout.Pp - 1.0) / (layout.MicroBatches + layout.Pp - 1.0);
+            var stages = Enumerable.Range(0, layout.Pp).Select(stage =>
+            {
+                int r = layout.RankOf(0, 0, stage);
+                return string.Create(CultureInfo.InvariantCulture,
+                    $"stage {stage} idle {100 * all[3 * r] / Math.Max(all[3 * r + 1], 1e-9):F0}%, peak activations {all[3 * r + 2] / (1024.0 * 1024.0):F1} MiB");
+            });
+            io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"kiln: pipeline ({(layout.Schedule == PipelineSchedule.GPipe ? "gpipe" : "1f1b")}, {layout.MicroBatches} micro-batches; bubble in theory {100 * theory:F0}%): {string.Join("; ", stages)}"));
         }
 
         /// <summary>Resident memory now, so a log shows whether it grows from step to step (it should not: steps allocate nothing).</summary>

@@ -172,10 +172,11 @@ public sealed class DistributedTrainersTests(ITestOutputHelper output) : IDispos
     [InlineData(3, 1, 1, 0, 3, "the batch of 4 sequences does not split over 3 data-parallel replicas")]
     [InlineData(2, 1, 1, 4, 2, "--zero must be 0, 1, 2 or 3 (got 4)")]
     [InlineData(1, 2, 1, 2, 2, "ZeRO stage 2 is not supported with tensor or pipeline parallelism (tp 2, pp 1)")]
-    public void ALayoutThatDoesNotFitIsOneMessageOnEveryRank(int dp, int tp, int pp, int zero, int worldSize, string expected)
+    [InlineData(2, 1, 1, 3, 2, "without a pipeline use --grad-accum 2", 2)]
+    public void ALayoutThatDoesNotFitIsOneMessageOnEveryRank(int dp, int tp, int pp, int zero, int worldSize, string expected, int microBatches = 1)
     {
         using var data = Data();
-        var layout = new ParallelLayout { Dp = dp, Tp = tp, Pp = pp, Zero = zero };
+        var layout = new ParallelLayout { Dp = dp, Tp = tp, Pp = pp, Zero = zero, MicroBatches = microBatches };
         var messages = new string[worldSize];
         LocalCommunicator.Run(worldSize, world =>
             messages[world.Rank] = Assert.Throws<TrainingConfigException>(() => DistributedTrainers.Start(world, layout, Config, Options(), data, null)).Message);

@@ -46,6 +46,10 @@ public static class DistributedTrainers
     public static void Check(Communicator world, ParallelLayout layout, TrainingConfig config, TrainerOptions options)
     {
         layout.Validate(config, world.Size, options.Batch);
+        if (layout.Pp == 1 && layout.MicroBatches > 1)
+            throw new TrainingConfigException(
+                $"--micro-batches splits each batch for a pipeline schedule (--pp > 1); without a pipeline use --grad-accum {layout.MicroBatches}, "
+                + "which accumulates the gradients of that many micro-batches per step (what kiln plan's M means at pp 1)");
         if (IsMixed(layout))
         {
             ParallelTrainer.Check(layout, config, options, world.Size);
@@ -56,8 +60,8 @@ public static class DistributedTrainers
                 $"the batch of {options.Batch} sequences does not split over {layout.Dp} data-parallel replicas: give --batch a multiple of {layout.Dp}");
     }
 
-    private static bool IsSingleProcess(ParallelLayout layout) => layout.Ranks == 1 && layout.Zero == 0 && layout.MicroBatches == 1;
+    private static bool IsSingleProcess(ParallelLayout layout) => layout.Ranks == 1 && layout.Zero == 0;
 
-    /// <summary>Tensor or pipeline parallelism (or micro-batches, which only a pipeline schedule uses).</summary>
-    private static bool IsMixed(ParallelLayout layout) => layout.Tp > 1 || layout.Pp > 1 || layout.MicroBatches > 1;
+    /// <summary>Tensor or pipeline parallelism.</summary>
+    private static bool IsMixed(ParallelLayout layout) => layout.Tp > 1 || layout.Pp > 1;
 }

@@ -120,6 +120,7 @@ public sealed class DistributedTrainCommandTests : IDisposable
     [InlineData(4, "--dp 2 --tp 2")]
     [InlineData(4, "--tp 2 --pp 2 --micro-batches 2")]
     [InlineData(4, "--dp 2 --pp 2 --micro-batches 2 --zero 1 --schedule gpipe")]
+    [InlineData(8, "--dp 2 --tp 2 --pp 2 --micro-batches 2 --zero 1")]
     public void TensorAndPipelineLayoutsMatchOneProcessWithTheGlobalBatch(int ranks, string layout)
     {
         Single("single");

@@ -26,7 +26,10 @@ public sealed record TrainerOptions
     public ulong Seed { get; init; } = 1337;
     public bool Shuffle { get; init; } = true;
 
-    /// <summary>Memory for compute; the bits of a step do not depend on it, so a run may resume with another setting.</summary>
+    /// <summary>
+    /// Memory for compute. Block recomputation keeps a step's bits; attention recomputation rebuilds probabilities as
+    /// exp(s − lse) and moves the last bits. A checkpoint holds no activations, so a run may resume with another setting.
+    /// </summary>
     public Recomputation Recompute { get; init; }
 
     public void Validate(TrainingConfig config)

@@ -37,9 +37,9 @@ namespace Kiln.Training.Parallel;
 /// </summary>
 public sealed class ParallelTrainer : IDistributedTrainer
 {
-    // pipeline group: micro-batch m uses tags 2m and 2m + 1 (PipelineStage); these lie above any micro-batch's
+    // pipeline group: micro-batch m uses tags 2m and 2m + 1 (PipelineStage); these, and PipelineStage.TiedGradientTag
+    // (32766), lie above any micro-batch's
     private const int EvaluationTag = 32765;
-    private const int TiedGradientTag = 32766;
     private const int NormTag = 32767;
 
     // world: what a stage sends to rank 0 when gathering a checkpoint
@@ -52,7 +52,6 @@ public sealed class ParallelTrainer : IDistributedTrainer
     private readonly int _replicaBatch, _microBatch;
     private readonly int[] _replicaInputs, _replicaTargets;
     private readonly int[][] _inputs, _targets;
-    private readonly float[] _peerTiedGradient;
     private readonly LearningRateSchedule _schedule;
     private readonly AdamW? _adam;
     private readonly ZeroOptimizer? _zeroOptimizer;
@@ -81,8 +80,6 @@ public sealed class ParallelTrainer : IDistributedTrainer
         _replicaTargets = new int[_replicaBatch * t];
         _inputs = Enumerable.Range(0, layout.MicroBatches).Select(_ => new int[_microBatch * t]).ToArray();
         _targets = Enumerable.Range(0, layout.MicroBatches).Select(_ => new int[_microBatch * t]).ToArray();
-        var tied = Stage.Model.TiedOutputWeight;
-        _peerTiedGradient = tied is not null && Stage.Stages > 1 && (Stage.IsFirst || Stage.IsLast) ? new float[tied.Length] : [];
         _schedule = options.Schedule;
         if (layout.Zero == 0)
             _adam = new AdamW(Stage.Parameters, options.Adam);
@@ -220,7 +217,7 @@ public sealed class ParallelTrainer : IDistributedTrainer
             throw new TrainingDivergedException(Step, $"loss became {loss}");
         if (layout.Dp > 1)
             Timed(() => _groups.DataParallel.AllReduce<float>(gradients));
-        AddTiedGradients();
+        Timed(Stage.AddTiedGradients); // counted as communication with its addition, a pass over one vocab × dim tensor
         double norm = GlobalGradientNorm();
         if (!double.IsFinite(norm))
             throw new TrainingDivergedException(Step, $"gradient norm became {norm}");
@@ -253,24 +250,6 @@ public sealed class ParallelTrainer : IDistributedTrainer
             _replicaInputs.AsSpan(m * length, length).CopyTo(_inputs[m]);
             _replicaTargets.AsSpan(m * length, length).CopyTo(_targets[m]);
         }
-    }
-
-    /// <summary>First and last stage swap their gradients of the tied weight and each adds the other's (a + b = b + a bit for bit).</summary>
-    private void AddTiedGradients()
-    {
-        if (_peerTiedGradient.Length == 0)
-            return;
-        var mine = Stage.Parameters.Gradient(Stage.Model.TiedOutputWeight!);
-        int peer = Stage.IsFirst ? Stage.Stages - 1 : 0;
-        Timed(() =>
-        {
-            var send = _groups.Pipeline.SendAsync<float>(mine, peer, TiedGradientTag);
-            _groups.Pipeline.ReceiveAsync<float>(_peerTiedGradient, peer, TiedGradientTag).Wait();
-            send.Wait();
-        });
-        var g = mine.Span;
-        for (int i = 0; i < g.Length; i++)
-            g[i] += _peerTiedGradient[i];
     }
 
     /// <summary>

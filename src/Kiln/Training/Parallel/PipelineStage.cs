@@ -55,6 +55,32 @@ public sealed class PipelineStage
         _slots.Add(first);
         _free.Push(first);
         Model = first.Model;
+        var tied = Model.TiedOutputWeight;
+        _peerTiedGradient = tied is not null && Stages > 1 && (IsFirst || IsLast) ? new float[tied.Length] : [];
+    }
+
+    /// <summary>The pipeline-group tag of the tied-weight exchange; micro-batch m's exchanges use 2m and 2m + 1, below it.</summary>
+    public const int TiedGradientTag = 32766;
+
+    private readonly float[] _peerTiedGradient;
+
+    /// <summary>
+    /// A tied weight (GPT-2's wte) lives on the first stage as embedding and on the last as output head: the two swap
+    /// their gradients of it and each adds the other's (a + b = b + a bit for bit), so both copies take the same update.
+    /// Every other stage, and a model without a tied weight, returns at once.
+    /// </summary>
+    public void AddTiedGradients()
+    {
+        if (_peerTiedGradient.Length == 0)
+            return;
+        int peer = IsFirst ? Stages - 1 : 0;
+        var mine = Parameters.Gradient(Model.TiedOutputWeight!);
+        var send = _pipeline.SendAsync<float>(mine, peer, TiedGradientTag);
+        _pipeline.ReceiveAsync<float>(_peerTiedGradient, peer, TiedGradientTag).Wait();
+        send.Wait();
+        var g = mine.Span;
+        for (int i = 0; i < g.Length; i++)
+            g[i] += _peerTiedGradient[i];
     }
 
     public int Stage { get; }

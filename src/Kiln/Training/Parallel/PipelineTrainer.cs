@@ -19,13 +19,11 @@ namespace Kiln.Training.Parallel;
 public sealed class PipelineTrainer
 {
     // MPI promises tags up to 32767; micro-batch m uses 2m and 2m + 1 below these
-    private const int TiedGradientTag = 32766;
     private const int NormTag = 32767;
 
     private readonly Communicator _pipeline;
     private readonly int[][] _inputs;
     private readonly int[][] _targets;
-    private readonly float[] _peerTiedGradient;
     private readonly LearningRateSchedule _schedule;
 
     private PipelineTrainer(TrainingConfig config, TrainerOptions options, ParallelLayout layout, TokenStream train, Communicator pipeline, WorkerPool? pool)
@@ -37,8 +35,8 @@ public sealed class PipelineTrainer
             throw new TrainingConfigException($"the pipeline group has {pipeline.Size} ranks but the layout {layout.Pp} stages");
         if (options.GradAccum != 1)
             throw new TrainingConfigException($"under pipeline parallelism the micro-batches take the place of gradient accumulation: grad-accum must be 1 (got {options.GradAccum})");
-        if (2 * layout.MicroBatches > TiedGradientTag)
-            throw new TrainingConfigException($"at most {TiedGradientTag / 2} micro-batches (got {layout.MicroBatches})");
+        if (2 * layout.MicroBatches > PipelineStage.TiedGradientTag)
+            throw new TrainingConfigException($"at most {PipelineStage.TiedGradientTag / 2} micro-batches (got {layout.MicroBatches})");
         if (train.VocabSize > config.Vocab)
             throw new TrainingConfigException(
                 $"{train.Path} was tokenized with a vocabulary of {train.VocabSize}, larger than the model's vocab of {config.Vocab}");
@@ -54,8 +52,6 @@ public sealed class PipelineTrainer
         int tokens = MicroBatchSize * options.SequenceLength;
         _inputs = Enumerable.Range(0, layout.MicroBatches).Select(_ => new int[tokens]).ToArray();
         _targets = Enumerable.Range(0, layout.MicroBatches).Select(_ => new int[tokens]).ToArray();
-        var tied = Stage.Model.TiedOutputWeight;
-        _peerTiedGradient = tied is not null && Stage.Stages > 1 && (Stage.IsFirst || Stage.IsLast) ? new float[tied.Length] : [];
         _schedule = options.Schedule;
     }
 
@@ -100,7 +96,7 @@ public sealed class PipelineTrainer
         double mean = loss[0] / _inputs.Length;
         if (!double.IsFinite(mean))
             throw new TrainingDivergedException(Step, $"loss became {mean}");
-        AddTiedGradients();
+        Stage.AddTiedGradients();
         double norm = GlobalGradientNorm();
         if (!double.IsFinite(norm))
             throw new TrainingDivergedException(Step, $"gradient norm became {norm}");
@@ -109,23 +105,6 @@ public sealed class PipelineTrainer
         Optimizer.Update(lr);
         Step++;
         return new StepResult(Step, mean, norm, lr, TokensPerStep);
-    }
-
-    /// <summary>First and last stage swap their gradients of the tied weight and each adds the other's (a + b = b + a bit for bit).</summary>
-    private void AddTiedGradients()
-    {
-        if (_peerTiedGradient.Length == 0)
-            return;
-        var tied = Stage.Model.TiedOutputWeight!;
-        int peer = Stage.IsFirst ? Stage.Stages - 1 : 0;
-        var mine = Stage.Parameters.Gradient(tied);
-        var send = _pipeline.SendAsync<float>(mine, peer, TiedGradientTag);
-        var receive = _pipeline.ReceiveAsync<float>(_peerTiedGradient, peer, TiedGradientTag);
-        receive.Wait();
-        send.Wait();
-        var g = mine.Span;
-        for (int i = 0; i < g.Length; i++)
-            g[i] += _peerTiedGradient[i];
     }
 
     /// <summary>

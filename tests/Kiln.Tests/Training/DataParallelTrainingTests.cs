@@ -5,6 +5,8 @@ using Kiln.Training.Data;
 using Kiln.Training.Models;
 using Kiln.Training.Parallel;
 
+using Kiln.Tests.TestSupport;
+
 namespace Kiln.Tests.Training;
 
 /// <summary>
@@ -36,17 +38,7 @@ public sealed class DataParallelTrainingTests(ITestOutputHelper output) : IDispo
         Seed = 7,
     };
 
-    private TokenStream Data()
-    {
-        string path = Path.Combine(_dir, "train.bin");
-        if (!File.Exists(path))
-        {
-            var rng = new Random(11);
-            // a learnable pattern plus noise: the loss must fall, so the comparison is of a run that moves
-            TokenStreamFile.Write(path, Enumerable.Range(0, 800).Select(i => rng.Next(5) == 0 ? rng.Next(13) : i * 3 % 13).ToArray(), 13);
-        }
-        return TokenStream.Open(path);
-    }
+    private TokenStream Data() => NoisyCycleTokens.Open(_dir, 800, 3);
 
     private static TrainingConfig ConfigOf(string family) => family == "llama" ? Llama : Gpt2;
 

@@ -5,6 +5,8 @@ using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
 using Kiln.Training.Parallel;
 
+using Kiln.Tests.TestSupport;
+
 namespace Kiln.Tests.Training;
 
 /// <summary>
@@ -32,16 +34,7 @@ public sealed class DistributedTrainersTests(ITestOutputHelper output) : IDispos
         Seed = 7,
     };
 
-    private TokenStream Data()
-    {
-        string path = Path.Combine(_dir, "train.bin");
-        if (!File.Exists(path))
-        {
-            var rng = new Random(11);
-            TokenStreamFile.Write(path, Enumerable.Range(0, 800).Select(i => rng.Next(5) == 0 ? rng.Next(13) : i * 3 % 13).ToArray(), 13);
-        }
-        return TokenStream.Open(path);
-    }
+    private TokenStream Data() => NoisyCycleTokens.Open(_dir, 800, 3);
 
     private static ParallelLayout Dp(int ranks, int zero) => new() { Dp = ranks, Zero = zero };
 

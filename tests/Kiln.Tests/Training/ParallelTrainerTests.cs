@@ -4,6 +4,8 @@ using Kiln.Training.Checkpoints;
 using Kiln.Training.Data;
 using Kiln.Training.Parallel;
 
+using Kiln.Tests.TestSupport;
+
 namespace Kiln.Tests.Training;
 
 /// <summary>
@@ -40,17 +42,7 @@ public sealed class ParallelTrainerTests : IDisposable
         Seed = 7,
     };
 
-    private TokenStream Data()
-    {
-        string path = Path.Combine(_dir, "train.bin");
-        if (!File.Exists(path))
-        {
-            // a cycle with one token in five replaced at random: learnable within a few steps, not trivially
-            var rng = new Random(11);
-            TokenStreamFile.Write(path, Enumerable.Range(0, 400).Select(i => rng.Next(5) == 0 ? rng.Next(13) : i * 5 % 13).ToArray(), 13);
-        }
-        return TokenStream.Open(path);
-    }
+    private TokenStream Data() => NoisyCycleTokens.Open(_dir, 400, 5);
 
     private sealed record Run(double[] Losses, double[] Norms, TrainingCheckpoint? Checkpoint);
 

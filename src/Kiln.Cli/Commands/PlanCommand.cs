@@ -79,14 +79,7 @@ internal static class PlanCommand
         {
             GlobalBatch = batch,
             SequenceLength = seq,
-            Recompute = r.GetValue(f.Recompute) switch
-            {
-                "none" => Recomputation.None,
-                "attn" => Recomputation.Attention,
-                "block" => Recomputation.Block,
-                "all" => Recomputation.Attention | Recomputation.Block,
-                var v => throw new CliException($"--recompute '{v}' is not one of none, attn, block, all"),
-            },
+            Recompute = TrainingFlagValues.Recompute(r.GetValue(f.Recompute)!),
         };
         var constraints = new LayoutConstraints
         {
@@ -95,13 +88,7 @@ internal static class PlanCommand
             Pp = r.GetValue(f.Pp),
             Zero = r.GetValue(f.Zero),
             MicroBatches = r.GetValue(f.MicroBatches),
-            Schedule = r.GetValue(f.Schedule) switch
-            {
-                null => null,
-                "gpipe" => PipelineSchedule.GPipe,
-                "1f1b" => PipelineSchedule.OneFOneB,
-                var v => throw new CliException($"--schedule '{v}' is not one of gpipe, 1f1b"),
-            },
+            Schedule = r.GetValue(f.Schedule) is { } schedule ? TrainingFlagValues.Schedule(schedule) : null,
         };
 
         var planner = new ParallelismPlanner(config, cluster, workload);
@@ -161,7 +148,7 @@ internal static class PlanCommand
                 p.Layout.Pp,
                 p.Layout.Zero,
                 p.Layout.MicroBatches,
-                Schedule = PlanTable.ScheduleName(p.Layout.Schedule),
+                Schedule = TrainingFlagValues.ScheduleName(p.Layout.Schedule),
                 p.MicroBatchSequences,
                 p.StepSeconds,
                 p.TokensPerSecond,

@@ -12,7 +12,7 @@ internal static class PlanTable
         var config = footprint.Config;
         o.WriteLine(I($"model: {name}, {config.Family.ToString().ToLowerInvariant()} {config.Layers} layers × {config.Dim}, {config.Heads} heads ({config.KvHeadCount} KV), FFN {config.FfnDim}, vocab {config.Vocab}: {footprint.Parameters:N0} parameters"));
         o.WriteLine(I($"ranks: {cluster.Ranks} × {cluster.MemoryBytesPerRank / 1e9:0.##} GB, {cluster.PeakFlopsPerRank / 1e12:0.###} TFLOP/s at {cluster.Efficiency:P0}, links {cluster.BandwidthBytesPerSecond / 1e9:0.##} GB/s + {cluster.LatencySeconds * 1e6:0.##} µs"));
-        o.WriteLine(I($"step: {workload.GlobalBatch} sequences × {workload.SequenceLength} tokens = {workload.TokensPerStep:N0} tokens, recompute {RecomputeName(workload)}, float32 states and activations"));
+        o.WriteLine(I($"step: {workload.GlobalBatch} sequences × {workload.SequenceLength} tokens = {workload.TokensPerStep:N0} tokens, recompute {TrainingFlagValues.RecomputeName(workload.Recompute)}, float32 states and activations"));
         o.WriteLine(I($"{result.Considered} layouts considered, {result.Accepted.Count} fit"));
         if (result.Accepted.Count > 0)
         {
@@ -25,7 +25,7 @@ internal static class PlanTable
             foreach (var p in result.Accepted.Take(top))
             {
                 var l = p.Layout;
-                rows.Add([I($"{rank++}"), I($"{l.Dp}"), I($"{l.Tp}"), I($"{l.Pp}"), I($"{l.Zero}"), I($"{l.MicroBatches}"), ScheduleName(l.Schedule), I($"{p.MicroBatchSequences}"),
+                rows.Add([I($"{rank++}"), I($"{l.Dp}"), I($"{l.Tp}"), I($"{l.Pp}"), I($"{l.Zero}"), I($"{l.MicroBatches}"), TrainingFlagValues.ScheduleName(l.Schedule), I($"{p.MicroBatchSequences}"),
                     Seconds(p.StepSeconds), I($"{p.TokensPerSecond:N0}"), I($"{p.Mfu:P0}"), Seconds(p.ComputeSeconds),
                     l.Pp > 1 ? I($"{Seconds(p.BubbleSeconds)} ({p.BubbleFraction:P0})") : "-",
                     l.Tp > 1 ? Seconds(p.TensorParallelSeconds) : "-", l.Pp > 1 ? Seconds(p.PipelineSendSeconds) : "-",
@@ -50,18 +50,8 @@ internal static class PlanTable
         }
     }
 
-    public static string ScheduleName(PipelineSchedule s) => s == PipelineSchedule.GPipe ? "gpipe" : "1f1b";
-
     public static string LayoutName(ParallelLayout l) =>
-        I($"dp {l.Dp} tp {l.Tp} pp {l.Pp} zero {l.Zero} M {l.MicroBatches}{(l.Pp > 1 ? " " + ScheduleName(l.Schedule) : "")}");
-
-    private static string RecomputeName(TrainingWorkload w) => w.Recompute switch
-    {
-        Kiln.Training.Recomputation.None => "none",
-        Kiln.Training.Recomputation.Attention => "attn",
-        Kiln.Training.Recomputation.Block => "block",
-        _ => "all",
-    };
+        I($"dp {l.Dp} tp {l.Tp} pp {l.Pp} zero {l.Zero} M {l.MicroBatches}{(l.Pp > 1 ? " " + TrainingFlagValues.ScheduleName(l.Schedule) : "")}");
 
     private static string Seconds(double s) => s switch
     {

@@ -241,12 +241,7 @@ internal static class TrainCommand
             Pp = r.GetValue(f.Pp),
             Zero = r.GetValue(f.Zero) is >= 0 and <= 3 and var z ? z : throw new CliException($"--zero {r.GetValue(f.Zero)} is not one of 0, 1, 2, 3"),
             MicroBatches = r.GetValue(f.MicroBatches),
-            Schedule = r.GetValue(f.Schedule) switch
-            {
-                "gpipe" => PipelineSchedule.GPipe,
-                "1f1b" => PipelineSchedule.OneFOneB,
-                var other => throw new CliException($"--schedule '{other}' is not one of gpipe, 1f1b"),
-            },
+            Schedule = TrainingFlagValues.Schedule(r.GetValue(f.Schedule)!),
         };
         if (world.Size == 1 && layout.Ranks > 1)
             throw new CliException(
@@ -280,7 +275,7 @@ internal static class TrainCommand
                 Adam = new AdamWOptions { WeightDecay = r.GetValue(f.WeightDecay) },
                 Seed = r.GetValue(f.Seed),
                 Shuffle = !r.GetValue(f.Sequential),
-                Recompute = ParseRecompute(r.GetResult(f.Recompute) is { Implicit: false, Tokens.Count: 0 } ? "attn" : r.GetValue(f.Recompute)!),
+                Recompute = TrainingFlagValues.Recompute(r.GetResult(f.Recompute) is { Implicit: false, Tokens.Count: 0 } ? "attn" : r.GetValue(f.Recompute)!),
             };
             options.Validate(config);
             if (val is not null && val.VocabSize > config.Vocab)
@@ -367,23 +362,6 @@ internal static class TrainCommand
             loop.Run(null);
         return 0;
     }
-
-    private static Recomputation ParseRecompute(string value) => value switch
-    {
-        "none" => Recomputation.None,
-        "attn" => Recomputation.Attention,
-        "block" => Recomputation.Block,
-        "all" => Recomputation.Attention | Recomputation.Block,
-        _ => throw new CliException($"--recompute '{value}' is not one of attn, block, all, none"),
-    };
-
-    private static string RecomputeName(Recomputation r) => r switch
-    {
-        Recomputation.None => "none",
-        Recomputation.Attention => "attn",
-        Recomputation.Block => "block",
-        _ => "all",
-    };
 
     private static TrainingConfig ResolveConfig(Flags f, ParseResult r, TokenStream train, TrainingCheckpoint? checkpoint)
     {
@@ -536,7 +514,7 @@ internal static class TrainCommand
                 _ => null,
             };
             io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"kiln: memory{(world.Size > 1 ? " of rank 0" : "")}: weights {held.ParameterBytes / MiB:F1} MiB, gradients {held.GradientBytes / MiB:F1} MiB, optimizer moments {held.MomentBytes / MiB:F1} MiB{(activations is { } a ? $", activations {a / MiB:F1} MiB" : "")} (recompute: {RecomputeName(options.Recompute)})"));
+                $"kiln: memory{(world.Size > 1 ? " of rank 0" : "")}: weights {held.ParameterBytes / MiB:F1} MiB, gradients {held.GradientBytes / MiB:F1} MiB, optimizer moments {held.MomentBytes / MiB:F1} MiB{(activations is { } a ? $", activations {a / MiB:F1} MiB" : "")} (recompute: {TrainingFlagValues.RecomputeName(options.Recompute)})"));
             if (trainer is ParallelTrainer { Groups.Layout.Pp: > 1 } pipeline)
                 ReportPipeline(pipeline, stepTime, pipelineIdle);
         }
@@ -559,7 +537,7 @@ internal static class TrainCommand
                     $"stage {stage} idle {100 * all[3 * r] / Math.Max(all[3 * r + 1], 1e-9):F0}%, peak activations {all[3 * r + 2] / (1024.0 * 1024.0):F1} MiB");
             });
             io.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"kiln: pipeline ({(layout.Schedule == PipelineSchedule.GPipe ? "gpipe" : "1f1b")}, {layout.MicroBatches} micro-batches; bubble in theory {100 * theory:F0}%): {string.Join("; ", stages)}"));
+                $"kiln: pipeline ({TrainingFlagValues.ScheduleName(layout.Schedule)}, {layout.MicroBatches} micro-batches; bubble in theory {100 * theory:F0}%): {string.Join("; ", stages)}"));
         }
 
         /// <summary>Resident memory now, so a log shows whether it grows from step to step (it should not: steps allocate nothing).</summary>

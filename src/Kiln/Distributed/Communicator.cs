@@ -54,6 +54,27 @@ public abstract class Communicator : IDisposable
 
     public abstract void Dispose();
 
+    /// <summary>Throws unless <paramref name="rank"/> is a rank of this group.</summary>
+    protected void CheckRank(int rank, string name)
+    {
+        if ((uint)rank >= (uint)Size)
+            throw new ArgumentOutOfRangeException(name, rank, $"no rank {rank} in a group of {Size}");
+    }
+
+    /// <summary>Throws unless a reduce-scatter sends Size blocks of the receive length.</summary>
+    protected void CheckReduceScatter(int sendLength, int receiveLength)
+    {
+        if (sendLength != (long)receiveLength * Size)
+            throw new ArgumentException($"reduce-scatter sends {sendLength} elements, not {Size} blocks of {receiveLength}");
+    }
+
+    /// <summary>Throws unless an all-gather receives Size blocks of the send length.</summary>
+    protected void CheckAllGather(int sendLength, int receiveLength)
+    {
+        if (receiveLength != (long)sendLength * Size)
+            throw new ArgumentException($"all-gather receives {receiveLength} elements, not {Size} blocks of {sendLength}");
+    }
+
     /// <summary>Throws unless T is one of the element types communicators carry.</summary>
     protected static void CheckElementType<T>() where T : unmanaged
     {

@@ -128,8 +128,7 @@ public sealed unsafe class LocalCommunicator : Communicator
     public override void ReduceScatter<T>(ReadOnlySpan<T> send, Span<T> receive)
     {
         CheckElementType<T>();
-        if (send.Length != (long)receive.Length * Size)
-            throw new ArgumentException($"reduce-scatter sends {send.Length} elements, not {Size} blocks of {receive.Length}");
+        CheckReduceScatter(send.Length, receive.Length);
         fixed (T* mine = send)
         {
             var pointers = Post(mine);
@@ -141,8 +140,7 @@ public sealed unsafe class LocalCommunicator : Communicator
     public override void AllGather<T>(ReadOnlySpan<T> send, Span<T> receive)
     {
         CheckElementType<T>();
-        if (receive.Length != (long)send.Length * Size)
-            throw new ArgumentException($"all-gather receives {receive.Length} elements, not {Size} blocks of {send.Length}");
+        CheckAllGather(send.Length, receive.Length);
         fixed (T* mine = send)
         {
             var pointers = Post(mine);
@@ -200,12 +198,6 @@ public sealed unsafe class LocalCommunicator : Communicator
     }
 
     public override void Dispose() { }
-
-    private void CheckRank(int rank, string name)
-    {
-        if ((uint)rank >= (uint)Size)
-            throw new ArgumentOutOfRangeException(name, rank, $"no rank {rank} in a group of {Size}");
-    }
 
     private static void CopyMessage<T>(Array message, Span<T> data, int source, int tag) where T : unmanaged
     {

@@ -104,8 +104,7 @@ public sealed unsafe class MpiCommunicator : Communicator
     public override void ReduceScatter<T>(ReadOnlySpan<T> send, Span<T> receive)
     {
         var (type, op) = TypeAndSum<T>();
-        if (send.Length != (long)receive.Length * Size)
-            throw new ArgumentException($"reduce-scatter sends {send.Length} elements, not {Size} blocks of {receive.Length}");
+        CheckReduceScatter(send.Length, receive.Length);
         fixed (T* s = send)
         fixed (T* r = receive)
             Check(Library.ReduceScatterBlock(s, r, receive.Length, type, op, _comm), "Reduce_scatter_block");
@@ -114,8 +113,7 @@ public sealed unsafe class MpiCommunicator : Communicator
     public override void AllGather<T>(ReadOnlySpan<T> send, Span<T> receive)
     {
         var (type, _) = TypeAndSum<T>();
-        if (receive.Length != (long)send.Length * Size)
-            throw new ArgumentException($"all-gather receives {receive.Length} elements, not {Size} blocks of {send.Length}");
+        CheckAllGather(send.Length, receive.Length);
         fixed (T* s = send)
         fixed (T* r = receive)
             Check(Library.Allgather(s, send.Length, type, r, send.Length, type, _comm), "Allgather");
@@ -240,11 +238,5 @@ public sealed unsafe class MpiCommunicator : Communicator
         if (typeof(T) == typeof(int)) return (Library.Int, Library.Sum);
         if (typeof(T) == typeof(long)) return (Library.Int64, Library.Sum);
         return (_types.BFloat16, _types.BFloat16Sum);
-    }
-
-    private void CheckRank(int rank, string name)
-    {
-        if ((uint)rank >= (uint)Size)
-            throw new ArgumentOutOfRangeException(name, rank, $"no rank {rank} in a group of {Size}");
     }
 }

@@ -218,8 +218,10 @@ public sealed class LlamaEngineTests : IDisposable
             var first = running.MoveNextAsync().AsTask();
             await StepGate.WaitUntil(() => gate.Entered == 1, "held at the first step");
             using var cts = new CancellationTokenSource();
-            var queued = Task.Run(() => Run(engine, Request(Prompt(2, 10)), cts.Token));
-            await StepGate.WaitUntil(() => engine.GetMetrics().WaitingSequences == 1, "one request waiting");
+            // Submission is synchronous (GenerateAsync submits before its first await), so the request is queued when
+            // Run returns. (The engine's waiting count is not the thing to wait for: it is published after each step,
+            // and the held step is the one that admitted the running sequence.)
+            var queued = Run(engine, Request(Prompt(2, 10)), cts.Token);
             cts.Cancel();
             gate.Open();
             var result = await queued;
@@ -238,8 +240,7 @@ public sealed class LlamaEngineTests : IDisposable
             var first = running.MoveNextAsync().AsTask();
             await StepGate.WaitUntil(() => gate.Entered == 1, "held at the first step");
             using var cts = new CancellationTokenSource();
-            var longPrompt = Task.Run(() => Run(engine, Request(Prompt(3, 200)), cts.Token));
-            await StepGate.WaitUntil(() => engine.GetMetrics().WaitingSequences == 1, "one request waiting");
+            var longPrompt = Run(engine, Request(Prompt(3, 200)), cts.Token); // queued on return, as above
             gate.Step();
             await StepGate.WaitUntil(() => gate.Entered == 2, "held at the second step");
             cts.Cancel();

@@ -257,6 +257,9 @@ public sealed class LlamaEngine : IInferenceEngine
                     _wake.WaitOne(1);
                     continue;
                 }
+                // Published before the step runs too: a request admitted and scheduled in this iteration would
+                // otherwise still count as waiting (and against MaxWaiting) for the whole step.
+                PublishMetrics();
                 _runner.Run(step.Chunks, _logits, _hidden);
                 _scheduler.Commit(step);
                 Deliver(step);

@@ -219,9 +219,10 @@ public sealed class LlamaEngineTests : IDisposable
             await StepGate.WaitUntil(() => gate.Entered == 1, "held at the first step");
             using var cts = new CancellationTokenSource();
             // Submission is synchronous (GenerateAsync submits before its first await), so the request is queued when
-            // Run returns. (The engine's waiting count is not the thing to wait for: it is published after each step,
-            // and the held step is the one that admitted the running sequence.)
+            // Run returns; the held step admitted the running sequence, which must not count as waiting any more.
             var queued = Run(engine, Request(Prompt(2, 10)), cts.Token);
+            Assert.Equal(1, engine.GetMetrics().WaitingSequences);
+            Assert.Equal(1, engine.GetMetrics().RunningSequences);
             cts.Cancel();
             gate.Open();
             var result = await queued;

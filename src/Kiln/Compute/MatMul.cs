@@ -10,7 +10,7 @@ namespace Kiln.Compute;
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
 /// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 4×4, Q4_0 8×8 and 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
-/// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>, 8×4 tiles only); every
+/// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>: 16×8 and 16×4 tiles with AVX-512, else 8×4); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
 public sealed unsafe class MatMul : IParallelWork
@@ -240,6 +240,46 @@ public sealed unsafe class MatMul : IParallelWork
     /// the last tokens. The pool's grain (16) starts every slice on a group boundary; the rows after the last
     /// whole group are plain and left to the caller.
     /// </summary>
+    /// <summary>
+    /// AVX-512: two interleaved groups (16 rows) at a time, 16 × 8 and 16 × 4 tiles over the tokens (<see cref="Q4_0x8.DotQ8Pair"/>),
+    /// then the group kernel for the last one to three tokens, where the pair's scale gathers would cost more than they save.
+    /// </summary>
+    private int Q4_0GroupPairs(int begin, int end)
+    {
+        var w = _w!;
+        int rows = w.Rows;
+        int blocks = w.Columns / Q4_0.BlockSize;
+        int groupBytes = Q4_0x8.Rows * w.RowBytes;
+        ReadOnlySpan<byte> act = _activations;
+        Span<float> eight = stackalloc float[8];
+        Span<float> tile = stackalloc float[8 * 16];
+        int r = begin;
+        for (; r + 2 * Q4_0x8.Rows <= end; r += 2 * Q4_0x8.Rows)
+        {
+            var pair = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 2 * groupBytes);
+            int t = 0;
+            while (t + 4 <= _batch)
+            {
+                int tokens = t + 8 <= _batch ? 8 : 4;
+                Q4_0x8.DotQ8Pair(pair, act.Slice(t * _activationRowBytes, tokens * _activationRowBytes), _activationRowBytes,
+                    _offsets.AsSpan(t * blocks, tokens * blocks), blocks, tokens, tile);
+                for (int j = 0; j < tokens; j++)
+                    tile.Slice(j * 16, 16).CopyTo(new Span<float>(_y + (long)(t + j) * rows + r, 16));
+                t += tokens;
+            }
+            for (; t < _batch; t++)
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    Q4_0x8.DotQ8(pair.Slice(g * groupBytes, groupBytes), act.Slice(t * _activationRowBytes, _activationRowBytes),
+                        _offsets.AsSpan(t * blocks, blocks), eight);
+                    eight.CopyTo(new Span<float>(_y + (long)t * rows + r + g * Q4_0x8.Rows, Q4_0x8.Rows));
+                }
+            }
+        }
+        return r;
+    }
+
     private int Q4_0Groups(int begin, int end)
     {
         var w = _w!;
@@ -251,6 +291,8 @@ public sealed unsafe class MatMul : IParallelWork
         Span<float> tile = stackalloc float[32];
         int r = begin;
         System.Diagnostics.Debug.Assert(begin % Q4_0x8.Rows == 0);
+        if (CpuPaths.CanAvx512 && _batch >= 4)
+            r = Q4_0GroupPairs(r, end);
         for (; r + Q4_0x8.Rows <= end; r += Q4_0x8.Rows)
         {
             var group = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, groupBytes);

@@ -29,9 +29,16 @@ internal static class HalfBits
     // a few hundred values, so the lines touched stay in L1.
     private static readonly float[] Table = BuildTable();
 
+    /// <summary>
+    /// <see cref="Table"/>'s first element. The table lives on the pinned object heap, so the address never moves; kernels
+    /// compiled before this class is initialized (AggressiveOptimization) then read one static instead of checking the
+    /// class and reloading the array every block.
+    /// </summary>
+    internal static readonly unsafe float* TablePointer = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Table));
+
     private static float[] BuildTable()
     {
-        var table = new float[65536];
+        var table = GC.AllocateUninitializedArray<float>(65536, pinned: true);
         for (int h = 0; h < table.Length; h++)
             table[h] = ToSingle((ushort)h);
         return table;

@@ -122,6 +122,67 @@ public sealed class Q4_0x8Tests
         }
     }
 
+    public static TheoryData<int, int> PairData()
+    {
+        var data = new TheoryData<int, int>();
+        foreach (int tokens in new[] { 1, 4, 8 })
+        {
+            foreach (int blocks in new[] { 1, 3, 64, 176 })
+                data.Add(tokens, blocks);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(PairData))]
+    public unsafe void PairTileGivesTheOneRowBitsOnEveryPath(int tokens, int blocks)
+    {
+        byte[] plain = KernelTestData.Q4Blocks(16 * blocks, 41 + blocks + tokens);
+        int rowBytes = blocks * Q4_0.BlockBytes;
+        byte[] groups = new byte[plain.Length];
+        for (int g = 0; g < 2; g++)
+            Q4_0x8.Interleave(plain.AsSpan(g * 8 * rowBytes, 8 * rowBytes), rowBytes, groups.AsSpan(g * 8 * rowBytes, 8 * rowBytes));
+        int activationBytes = blocks * Q8_0.BlockBytes;
+        int stride = activationBytes + 10, offsetStride = blocks + 1;
+        var x = new byte[tokens * stride];
+        var offsets = new int[tokens * offsetStride];
+        for (int t = 0; t < tokens; t++)
+        {
+            Activations(blocks, 42 + blocks + t).CopyTo(x, t * stride);
+            Q4_0.ActivationOffsets(x.AsSpan(t * stride, activationBytes), offsets.AsSpan(t * offsetStride, blocks));
+        }
+        var expected = new float[tokens * 16];
+        for (int t = 0; t < tokens; t++)
+        {
+            for (int r = 0; r < 16; r++)
+                expected[t * 16 + r] = Q4_0.DotQ8Scalar(plain.AsSpan(r * rowBytes, rowBytes), x.AsSpan(t * stride, activationBytes));
+        }
+
+        var scalar = new float[tokens * 16];
+        Q4_0x8.DotQ8PairScalar(groups, x, stride, offsets, offsetStride, tokens, scalar);
+        Assert.Equal(expected, scalar);
+        var dispatched = new float[tokens * 16];
+        Q4_0x8.DotQ8Pair(groups, x, stride, offsets, offsetStride, tokens, dispatched);
+        Assert.Equal(expected, dispatched);
+        if (KernelTestData.Avx512)
+        {
+            var avx512 = new float[tokens * 16];
+            fixed (byte* pw = groups)
+            fixed (byte* px = x)
+            fixed (int* po = offsets)
+            fixed (float* pr = avx512)
+            {
+                if (tokens == 8)
+                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.Eight>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
+                else if (tokens == 4)
+                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.Four>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
+                else
+                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.One>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
+            }
+            Assert.Equal(expected, avx512);
+        }
+    }
+
     [Fact]
     public void KernelsRefuseMissingOffsetsAndShortBuffers()
     {
@@ -133,5 +194,10 @@ public sealed class Q4_0x8Tests
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8(group.AsSpan(1), x, new int[2], results));
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8(group, x, new int[2], new float[7]));
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Tile4(group, x, x.Length, new int[8], 2, results));
+        byte[] pair = new byte[4 * Q4_0x8.RecordBytes];
+        Assert.Throws<ArgumentOutOfRangeException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[2], 2, 2, results));
+        Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Pair(pair.AsSpan(1), x, x.Length, new int[2], 2, 1, results));
+        Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[8], 2, 4, results));
+        Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[2], 2, 1, new float[15]));
     }
 }

@@ -164,10 +164,7 @@ internal sealed unsafe class Attention : IParallelWork
             var scores = scoresAll[..groups];
 
             if (f16)
-            {
-                for (int d = 0; d < _headDim; d++)
-                    query[d] = (float)(Half)q[d];
-            }
+                F16.RoundActivations(q, query[.._headDim]);
             else
             {
                 q.CopyTo(query);
@@ -181,10 +178,7 @@ internal sealed unsafe class Attention : IParallelWork
 
             Softmax(scores, length);
             if (f16)
-            {
-                for (int p = 0; p < length; p++)
-                    scores[p] = (float)(Half)scores[p];
-            }
+                F16.RoundActivations(scores[..length], scores[..length]);
 
             WeightedValues(cache, kvHead, scores[..length], f16, batched, lanes, key, output);
         }

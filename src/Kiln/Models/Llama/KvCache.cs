@@ -85,7 +85,7 @@ public sealed unsafe class KvCache : IDisposable
             case KvCacheType.F32:
                 return new ReadOnlySpan<float>((float*)row + start, count);
             case KvCacheType.F16:
-                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>((Half*)row + start, count), scratch[..count]);
+                Tensors.F16.Dequantize(new ReadOnlySpan<byte>((ushort*)row + start, 2 * count), scratch[..count]);
                 return scratch[..count];
             default:
                 byte* blocks = row + start / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes;

@@ -81,10 +81,7 @@ internal sealed unsafe class KvGroupAttention
             float* source = q + (long)(r / _groupSize) * stride + (firstHead + r % _groupSize) * hd;
             var query = _queries.AsSpan(r * hd, hd);
             if (f16)
-            {
-                for (int d = 0; d < hd; d++)
-                    query[d] = (float)(Half)source[d];
-            }
+                F16.RoundActivations(new ReadOnlySpan<float>(source, hd), query);
             else
             {
                 new ReadOnlySpan<float>(source, hd).CopyTo(query);
@@ -99,10 +96,7 @@ internal sealed unsafe class KvGroupAttention
             var scores = _scores.AsSpan(r * _scoreStride, (length + Lanes - 1) / Lanes * Lanes);
             Attention.Softmax(scores, length);
             if (f16)
-            {
-                for (int p = 0; p < length; p++)
-                    scores[p] = (float)(Half)scores[p];
-            }
+                F16.RoundActivations(scores[..length], scores[..length]);
         }
 
         WeightedValues(ref kv, rows, maxLength);

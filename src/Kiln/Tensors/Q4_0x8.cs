@@ -198,9 +198,19 @@ public static class Q4_0x8
         Vector512<short> ones = Vector512.Create((short)1);
         float* table = HalfBits.TablePointer;
         byte* w1 = w + groupBytes;
+        // The next pair of groups (MatMul's next 16 rows) is fetched in lockstep with this one: a group is a short
+        // stream that the hardware prefetcher picks up late. Measured from DRAM (huge pages, 8 tokens, one thread):
+        // 3.05 → 2.56 ns per (token, 8-row block); a shorter distance (one group ahead) gained half of that.
+        nint ahead = 2 * (nint)groupBytes;
         byte* px = xq8;
         for (int b = 0; b < blocks; b++, w += RecordBytes, w1 += RecordBytes, px += Q8_0.BlockBytes, offsets++)
         {
+            Sse.Prefetch0(w + ahead);
+            Sse.Prefetch0(w + ahead + 64);
+            Sse.Prefetch0(w + ahead + 128);
+            Sse.Prefetch0(w1 + ahead);
+            Sse.Prefetch0(w1 + ahead + 64);
+            Sse.Prefetch0(w1 + ahead + 128);
             Vector512<byte> q0 = Vector512.Create(Vector256.Load(w + ScaleBytes), Vector256.Load(w1 + ScaleBytes));
             Vector512<byte> q1 = Vector512.Create(Vector256.Load(w + ScaleBytes + 32), Vector256.Load(w1 + ScaleBytes + 32));
             Vector512<byte> q2 = Vector512.Create(Vector256.Load(w + ScaleBytes + 64), Vector256.Load(w1 + ScaleBytes + 64));

@@ -71,8 +71,8 @@ public sealed unsafe class MatMul : IParallelWork
             _batch = batch;
             _activationRowBytes = rowBytes;
             _y = py;
-            // Grain of 16 rows keeps each worker's slice of W contiguous and cache-line aligned for every type.
-            _pool.For(w.Rows, this, grain: 16);
+            // Chunks of 16-row multiples keep every slice of W cache-line aligned and whole Q4_0 group pairs, for every type.
+            _pool.ForDynamic(w.Rows, this, grain: 16);
             _y = null;
             _w = null;
         }

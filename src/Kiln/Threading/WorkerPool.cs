@@ -19,6 +19,8 @@ public sealed class WorkerPool : IDisposable
     private IParallelWork? _work;
     private int _count;
     private int _grain;
+    private int _chunkUnits;
+    private int _nextUnit;
     private int _generation;
     private int _pending;
     private int _sleepingWorkers;
@@ -51,7 +53,22 @@ public sealed class WorkerPool : IDisposable
     /// boundaries are multiples of <paramref name="grain"/>; returns when every range is done.
     /// Not re-entrant: one job at a time, from one calling thread.
     /// </summary>
-    public void For(int count, IParallelWork work, int grain = 1)
+    public void For(int count, IParallelWork work, int grain = 1) => Run(count, work, grain, chunksPerThread: 0);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> over [0, count) in chunks (multiples of <paramref name="grain"/>, about
+    /// <paramref name="chunksPerThread"/> per thread) that the threads take in turn from a shared counter, so that a
+    /// thread slowed down (another process on its core, a vCPU the host runs slower) does less of the work instead of
+    /// holding up the others at the end, as ggml's matrix products also do. <paramref name="work"/> may be called
+    /// several times per worker, with ranges in any order; each item is done exactly once. Same contract otherwise.
+    /// </summary>
+    public void ForDynamic(int count, IParallelWork work, int grain = 1, int chunksPerThread = 8)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunksPerThread, 1);
+        Run(count, work, grain, chunksPerThread);
+    }
+
+    private void Run(int count, IParallelWork work, int grain, int chunksPerThread)
     {
         ArgumentNullException.ThrowIfNull(work);
         if (count <= 0)
@@ -68,6 +85,8 @@ public sealed class WorkerPool : IDisposable
         _work = work;
         _count = count;
         _grain = grain;
+        _chunkUnits = chunksPerThread == 0 ? 0 : Math.Max(1, units / (ThreadCount * chunksPerThread));
+        _nextUnit = 0;
         _failure = null;
         Volatile.Write(ref _pending, _threads.Length);
         // Full fence, then the sleeper check: a worker that goes to sleep registers first and then re-reads the
@@ -128,6 +147,14 @@ public sealed class WorkerPool : IDisposable
     private void RunShare(int worker)
     {
         int units = (_count + _grain - 1) / _grain;
+        if (_chunkUnits > 0)
+        {
+            int chunk = _chunkUnits;
+            int first;
+            while ((first = Interlocked.Add(ref _nextUnit, chunk) - chunk) < units)
+                _work!.Execute(first * _grain, Math.Min(_count, (first + chunk) * _grain), worker);
+            return;
+        }
         int firstUnit = (int)((long)units * worker / ThreadCount);
         int lastUnit = (int)((long)units * (worker + 1) / ThreadCount);
         int begin = firstUnit * _grain;

@@ -72,7 +72,7 @@ internal sealed unsafe class PagedAttention : IParallelWork
             _tileFirstRow[_tiles] = first;
             _tileRows[_tiles++] = r - first;
         }
-        pool.For(_kvHeads * _tiles, this);
+        pool.ForDynamic(_kvHeads * _tiles, this, chunksPerThread: 4);
         _cache = null;
         _chunks = null;
     }

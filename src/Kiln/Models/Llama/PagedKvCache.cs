@@ -74,6 +74,37 @@ public sealed unsafe class PagedKvCache : IDisposable
     public ReadOnlySpan<float> ReadValue(int layer, int slot, int start, int count, Span<float> scratch) =>
         Read(Row(_values, layer, slot), start, count, scratch);
 
+    /// <summary>
+    /// Elements [start, start + length) of the key (or value) rows of positions [first, first + count) of a sequence
+    /// whose blocks are <paramref name="blockTable"/>, into <paramref name="destination"/> (count × length): what
+    /// <see cref="ReadKey"/> per position gives, without its per-row slot arithmetic and dispatch. Attention reads
+    /// one head's slice (64 elements) of every position of every sequence each step, so those costs were a third
+    /// of the read.
+    /// </summary>
+    public void ReadRows(bool values, int layer, ReadOnlySpan<int> blockTable, int first, int count, int start, int length, Span<float> destination)
+    {
+        if ((uint)layer >= (uint)Layers || first < 0 || count < 0 || start < 0 || length < 0 || start + length > KvDim)
+            throw new ArgumentOutOfRangeException(nameof(layer), "layer, positions or elements out of range");
+        if (destination.Length < (long)count * length)
+            throw new ArgumentException($"{count} × {length} floats are needed; got {destination.Length}", nameof(destination));
+        if (count > 0 && (first + count - 1) / BlockSize >= blockTable.Length)
+            throw new ArgumentOutOfRangeException(nameof(count), "positions past the block table");
+        byte* data = values ? _values : _keys;
+        for (int i = 0; i < count; i++)
+        {
+            int position = first + i;
+            int block = blockTable[position / BlockSize];
+            if ((uint)block >= (uint)BlockCount)
+                throw new ArgumentOutOfRangeException(nameof(blockTable), $"block {block} is not in the cache");
+            byte* row = data + block * _blockBytes + ((long)layer * BlockSize + position % BlockSize) * RowBytes;
+            var target = destination.Slice(i * length, length);
+            if (Type == KvCacheType.F16)
+                Tensors.F16.Dequantize(new ReadOnlySpan<byte>((ushort*)row + start, 2 * length), target);
+            else
+                IKeyValueRows.Place(Read(row, start, length, target), target);
+        }
+    }
+
     /// <summary>Copies every layer of block <paramref name="source"/> into <paramref name="target"/> (copy-on-write).</summary>
     public void CopyBlock(int source, int target)
     {

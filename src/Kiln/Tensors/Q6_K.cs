@@ -153,7 +153,10 @@ public static class Q6_K
     {
         RowArguments.CheckBlockPair("Q6_K", BlockBytes, w.Length, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
         // Measured on Zen 4: a 512-bit variant with the same lanes (two groups per maddubs, vpsllvw for the high
-        // bits, vpermw scale broadcast) was 12% slower than this AVX2 path.
+        // bits, vpermw scale broadcast) was 12% slower than this AVX2 path. A four-row kernel with two rows per zmm
+        // (as Q4_K.DotQ8KRows4) was 1.07× faster from L2 but 0.91–0.97× from DRAM (single thread, 2048 columns,
+        // the next groups prefetched into L2 4, 8, 12 or 16 rows ahead): Q6_K decode streams at the rate that the
+        // one-row kernel's single hardware-prefetched stream already gets.
         if (CpuPaths.CanAvx2)
             return DotQ8KAvx2(w, xq);
         return DotQ8KScalar(w, xq);
@@ -202,32 +205,6 @@ public static class Q6_K
         int activationBytes = blocks * Q8_K.BlockBytes;
         for (int t = 0; t < 4; t++)
             results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
-    }
-
-    /// <summary>
-    /// Four weight rows (<paramref name="rowBytes"/> apart) · one Q8_K activation row, the single-token product:
-    /// results[i] is bit-identical to <see cref="DotQ8K"/> of row i. With AVX-512 each zmm carries two rows, every
-    /// 256-bit half doing exactly the one-row kernel's operations, so one instruction serves two rows; the activation
-    /// loads and the 32·y correction are shared by the four rows.
-    /// </summary>
-    public static void DotQ8KRows4(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq, Span<float> results)
-    {
-        int blocks = RowArguments.CheckBlockPair("Q6_K", BlockBytes, rowBytes, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
-        if (rowBytes <= 0 || w.Length < 4L * rowBytes || results.Length < 4)
-            throw new ArgumentException($"four rows of {rowBytes} bytes and four results are needed", nameof(w));
-        if (CpuPaths.CanAvx512)
-        {
-            unsafe
-            {
-                fixed (byte* pw = w)
-                fixed (byte* px = xq)
-                fixed (float* pr = results)
-                    DotQ8KRows4Avx512(pw, rowBytes, px, blocks, pr);
-            }
-            return;
-        }
-        for (int r = 0; r < 4; r++)
-            results[r] = DotQ8K(w.Slice(r * rowBytes, rowBytes), xq);
     }
 
     // ---- SIMD paths: callers have checked the lengths. ----
@@ -339,106 +316,6 @@ public static class Q6_K
         }
         return F32.SumLanesHalving(acc);
     }
-
-    // Rows r and r+1 share a zmm (row r in the low 256 bits), rows r+2 and r+3 another; each half runs
-    // DotQ8KAvx2's operations, so sums, products and the final reductions are the one-row kernel's bit for bit.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void DotQ8KRows4Avx512(byte* w, int rowBytes, byte* xq, int blocks, float* results)
-    {
-        Vector512<float> accA = Vector512<float>.Zero, accB = accA;
-        Vector512<byte> s0 = KQuantLanes.Both(KQuantLanes.Broadcast(0, 1)), s1 = KQuantLanes.Both(KQuantLanes.Broadcast(2, 3));
-        Vector512<byte> s2 = KQuantLanes.Both(KQuantLanes.Broadcast(4, 5)), s3 = KQuantLanes.Both(KQuantLanes.Broadcast(6, 7));
-        float* table = HalfBits.TablePointer;
-        byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes, px = xq;
-        // As in Q4_K's four-row kernel: the group of four rows after the next one, a contiguous run, fetched into L2.
-        byte* ahead = w + 8L * rowBytes;
-        for (nint o = 0, end = (nint)blocks * BlockBytes; o < end; o += BlockBytes, px += Q8_K.BlockBytes)
-        {
-            byte* next = ahead + 4 * o;
-            Sse.Prefetch1(next);
-            Sse.Prefetch1(next + 64);
-            Sse.Prefetch1(next + 128);
-            Sse.Prefetch1(next + 192);
-            Sse.Prefetch1(next + 256);
-            Sse.Prefetch1(next + 320);
-            Sse.Prefetch1(next + 384);
-            Sse.Prefetch1(next + 448);
-            Sse.Prefetch1(next + 512);
-            Sse.Prefetch1(next + 576);
-            Sse.Prefetch1(next + 640);
-            Sse.Prefetch1(next + 704);
-            Sse.Prefetch1(next + 768);
-            Sse.Prefetch1(next + 832);
-            // the sixteen scales of each row widened to 16 bits: rows 0, 1 in scA as { 0..7, 8..15 | 0..7, 8..15 }
-            Vector512<sbyte> sc = Avx512F.InsertVector256(
-                Vector256.Create(Vector128.Load((sbyte*)(p0 + o + 192)), Vector128.Load((sbyte*)(p1 + o + 192))).ToVector512Unsafe(),
-                Vector256.Create(Vector128.Load((sbyte*)(p2 + o + 192)), Vector128.Load((sbyte*)(p3 + o + 192))), 1);
-            Vector512<int> scA = Avx512BW.ConvertToVector512Int16(sc.GetLower()).AsInt32();
-            Vector512<int> scB = Avx512BW.ConvertToVector512Int16(sc.GetUpper()).AsInt32();
-            sbyte* y = (sbyte*)(px + Q8_K.QsOffset);
-            Vector512<int> sumA = Half(p0 + o, p1 + o, 128, y, Avx512F.Shuffle4x128(scA, scA, 0b10_10_00_00).AsByte(), s0, s1, s2, s3, out Vector512<int> sumB,
-                p2 + o, p3 + o, Avx512F.Shuffle4x128(scB, scB, 0b10_10_00_00).AsByte());
-            sumA += Half(p0 + o + 64, p1 + o + 64, 96, y + 128, Avx512F.Shuffle4x128(scA, scA, 0b11_11_01_01).AsByte(), s0, s1, s2, s3, out Vector512<int> sumB1,
-                p2 + o + 64, p3 + o + 64, Avx512F.Shuffle4x128(scB, scB, 0b11_11_01_01).AsByte());
-            sumB += sumB1;
-            var (dA, dB) = KQuantLanes.PerRowHalves(Vector128.Create(Unsafe.ReadUnaligned<float>(px)) * Vector128.Create(
-                table[*(ushort*)(p0 + o + 208)], table[*(ushort*)(p1 + o + 208)], table[*(ushort*)(p2 + o + 208)], table[*(ushort*)(p3 + o + 208)]));
-            accA = Avx512F.FusedMultiplyAdd(dA, Avx512F.ConvertToVector512Single(sumA), accA);
-            accB = Avx512F.FusedMultiplyAdd(dB, Avx512F.ConvertToVector512Single(sumB), accB);
-        }
-        results[0] = F32.SumLanesHalving(accA.GetLower());
-        results[1] = F32.SumLanesHalving(accA.GetUpper());
-        results[2] = F32.SumLanesHalving(accB.GetLower());
-        results[3] = F32.SumLanesHalving(accB.GetUpper());
-    }
-
-    /// <summary>
-    /// One half (128 elements) of a super-block for rows (a0, a1) and (b0, b1), each pointer at the half's ql, its qh
-    /// <paramref name="qh"/> bytes on; returns the pair a's lane sums and sets the pair b's.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector512<int> Half(byte* a0, byte* a1, nint qh, sbyte* y, Vector512<byte> scalesA, Vector512<byte> s0, Vector512<byte> s1,
-        Vector512<byte> s2, Vector512<byte> s3, out Vector512<int> sumB, byte* b0, byte* b1, Vector512<byte> scalesB)
-    {
-        Vector512<byte> thirtyTwo = Vector512.Create((byte)32);
-        var (qa0, qa1, qa2, qa3) = QuantsPair(a0, a1, qh);
-        var (qb0, qb1, qb2, qb3) = QuantsPair(b0, b1, qh);
-        Vector512<sbyte> v = KQuantLanes.BothHalves(y);
-        Vector512<short> t = Avx512BW.MultiplyAddAdjacent(thirtyTwo, v);
-        Vector512<int> sumA = GroupPair(qa0, v, t, Avx512BW.Shuffle(scalesA, s0));
-        sumB = GroupPair(qb0, v, t, Avx512BW.Shuffle(scalesB, s0));
-        v = KQuantLanes.BothHalves(y + 32);
-        t = Avx512BW.MultiplyAddAdjacent(thirtyTwo, v);
-        sumA += GroupPair(qa1, v, t, Avx512BW.Shuffle(scalesA, s1));
-        sumB += GroupPair(qb1, v, t, Avx512BW.Shuffle(scalesB, s1));
-        v = KQuantLanes.BothHalves(y + 64);
-        t = Avx512BW.MultiplyAddAdjacent(thirtyTwo, v);
-        sumA += GroupPair(qa2, v, t, Avx512BW.Shuffle(scalesA, s2));
-        sumB += GroupPair(qb2, v, t, Avx512BW.Shuffle(scalesB, s2));
-        v = KQuantLanes.BothHalves(y + 96);
-        t = Avx512BW.MultiplyAddAdjacent(thirtyTwo, v);
-        sumA += GroupPair(qa3, v, t, Avx512BW.Shuffle(scalesA, s3));
-        sumB += GroupPair(qb3, v, t, Avx512BW.Shuffle(scalesB, s3));
-        return sumA;
-    }
-
-    /// <summary><see cref="Quants"/> for two rows, one per 256-bit half.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe (Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>) QuantsPair(byte* first, byte* second, nint qh)
-    {
-        Vector512<byte> mask = Vector512.Create((byte)0x0F), top = Vector512.Create((byte)0x30);
-        Vector512<byte> l0 = KQuantLanes.RowPair(first, second), l1 = KQuantLanes.RowPair(first + 32, second + 32);
-        Vector512<byte> h = KQuantLanes.RowPair(first + qh, second + qh);
-        return ((l0 & mask) | ((h.AsUInt16() << 4).AsByte() & top),
-                (l1 & mask) | ((h.AsUInt16() << 2).AsByte() & top),
-                ((l0.AsUInt16() >>> 4).AsByte() & mask) | (h & top),
-                ((l1.AsUInt16() >>> 4).AsByte() & mask) | ((h.AsUInt16() >>> 2).AsByte() & top));
-    }
-
-    /// <summary><see cref="Group"/> for two rows, with maddubs(32, y) computed once for all of them.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> GroupPair(Vector512<byte> q, Vector512<sbyte> y, Vector512<short> thirtyTwoY, Vector512<byte> scales) =>
-        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, y) - thirtyTwoY, scales.AsInt16());
 
     // |q - 32| × (y with the sign of q - 32) gives the same 16-bit pair sums as maddubs(q, y) - maddubs(32, y)
     // for y in [-127, 127], with one multiply per token instead of two; the unpacking is shared by the four tokens.

@@ -4,8 +4,8 @@ using Kiln.Tensors;
 namespace Kiln.Tests.Tensors;
 
 /// <summary>
-/// The Q4_K / Q6_K four-row single-token kernels against the scalar one-row dot, bit for bit: every result must be
-/// what <c>DotQ8KScalar</c> gives for that row. Random blocks (any 6-bit scales and mins, any int8 Q6_K scales),
+/// The Q4_K four-row single-token kernel against the scalar one-row dot, bit for bit: every result must be
+/// what <c>DotQ8KScalar</c> gives for that row. Random blocks (any 6-bit scales and mins),
 /// extreme fp16 scales, activations from the quantizer and raw Q8_K blocks with −128, and row lengths of 1 to 22
 /// super-blocks, so the two-rows-per-register AVX-512 path (where the CPU has it) is held to the one-row bits.
 /// </summary>
@@ -17,14 +17,13 @@ public class KQuantRowsTests
     private static (Rows4 Rows, OneRow Scalar) For(GgmlType type) => type switch
     {
         GgmlType.Q4_K => (Q4_K.DotQ8KRows4, Q4_K.DotQ8KScalar),
-        GgmlType.Q6_K => (Q6_K.DotQ8KRows4, Q6_K.DotQ8KScalar),
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
 
     public static TheoryData<GgmlType, int> Cases()
     {
         var data = new TheoryData<GgmlType, int>();
-        foreach (var type in new[] { GgmlType.Q4_K, GgmlType.Q6_K })
+        foreach (var type in new[] { GgmlType.Q4_K })
             foreach (int blocks in new[] { 1, 3, 8, 22 })
                 data.Add(type, blocks);
         return data;
@@ -66,30 +65,22 @@ public class KQuantRowsTests
         }
     }
 
-    /// <summary>The largest and smallest fp16 magnitudes as d (and dmin), alternating over the blocks and rows.</summary>
+    /// <summary>The largest and smallest fp16 magnitudes as d and dmin, alternating over the blocks and rows; every scale and min at 63.</summary>
     private static void SetExtremeScales(GgmlType type, byte[] w, int blockBytes)
     {
+        Assert.Equal(GgmlType.Q4_K, type);
         ushort[] halves = [0x7BFF, 0x0001, 0xFBFF, 0x0400, 0x8001];
         for (int b = 0; b < w.Length / blockBytes; b++)
         {
             Span<byte> block = w.AsSpan(b * blockBytes, blockBytes);
-            if (type == GgmlType.Q4_K)
-            {
-                BinaryPrimitives.WriteUInt16LittleEndian(block, halves[b % halves.Length]);
-                BinaryPrimitives.WriteUInt16LittleEndian(block[2..], halves[(b + 2) % halves.Length]);
-                block.Slice(4, 12).Fill(0xFF); // every 6-bit scale and min at 63
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt16LittleEndian(block[208..], halves[b % halves.Length]);
-                block.Slice(192, 16).Fill(b % 2 == 0 ? (byte)0x80 : (byte)0x7F); // scales −128 or 127
-            }
+            BinaryPrimitives.WriteUInt16LittleEndian(block, halves[b % halves.Length]);
+            BinaryPrimitives.WriteUInt16LittleEndian(block[2..], halves[(b + 2) % halves.Length]);
+            block.Slice(4, 12).Fill(0xFF);
         }
     }
 
     [Theory]
     [InlineData(GgmlType.Q4_K)]
-    [InlineData(GgmlType.Q6_K)]
     public void RejectsShortBuffers(GgmlType type)
     {
         var (rows4, _) = For(type);

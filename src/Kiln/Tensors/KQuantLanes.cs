@@ -14,6 +14,7 @@ namespace Kiln.Tensors;
 /// </summary>
 internal static class KQuantLanes
 {
+
     /// <summary>The lane (0..7) of element e of a super-block.</summary>
     public static int Lane(int e) => (e & 31) >> 2;
 
@@ -127,4 +128,44 @@ internal static class KQuantLanes
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe Vector256<int> Scaled(Vector256<byte> q, sbyte* y, Vector256<short> scale) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(y)), scale);
+
+    // ---- AVX-512 kernels that carry two rows per zmm (row r in the low 256 bits, row r+1 in the high ones) ----
+
+    /// <summary>A 256-bit vector in both halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Both<T>(Vector256<T> v) => Vector512.Create(v, v);
+
+    /// <summary>32 bytes of each of two rows: <paramref name="first"/>'s in the low half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<byte> RowPair(byte* first, byte* second) =>
+        Avx512F.InsertVector256(Vector256.Load(first).ToVector512Unsafe(), Vector256.Load(second), 1);
+
+    /// <summary>A 128-bit vector in all four lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<short> AllLanes(Vector128<short> v)
+    {
+        Vector512<long> x = v.AsInt64().ToVector256Unsafe().ToVector512Unsafe();
+        return Avx512F.Shuffle4x128(x, x, 0).AsInt16();
+    }
+
+    /// <summary>32 activation quants in both 256-bit halves.</summary>
+    /// <remarks>
+    /// Not Avx512F.BroadcastVector256ToVector512: .NET 10's JIT folds that load into the maddubs that uses it as an
+    /// embedded {1to8} broadcast of the first 8 bytes (seen here: wrong sums that changed from run to run).
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<sbyte> BothHalves(sbyte* y)
+    {
+        Vector512<long> v = Vector256.Load((long*)y).ToVector512Unsafe();
+        return Avx512F.Shuffle4x128(v, v, 0b01_00_01_00).AsSByte();
+    }
+
+    /// <summary>Four floats, one per row, spread so that row i's value fills the i-th 256-bit half of two vectors' worth: (rows 0, 1) and (rows 2, 3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector512<float>, Vector512<float>) PerRowHalves(Vector128<float> four)
+    {
+        Vector512<float> v = four.ToVector256Unsafe().ToVector512Unsafe();
+        return (Avx512F.PermuteVar16x32(v, Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)),
+                Avx512F.PermuteVar16x32(v, Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)));
+    }
 }

@@ -178,6 +178,32 @@ public static class Q4_K
             results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
     }
 
+    /// <summary>
+    /// Four weight rows (<paramref name="rowBytes"/> apart) · one Q8_K activation row, the single-token product:
+    /// results[i] is bit-identical to <see cref="DotQ8K"/> of row i. With AVX-512 each zmm carries two rows, every
+    /// 256-bit half doing exactly the one-row kernel's operations, so one instruction serves two rows; the activation
+    /// block and its bsums are loaded once for the four rows.
+    /// </summary>
+    public static void DotQ8KRows4(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<byte> xq, Span<float> results)
+    {
+        int blocks = RowArguments.CheckBlockPair("Q4_K", BlockBytes, rowBytes, "Q8_K", Q8_K.BlockBytes, xq.Length, nameof(xq));
+        if (rowBytes <= 0 || w.Length < 4L * rowBytes || results.Length < 4)
+            throw new ArgumentException($"four rows of {rowBytes} bytes and four results are needed", nameof(w));
+        if (CpuPaths.CanAvx512)
+        {
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq)
+                fixed (float* pr = results)
+                    DotQ8KRows4Avx512(pw, rowBytes, px, blocks, pr);
+            }
+            return;
+        }
+        for (int r = 0; r < 4; r++)
+            results[r] = DotQ8K(w.Slice(r * rowBytes, rowBytes), xq);
+    }
+
     /// <summary>ggml's get_scale_min_k4: scale and min of sub-block j (0..7) from the 12 packed bytes.</summary>
     internal static (int Scale, int Min) ScaleMin(ReadOnlySpan<byte> q, int j) => j < 4
         ? (q[j] & 63, q[j + 4] & 63)
@@ -330,6 +356,115 @@ public static class Q4_K
         accMin = Fma.MultiplyAdd(dx.GetLower() * negativeDmin, Sse2.ConvertToVector128Single(m), accMin);
         Vector256<int> sumi = KQuantLanes.SubBlockSums(in q, in sc, (sbyte*)(px + Q8_K.QsOffset));
         acc = Fma.MultiplyAdd(dx * d, Avx.ConvertToVector256Single(sumi), acc);
+    }
+
+    // Rows r and r+1 share a zmm (row r in the low 256 bits), rows r+2 and r+3 another; each half runs
+    // DotQ8KAvx2's lanes, so sums, products and the final reductions are the one-row kernel's bit for bit.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void DotQ8KRows4Avx512(byte* w, int rowBytes, byte* xq, int blocks, float* results)
+    {
+        Vector512<float> accA = Vector512<float>.Zero, accB = accA, accMin = accA;
+        Vector512<byte> mask = Vector512.Create((byte)0x0F);
+        Vector512<byte> s0 = KQuantLanes.Both(KQuantLanes.Broadcast(0, 0)), s1 = KQuantLanes.Both(KQuantLanes.Broadcast(1, 1));
+        Vector512<byte> s2 = KQuantLanes.Both(KQuantLanes.Broadcast(2, 2)), s3 = KQuantLanes.Both(KQuantLanes.Broadcast(3, 3));
+        Vector512<byte> s4 = KQuantLanes.Both(KQuantLanes.Broadcast(4, 4)), s5 = KQuantLanes.Both(KQuantLanes.Broadcast(5, 5));
+        Vector512<byte> s6 = KQuantLanes.Both(KQuantLanes.Broadcast(6, 6)), s7 = KQuantLanes.Both(KQuantLanes.Broadcast(7, 7));
+        Vector512<int> pickMin = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        float* table = HalfBits.TablePointer;
+        byte* p0 = w, p1 = w + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes, px = xq;
+        // Four rows are four short streams, which the hardware prefetchers follow poorly (without this the kernel ran
+        // at less than half the one-row kernel's speed from DRAM); the group after the next one is a contiguous run,
+        // so fetch it into L2, four bytes of it per byte of a row consumed here. Measured from DRAM (one thread, and
+        // in decode): into L1 or only one group ahead was slower than the one-row kernel's hardware-prefetched stream.
+        byte* ahead = w + 8L * rowBytes;
+        for (nint o = 0, end = (nint)blocks * BlockBytes; o < end; o += BlockBytes, px += Q8_K.BlockBytes)
+        {
+            byte* next = ahead + 4 * o;
+            Sse.Prefetch1(next);
+            Sse.Prefetch1(next + 64);
+            Sse.Prefetch1(next + 128);
+            Sse.Prefetch1(next + 192);
+            Sse.Prefetch1(next + 256);
+            Sse.Prefetch1(next + 320);
+            Sse.Prefetch1(next + 384);
+            Sse.Prefetch1(next + 448);
+            Sse.Prefetch1(next + 512);
+            float dx = Unsafe.ReadUnaligned<float>(px);
+            Vector512<short> smA, smB;
+            (smA, smB) = ScalesAndMins4(p0 + o + 4, p1 + o + 4, p2 + o + 4, p3 + o + 4);
+
+            // the min terms of the four rows, one 128-bit lane each
+            Vector256<short> bsums = Vector256.Load((short*)(px + Q8_K.BsumsOffset));
+            Vector128<short> sums32 = Ssse3.HorizontalAdd(bsums.GetLower(), bsums.GetUpper());
+            Vector512<short> mins = Avx512F.Shuffle4x128(smA.AsInt32(), smB.AsInt32(), 0b11_01_11_01).AsInt16();
+            Vector512<int> minSums = Avx512BW.MultiplyAddAdjacent(mins, KQuantLanes.AllLanes(sums32));
+            Vector128<float> dmin = Vector128.Create(table[*(ushort*)(p0 + o + 2)], table[*(ushort*)(p1 + o + 2)],
+                table[*(ushort*)(p2 + o + 2)], table[*(ushort*)(p3 + o + 2)]);
+            Vector512<float> negativeDmin = Avx512F.PermuteVar16x32((Vector128.Create(-dx) * dmin).ToVector256Unsafe().ToVector512Unsafe(), pickMin);
+            accMin = Avx512F.FusedMultiplyAdd(negativeDmin, Avx512F.ConvertToVector512Single(minSums), accMin);
+
+            Vector512<byte> scA = Avx512F.Shuffle4x128(smA.AsInt32(), smA.AsInt32(), 0b10_10_00_00).AsByte();
+            Vector512<byte> scB = Avx512F.Shuffle4x128(smB.AsInt32(), smB.AsInt32(), 0b10_10_00_00).AsByte();
+            sbyte* y = (sbyte*)(px + Q8_K.QsOffset);
+            byte* q0 = p0 + o + 16, q1 = p1 + o + 16, q2 = p2 + o + 16, q3 = p3 + o + 16;
+            Vector512<sbyte> y0 = KQuantLanes.BothHalves(y), y1 = KQuantLanes.BothHalves(y + 32);
+            Vector512<int> sumA = ChunkPair(KQuantLanes.RowPair(q0, q1), y0, y1, mask, Avx512BW.Shuffle(scA, s0), Avx512BW.Shuffle(scA, s1));
+            Vector512<int> sumB = ChunkPair(KQuantLanes.RowPair(q2, q3), y0, y1, mask, Avx512BW.Shuffle(scB, s0), Avx512BW.Shuffle(scB, s1));
+            y0 = KQuantLanes.BothHalves(y + 64);
+            y1 = KQuantLanes.BothHalves(y + 96);
+            sumA += ChunkPair(KQuantLanes.RowPair(q0 + 32, q1 + 32), y0, y1, mask, Avx512BW.Shuffle(scA, s2), Avx512BW.Shuffle(scA, s3));
+            sumB += ChunkPair(KQuantLanes.RowPair(q2 + 32, q3 + 32), y0, y1, mask, Avx512BW.Shuffle(scB, s2), Avx512BW.Shuffle(scB, s3));
+            y0 = KQuantLanes.BothHalves(y + 128);
+            y1 = KQuantLanes.BothHalves(y + 160);
+            sumA += ChunkPair(KQuantLanes.RowPair(q0 + 64, q1 + 64), y0, y1, mask, Avx512BW.Shuffle(scA, s4), Avx512BW.Shuffle(scA, s5));
+            sumB += ChunkPair(KQuantLanes.RowPair(q2 + 64, q3 + 64), y0, y1, mask, Avx512BW.Shuffle(scB, s4), Avx512BW.Shuffle(scB, s5));
+            y0 = KQuantLanes.BothHalves(y + 192);
+            y1 = KQuantLanes.BothHalves(y + 224);
+            sumA += ChunkPair(KQuantLanes.RowPair(q0 + 96, q1 + 96), y0, y1, mask, Avx512BW.Shuffle(scA, s6), Avx512BW.Shuffle(scA, s7));
+            sumB += ChunkPair(KQuantLanes.RowPair(q2 + 96, q3 + 96), y0, y1, mask, Avx512BW.Shuffle(scB, s6), Avx512BW.Shuffle(scB, s7));
+
+            // d_x·d per row as a vector multiply of broadcasts: the same products as the one-row kernel's scalar ones
+            var (dA, dB) = KQuantLanes.PerRowHalves(Vector128.Create(dx) * Vector128.Create(table[*(ushort*)(p0 + o)], table[*(ushort*)(p1 + o)],
+                table[*(ushort*)(p2 + o)], table[*(ushort*)(p3 + o)]));
+            accA = Avx512F.FusedMultiplyAdd(dA, Avx512F.ConvertToVector512Single(sumA), accA);
+            accB = Avx512F.FusedMultiplyAdd(dB, Avx512F.ConvertToVector512Single(sumB), accB);
+        }
+        results[0] = F32.SumLanesHalving(accA.GetLower()) + KQuantLanes.HorizontalSum(accMin.GetLower().GetLower());
+        results[1] = F32.SumLanesHalving(accA.GetUpper()) + KQuantLanes.HorizontalSum(accMin.GetLower().GetUpper());
+        results[2] = F32.SumLanesHalving(accB.GetLower()) + KQuantLanes.HorizontalSum(accMin.GetUpper().GetLower());
+        results[3] = F32.SumLanesHalving(accB.GetUpper()) + KQuantLanes.HorizontalSum(accMin.GetUpper().GetUpper());
+    }
+
+    /// <summary>
+    /// <see cref="KQuantLanes.UnpackScalesAndMins"/> for four rows at once, one row per 128-bit lane, widened to
+    /// 16 bits: rows 0 and 1 as <c>{ sc, m | sc, m }</c> in the first vector, rows 2 and 3 in the second. The same
+    /// bit moves as the scalar unpacking, on dwords a, b, c of each row's 12 bytes (16 are read; the quants follow).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe (Vector512<short>, Vector512<short>) ScalesAndMins4(byte* r0, byte* r1, byte* r2, byte* r3)
+    {
+        Vector512<uint> v = Avx512F.InsertVector256(Vector256.Create(Vector128.Load((uint*)r0), Vector128.Load((uint*)r1)).ToVector512Unsafe(),
+            Vector256.Create(Vector128.Load((uint*)r2), Vector128.Load((uint*)r3)), 1);
+        Vector512<uint> acbc = Avx512F.Shuffle(v, 0b10_01_10_00);
+        Vector512<uint> aabb = Avx512F.Shuffle(v, 0b01_01_00_00);
+        Vector512<uint> low = Avx512F.ShiftRightLogicalVariable(acbc, Vector512.Create(0u, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4))
+            & Vector512.Create(0x3F3F3F3Fu, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F,
+                0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F);
+        // bits 6-7 of a's (b's) bytes to bits 4-5 of the same bytes
+        Vector512<uint> high = (aabb >>> 2) & Vector512.Create(0u, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030,
+            0, 0x30303030, 0, 0x30303030, 0, 0x30303030, 0, 0x30303030);
+        Vector512<byte> packed = (low | high).AsByte();
+        return (Avx512BW.ConvertToVector512Int16(packed.GetLower()), Avx512BW.ConvertToVector512Int16(packed.GetUpper()));
+    }
+
+    /// <summary><see cref="Chunk"/> for two rows, one per 256-bit half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> ChunkPair(Vector512<byte> q, Vector512<sbyte> yLow, Vector512<sbyte> yHigh, Vector512<byte> mask,
+        Vector512<byte> scaleLow, Vector512<byte> scaleHigh)
+    {
+        Vector512<short> lo = Avx512BW.MultiplyAddAdjacent(q & mask, yLow);
+        Vector512<short> hi = Avx512BW.MultiplyAddAdjacent((q.AsUInt16() >>> 4).AsByte() & mask, yHigh);
+        return Avx512BW.MultiplyAddAdjacent(lo, scaleLow.AsInt16()) + Avx512BW.MultiplyAddAdjacent(hi, scaleHigh.AsInt16());
     }
 
     /// <summary>64 elements: low nibbles against y[0..31] with scale <paramref name="scaleLow"/>, high nibbles

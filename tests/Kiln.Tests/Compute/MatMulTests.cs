@@ -71,4 +71,53 @@ public unsafe class MatMulTests
         }
         GC.KeepAlive(weights);
     }
+
+    public static TheoryData<GgmlType, int, int, int> DecodeCases()
+    {
+        var data = new TheoryData<GgmlType, int, int, int>();
+        foreach (var type in new[] { GgmlType.Q4_K, GgmlType.Q6_K })
+            foreach (int rows in new[] { 43, 70 })
+                foreach (int columns in new[] { 256, 2048 })
+                    data.Add(type, rows, columns, rows == 70 ? 2 : 1);
+        return data;
+    }
+
+    /// <summary>
+    /// Single tokens and small batches of K-quants, where MatMul takes rows four at a time (AVX-512): rows that are
+    /// no multiple of four, in slices of two threads, random blocks, each output against the scalar one-row dot.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DecodeCases))]
+    public void SmallBatchesOfKQuantsHaveTheScalarOneRowBits(GgmlType type, int rows, int columns, int threads)
+    {
+        var (_, dot) = For(type);
+        int rowBytes = (int)GgmlTypeTraits.RowBytes(type, columns);
+        byte[] random = Kiln.Tests.Tensors.KQuantReference.RandomBlocks(type, rows * columns / 256, 7 * rows + columns);
+        var weights = GC.AllocateArray<byte>(random.Length, pinned: true);
+        random.CopyTo(weights, 0);
+        WeightMatrix w;
+        fixed (byte* p = weights)
+            w = new WeightMatrix("w", type, rows, columns, p);
+        using var pool = new WorkerPool(threads);
+        var matmul = new MatMul(pool);
+        var xq = new byte[(int)RowKernels.ActivationBytes(type, columns)];
+        foreach (int batch in new[] { 1, 2, 3, 5 })
+        {
+            float[] x = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, 300 + batch, 3f);
+            var y = new float[batch * rows];
+            matmul.Run(w, x, batch, y);
+            for (int t = 0; t < batch; t++)
+            {
+                RowKernels.QuantizeActivations(type, x.AsSpan(t * columns, columns), xq);
+                for (int r = 0; r < rows; r++)
+                {
+                    float expected = dot(weights.AsSpan(r * rowBytes, rowBytes), xq);
+                    float actual = y[t * rows + r];
+                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual),
+                        $"{type}, {rows}×{columns}, batch {batch}, {threads} threads: y[{t}, {r}] is {actual:R}, the one-row scalar dot {expected:R}");
+                }
+            }
+        }
+        GC.KeepAlive(weights);
+    }
 }

@@ -238,11 +238,6 @@ public sealed unsafe class MatMul : IParallelWork
     }
 
     /// <summary>
-    /// Interleaved groups of eight rows (<see cref="Q4_0x8"/>): 8×4 tiles over the tokens, then the group kernel for
-    /// the last tokens. The pool's grain (16) starts every slice on a group boundary; the rows after the last
-    /// whole group are plain and left to the caller.
-    /// </summary>
-    /// <summary>
     /// AVX-512: two interleaved groups (16 rows) at a time, 16 × 8 and 16 × 4 tiles over the tokens (<see cref="Q4_0x8.DotQ8Pair"/>),
     /// then the group kernel for the last one to three tokens, where the pair's scale gathers would cost more than they save.
     /// </summary>
@@ -282,6 +277,11 @@ public sealed unsafe class MatMul : IParallelWork
         return r;
     }
 
+    /// <summary>
+    /// Interleaved groups of eight rows (<see cref="Q4_0x8"/>), after <see cref="Q4_0GroupPairs"/> where AVX-512 takes
+    /// pairs: 8×4 tiles over the tokens, then the group kernel for the last tokens. Every chunk of the pool starts on a
+    /// 16-row boundary; the rows after the last whole group are plain and left to the caller.
+    /// </summary>
     private int Q4_0Groups(int begin, int end)
     {
         var w = _w!;

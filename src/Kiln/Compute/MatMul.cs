@@ -19,6 +19,7 @@ public sealed unsafe class MatMul : IParallelWork
     private byte[] _activations = [];
     private int[] _offsets = [];
     private float[][] _rowScratch = [];
+    private float[][] _tileScratch = [];
     private WeightMatrix? _w;
     private int _batch;
     private int _activationRowBytes;
@@ -46,6 +47,16 @@ public sealed unsafe class MatMul : IParallelWork
             _rowScratch = new float[_pool.ThreadCount][];
             for (int i = 0; i < _rowScratch.Length; i++)
                 _rowScratch[i] = GC.AllocateUninitializedArray<float>(4 * cols);
+        }
+        if (UsesTiles(w, batch))
+        {
+            int floats = SingleAccumulatorGemm.ScratchFloats(batch);
+            if (_tileScratch.Length < _pool.ThreadCount || _tileScratch[0].Length < floats)
+            {
+                _tileScratch = new float[_pool.ThreadCount][];
+                for (int i = 0; i < _tileScratch.Length; i++)
+                    _tileScratch[i] = GC.AllocateUninitializedArray<float>(floats);
+            }
         }
         int rowBytes = checked((int)RowKernels.ActivationBytes(w.Type, cols));
         int need = rowBytes * batch;
@@ -106,6 +117,10 @@ public sealed unsafe class MatMul : IParallelWork
     private bool UsesFloatBatch(WeightMatrix w, int batch) =>
         w.Type is GgmlType.F16 or GgmlType.F32 && (batch >= 2 || BatchInvariant) && w.Columns % F32.Lanes == 0;
 
+    /// <summary>Whether float batches go through <see cref="SingleAccumulatorGemm"/>'s 512-bit tiles.</summary>
+    private bool UsesTiles(WeightMatrix w, int batch) =>
+        CpuPaths.PreferAvx512 && batch >= SingleAccumulatorGemm.TileTokens && UsesFloatBatch(w, batch);
+
     /// <summary>F16 rows one at a time against activations pre-scaled for <see cref="F16.DotPrescaled"/>.</summary>
     private void F16Rows(int begin, int end)
     {
@@ -133,6 +148,17 @@ public sealed unsafe class MatMul : IParallelWork
         int cols = w.Columns;
         ReadOnlySpan<float> xs = MemoryMarshal.Cast<byte, float>(_activations.AsSpan(0, _batch * _activationRowBytes));
         int stride = _activationRowBytes / sizeof(float);
+        if (UsesTiles(w, _batch) && end - begin >= SingleAccumulatorGemm.TileRows)
+        {
+            int n = end - begin;
+            var y = new Span<float>(_y + begin, (_batch - 1) * rows + n);
+            var data = new ReadOnlySpan<byte>(w.Data + (long)begin * w.RowBytes, n * w.RowBytes);
+            if (w.Type == GgmlType.F16)
+                SingleAccumulatorGemm.MultiplyF16(data, w.RowBytes, n, cols, xs, stride, _batch, y, rows, _tileScratch[worker]);
+            else
+                SingleAccumulatorGemm.MultiplyF32(MemoryMarshal.Cast<byte, float>(data), w.RowBytes / sizeof(float), n, cols, xs, stride, _batch, y, rows, _tileScratch[worker]);
+            return;
+        }
         Span<float> widened = _rowScratch[worker].AsSpan(0, 4 * cols);
         Span<float> tile = stackalloc float[16];
         int i = begin;

@@ -104,7 +104,9 @@ public static unsafe class SingleAccumulatorGemm
         float* panel = (float*)(((nint)scratch + 63) & ~(nint)63);
         float* accumulators = panel + TileRows * ChunkColumns;
         int tiles = TileCount(tokens);
-        for (int rb = 0, rowBlocks = (rows + TileRows - 1) / TileRows; rb < rowBlocks; rb++)
+        int elementBytes = halves ? sizeof(ushort) : sizeof(float);
+        int rowBlocks = (rows + TileRows - 1) / TileRows;
+        for (int rb = 0; rb < rowBlocks; rb++)
         {
             int r0 = Math.Min(rb * TileRows, rows - TileRows);
             byte* block = w + (long)r0 * rowBytes;
@@ -115,11 +117,38 @@ public static unsafe class SingleAccumulatorGemm
                     PackHalves(block, rowBytes, k0, kc, panel);
                 else
                     PackFloats(block, rowBytes, k0, kc, panel);
+                // The weights the next pack reads come from memory: fetch them into L2 while the tiles run, a share per
+                // tile, so that packing does not wait on eight cold row streams.
+                byte* next = null;
+                int nextK0 = k0 + kc, nextKc = 0;
+                if (nextK0 < n)
+                {
+                    next = block;
+                    nextKc = Math.Min(ChunkColumns, n - nextK0);
+                }
+                else if (rb + 1 < rowBlocks)
+                {
+                    next = w + (long)Math.Min((rb + 1) * TileRows, rows - TileRows) * rowBytes;
+                    nextK0 = 0;
+                    nextKc = Math.Min(ChunkColumns, n);
+                }
+                int linesPerRow = (nextKc * elementBytes + 63) / 64, lines = next == null ? 0 : TileRows * linesPerRow;
+                int line = 0, row = 0, column = 0;
                 for (int q = 0; q < tiles; q++)
                 {
                     int t0 = Math.Min(q * TileTokens, tokens - TileTokens);
                     Tile8x6(panel, kc / F32.Lanes, x + (long)t0 * xStride + k0, xStride, accumulators + q * TileAccumulatorFloats, load: k0 > 0,
                         k0 + kc == n ? y + (long)t0 * yStride + r0 : null, yStride);
+                    for (int end = (int)((long)(q + 1) * lines / tiles); line < end; line++)
+                    {
+                        Sse.Prefetch1(next + (long)row * rowBytes + (long)nextK0 * elementBytes + column);
+                        column += 64;
+                        if (column >= linesPerRow * 64)
+                        {
+                            column = 0;
+                            row++;
+                        }
+                    }
                 }
             }
         }

@@ -9,7 +9,7 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 4×4, Q4_0 8×8 and 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
+/// Batches use tile kernels where a type has them (F32/F16 8×6 in 512-bit registers, <see cref="SingleAccumulatorGemm"/>, for 6+ tokens on AVX-512 CPUs, else 4×4; Q8_0 4×4, Q4_0 8×8 and 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
 /// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>, 8×4 tiles only); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>

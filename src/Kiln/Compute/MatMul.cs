@@ -9,7 +9,8 @@ namespace Kiln.Compute;
 /// As in ggml, the activations are converted once per product to the type the weight's dot kernel wants
 /// (Q8_0 for the 32-blocks, Q8_K for the K types, F16-rounded floats for F16 …), so the inner loop is a
 /// same-type dot product, and each weight row is read once for the whole batch while it is hot in cache.
-/// Batches use tile kernels where a type has them (F32/F16 4×4, Q8_0 4×4, Q4_0 8×8 and 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0 or four Q8_0 rows at a time;
+/// Batches use tile kernels where a type has them (F32/F16 8×6 in 512-bit registers, <see cref="SingleAccumulatorGemm"/>, for 6+ tokens on AVX-512 CPUs, else 4×4;
+/// Q8_0 4×4, Q4_0 8×8 and 8×4, Q4_K/Q5_K/Q6_K 1×4 rows × tokens; single tokens go eight Q4_0, four Q8_0 or (AVX-512) four Q4_K rows at a time;
 /// Q4_0 matrices interleaved at load, <see cref="WeightLayout.Q4_0Interleaved8"/>, go through <see cref="Q4_0x8"/>: 16×8 and 16×4 tiles with AVX-512, else 8×4); every
 /// output of a tile has exactly the bits of the one-row kernel llama.cpp's matching path would give.
 /// </summary>
@@ -19,6 +20,7 @@ public sealed unsafe class MatMul : IParallelWork
     private byte[] _activations = [];
     private int[] _offsets = [];
     private float[][] _rowScratch = [];
+    private float[][] _tileScratch = [];
     private WeightMatrix? _w;
     private int _batch;
     private int _activationRowBytes;
@@ -46,6 +48,16 @@ public sealed unsafe class MatMul : IParallelWork
             _rowScratch = new float[_pool.ThreadCount][];
             for (int i = 0; i < _rowScratch.Length; i++)
                 _rowScratch[i] = GC.AllocateUninitializedArray<float>(4 * cols);
+        }
+        if (UsesTiles(w, batch))
+        {
+            int floats = SingleAccumulatorGemm.ScratchFloats(batch);
+            if (_tileScratch.Length < _pool.ThreadCount || _tileScratch[0].Length < floats)
+            {
+                _tileScratch = new float[_pool.ThreadCount][];
+                for (int i = 0; i < _tileScratch.Length; i++)
+                    _tileScratch[i] = GC.AllocateUninitializedArray<float>(floats);
+            }
         }
         int rowBytes = checked((int)RowKernels.ActivationBytes(w.Type, cols));
         int need = rowBytes * batch;
@@ -108,6 +120,10 @@ public sealed unsafe class MatMul : IParallelWork
     private bool UsesFloatBatch(WeightMatrix w, int batch) =>
         w.Type is GgmlType.F16 or GgmlType.F32 && (batch >= 2 || BatchInvariant) && w.Columns % F32.Lanes == 0;
 
+    /// <summary>Whether float batches go through <see cref="SingleAccumulatorGemm"/>'s 512-bit tiles.</summary>
+    private bool UsesTiles(WeightMatrix w, int batch) =>
+        CpuPaths.PreferAvx512 && batch >= SingleAccumulatorGemm.TileTokens && UsesFloatBatch(w, batch);
+
     /// <summary>F16 rows one at a time against activations pre-scaled for <see cref="F16.DotPrescaled"/>.</summary>
     private void F16Rows(int begin, int end)
     {
@@ -135,6 +151,17 @@ public sealed unsafe class MatMul : IParallelWork
         int cols = w.Columns;
         ReadOnlySpan<float> xs = MemoryMarshal.Cast<byte, float>(_activations.AsSpan(0, _batch * _activationRowBytes));
         int stride = _activationRowBytes / sizeof(float);
+        if (UsesTiles(w, _batch) && end - begin >= SingleAccumulatorGemm.TileRows)
+        {
+            int n = end - begin;
+            var y = new Span<float>(_y + begin, (_batch - 1) * rows + n);
+            var data = new ReadOnlySpan<byte>(w.Data + (long)begin * w.RowBytes, n * w.RowBytes);
+            if (w.Type == GgmlType.F16)
+                SingleAccumulatorGemm.MultiplyF16(data, w.RowBytes, n, cols, xs, stride, _batch, y, rows, _tileScratch[worker]);
+            else
+                SingleAccumulatorGemm.MultiplyF32(MemoryMarshal.Cast<byte, float>(data), w.RowBytes / sizeof(float), n, cols, xs, stride, _batch, y, rows, _tileScratch[worker]);
+            return;
+        }
         Span<float> widened = _rowScratch[worker].AsSpan(0, 4 * cols);
         Span<float> tile = stackalloc float[16];
         int i = begin;

@@ -71,6 +71,69 @@ public unsafe class MatMulTests
         }
         GC.KeepAlive(weights);
     }
+    /// <summary>
+    /// Float weights in batches (tinyBLAS's order, also for one row under <see cref="MatMul.BatchInvariant"/>): every
+    /// output has the bits of the scalar single-accumulator dot, whichever tiles (512-bit or 4 × 4) cover it; F16
+    /// activations are the F16-rounded floats. 37 rows and 1032 columns fill no whole tile or cache chunk.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.F16, 1)]
+    [InlineData(GgmlType.F16, 2)]
+    [InlineData(GgmlType.F32, 1)]
+    [InlineData(GgmlType.F32, 2)]
+    public void FloatBatchesHaveTheScalarSingleAccumulatorBits(GgmlType type, int threads)
+    {
+        const int rows = 37, columns = 1032;
+        int rowBytes = (int)GgmlTypeTraits.RowBytes(type, columns);
+        var weights = GC.AllocateArray<byte>(rows * rowBytes, pinned: true);
+        var widened = new float[rows * columns];
+        for (int r = 0; r < rows; r++)
+        {
+            float[] row = Kiln.Tests.Tensors.KernelTestData.Floats(columns, 600 + r, 0.05f);
+            if (type == GgmlType.F16)
+            {
+                F16.QuantizeScalar(row, weights.AsSpan(r * rowBytes, rowBytes));
+                F16.DequantizeScalar(weights.AsSpan(r * rowBytes, rowBytes), widened.AsSpan(r * columns, columns));
+            }
+            else
+            {
+                row.CopyTo(widened, r * columns);
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(row.AsSpan()).CopyTo(weights.AsSpan(r * rowBytes));
+            }
+        }
+        WeightMatrix w;
+        fixed (byte* p = weights)
+            w = new WeightMatrix("w", type, rows, columns, p);
+        using var pool = new WorkerPool(threads);
+        var matmul = new MatMul(pool) { BatchInvariant = true };
+        var xr = new float[columns];
+        foreach (int batch in new[] { 1, 3, 7, 64 })
+        {
+            float[] x = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, 950 + batch, 2f);
+            var y = new float[batch * rows];
+            matmul.Run(w, x, batch, y);
+            for (int t = 0; t < batch; t++)
+            {
+                if (type == GgmlType.F16)
+                {
+                    for (int i = 0; i < columns; i++)
+                        xr[i] = (float)(Half)x[t * columns + i];
+                }
+                else
+                {
+                    x.AsSpan(t * columns, columns).CopyTo(xr);
+                }
+                for (int r = 0; r < rows; r++)
+                {
+                    float expected = F32.DotSingleAccumulatorScalar(widened.AsSpan(r * columns, columns), xr);
+                    float actual = y[t * rows + r];
+                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual),
+                        $"{type}, batch {batch}, {threads} threads: y[{t}, {r}] is {actual:R}, the scalar single-accumulator dot {expected:R}");
+                }
+            }
+        }
+        GC.KeepAlive(weights);
+    }
 
     public static TheoryData<GgmlType, int, int, int> DecodeCases()
     {

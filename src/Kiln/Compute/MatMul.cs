@@ -26,8 +26,17 @@ public sealed unsafe class MatMul : IParallelWork
     private int _activationRowBytes;
     private bool _f16Prescaled;
     private float* _y;
+    private float* _x;
+    private readonly ActivationRows _activationRows;
 
-    public MatMul(WorkerPool pool) => _pool = pool;
+    /// <summary>Batches from this many rows convert their activations over the pool.</summary>
+    private const int ParallelActivationRows = 8;
+
+    public MatMul(WorkerPool pool)
+    {
+        _pool = pool;
+        _activationRows = new ActivationRows(this);
+    }
 
     /// <summary>
     /// When set, every row of a product gets the bits it would get in any other batch: float weights then use the
@@ -63,31 +72,56 @@ public sealed unsafe class MatMul : IParallelWork
         int need = rowBytes * batch;
         if (_activations.Length < need)
             _activations = GC.AllocateUninitializedArray<byte>(need, pinned: true);
-        for (int t = 0; t < batch; t++)
-            RowKernels.QuantizeActivations(w.Type, x.Slice(t * cols, cols), _activations.AsSpan(t * rowBytes, rowBytes));
         _f16Prescaled = w.Type == GgmlType.F16 && !UsesFloatBatch(w, batch);
-        if (_f16Prescaled)
-            F16.PrescaleActivations(MemoryMarshal.Cast<byte, float>(_activations.AsSpan(0, need)));
-        if (w.Type == GgmlType.Q4_0)
-        {
-            int blocks = cols / Q4_0.BlockSize;
-            if (_offsets.Length < batch * blocks)
-                _offsets = new int[batch * blocks];
-            for (int t = 0; t < batch; t++)
-                Q4_0.ActivationOffsets(_activations.AsSpan(t * rowBytes, rowBytes), _offsets.AsSpan(t * blocks, blocks));
-        }
+        if (w.Type == GgmlType.Q4_0 && _offsets.Length < batch * (cols / Q4_0.BlockSize))
+            _offsets = new int[batch * (cols / Q4_0.BlockSize)];
 
+        fixed (float* px = x)
         fixed (float* py = y)
         {
             _w = w;
             _batch = batch;
             _activationRowBytes = rowBytes;
+            _x = px;
+            // A prompt's rows are converted in parallel too: done by the calling thread alone, 64 tokens' conversions
+            // were a few percent of a prompt step while the other workers waited.
+            if (batch >= ParallelActivationRows && _pool.ThreadCount > 1)
+                _pool.For(batch, _activationRows);
+            else
+                PrepareActivations(0, batch);
+            _x = null;
             _y = py;
             // Chunks of 16-row multiples keep every slice of W cache-line aligned and whole Q4_0 group pairs, for every type.
             _pool.ForDynamic(w.Rows, this, grain: 16);
             _y = null;
             _w = null;
         }
+    }
+
+    /// <summary>Activation rows [begin, end) to the weight's dot type (and for F16/Q4_0 the per-row extras the kernels use).</summary>
+    private void PrepareActivations(int begin, int end)
+    {
+        var w = _w!;
+        int cols = w.Columns;
+        int rowBytes = _activationRowBytes;
+        for (int t = begin; t < end; t++)
+        {
+            var row = _activations.AsSpan(t * rowBytes, rowBytes);
+            RowKernels.QuantizeActivations(w.Type, new ReadOnlySpan<float>(_x + (long)t * cols, cols), row);
+            if (_f16Prescaled)
+                F16.PrescaleActivations(MemoryMarshal.Cast<byte, float>(row));
+            if (w.Type == GgmlType.Q4_0)
+            {
+                int blocks = cols / Q4_0.BlockSize;
+                Q4_0.ActivationOffsets(row, _offsets.AsSpan(t * blocks, blocks));
+            }
+        }
+    }
+
+    /// <summary>The pool's view of <see cref="PrepareActivations"/>: MatMul itself is the work item of the product.</summary>
+    private sealed class ActivationRows(MatMul owner) : IParallelWork
+    {
+        public void Execute(int begin, int end, int worker) => owner.PrepareActivations(begin, end);
     }
 
     void IParallelWork.Execute(int begin, int end, int worker)

@@ -152,7 +152,7 @@ public sealed class WorkerPool : IDisposable
             int chunk = _chunkUnits;
             int first;
             while ((first = Interlocked.Add(ref _nextUnit, chunk) - chunk) < units)
-                _work!.Execute(first * _grain, Math.Min(_count, (first + chunk) * _grain), worker);
+                _work!.Execute(first * _grain, (int)Math.Min(_count, (long)(first + chunk) * _grain), worker);
             return;
         }
         int firstUnit = (int)((long)units * worker / ThreadCount);

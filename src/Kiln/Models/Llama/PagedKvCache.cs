@@ -77,9 +77,8 @@ public sealed unsafe class PagedKvCache : IDisposable
     /// <summary>
     /// Elements [start, start + length) of the key (or value) rows of positions [first, first + count) of a sequence
     /// whose blocks are <paramref name="blockTable"/>, into <paramref name="destination"/> (count × length): what
-    /// <see cref="ReadKey"/> per position gives, without its per-row slot arithmetic and dispatch. Attention reads
-    /// one head's slice (64 elements) of every position of every sequence each step, so those costs were a third
-    /// of the read.
+    /// <see cref="ReadKey"/> per position gives, with the checks and the type dispatch once per call instead of once
+    /// per position: attention reads one head's slice (64 elements) of every position of every sequence each step.
     /// </summary>
     public void ReadRows(bool values, int layer, ReadOnlySpan<int> blockTable, int first, int count, int start, int length, Span<float> destination)
     {

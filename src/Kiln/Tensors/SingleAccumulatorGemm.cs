@@ -9,9 +9,10 @@ namespace Kiln.Tensors;
 /// bit, the single-accumulator dot of weight row r with activation row t. The AVX-512 path keeps that order per
 /// output while filling 512-bit registers: one zmm holds the 8-lane accumulators of two weight rows side by side
 /// (each 256-bit half is one tinyBLAS chain), the activation chunk is broadcast to both halves, and an 8-row ×
-/// 6-token tile runs 24 such chains (24 FMAs per 10 loads). Columns go in chunks whose packed weight panel stays in
-/// L1 while every token tile passes over it; between chunks the accumulators are stored and reloaded unchanged, so
-/// each lane's FMA sequence is the one of the plain loop. F16 rows are widened once per chunk of the panel.
+/// 6-token tile runs 24 such chains (24 FMAs per 10 loads). Columns go in chunks (<see cref="ChunkColumns"/>) whose
+/// packed weight panel stays in L2 while every token tile passes over it; between chunks the accumulators are stored
+/// and reloaded unchanged, so each lane's FMA sequence is the one of the plain loop. F16 rows are widened once per
+/// chunk of the panel.
 /// </summary>
 public static unsafe class SingleAccumulatorGemm
 {

@@ -143,11 +143,11 @@ public sealed unsafe class MatMul : IParallelWork
         else if (type == GgmlType.Q4_0)
             r = Q4_0Rows8(begin, end);
         else if (type == GgmlType.Q8_0)
-            r = _batch >= 4 ? Q8_0Tiles(begin, end) : Q8_0Rows4(begin, end);
+            r = _batch >= 4 ? Q8_0Tiles(begin, end) : Rows4(begin, end, &Q8_0.DotQ8Rows4);
         else if (type is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && _batch >= 4)
             r = KQuantTiles(begin, end);
         else if (type == GgmlType.Q4_K && CpuPaths.CanAvx512)
-            r = Q4_KRows4(begin, end);
+            r = Rows4(begin, end, &Q4_K.DotQ8KRows4);
         OneRowAtATime(r, end);
     }
 
@@ -467,10 +467,11 @@ public sealed unsafe class MatMul : IParallelWork
     }
 
     /// <summary>
-    /// Q4_K groups of four rows, each token on its own (decode and batches of up to three): the AVX-512 kernel carries
-    /// two rows per register, about half the instructions of four one-row dots, with the same bits.
+    /// Groups of four rows, each token on its own (decode and small batches), through a four-row kernel: Q8_0's, or
+    /// Q4_K's (AVX-512, two rows per register, about half the instructions of four one-row dots); both give every row
+    /// the one-row kernel's bits.
     /// </summary>
-    private int Q4_KRows4(int begin, int end)
+    private int Rows4(int begin, int end, delegate*<ReadOnlySpan<byte>, int, ReadOnlySpan<byte>, Span<float>, void> rows4Kernel)
     {
         var w = _w!;
         int rows = w.Rows;
@@ -482,28 +483,7 @@ public sealed unsafe class MatMul : IParallelWork
             var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
             for (int t = 0; t < _batch; t++)
             {
-                Q4_K.DotQ8KRows4(rows4, w.RowBytes, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
-                for (int i = 0; i < 4; i++)
-                    _y[(long)t * rows + r + i] = four[i];
-            }
-        }
-        return r;
-    }
-
-    /// <summary>Groups of four rows, each token on its own (decode and small batches).</summary>
-    private int Q8_0Rows4(int begin, int end)
-    {
-        var w = _w!;
-        int rows = w.Rows;
-        ReadOnlySpan<byte> act = _activations;
-        Span<float> four = stackalloc float[4];
-        int r = begin;
-        for (; r + 4 <= end; r += 4)
-        {
-            var rows4 = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 4 * w.RowBytes);
-            for (int t = 0; t < _batch; t++)
-            {
-                Q8_0.DotQ8Rows4(rows4, w.RowBytes, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
+                rows4Kernel(rows4, w.RowBytes, act.Slice(t * _activationRowBytes, _activationRowBytes), four);
                 for (int i = 0; i < 4; i++)
                     _y[(long)t * rows + r + i] = four[i];
             }

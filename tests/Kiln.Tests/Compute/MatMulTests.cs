@@ -49,23 +49,31 @@ public unsafe class MatMulTests
         fixed (byte* p = weights)
             w = new WeightMatrix("w", type, rows, columns, p);
         using var pool = new WorkerPool(threads);
-        var matmul = new MatMul(pool);
-        int activationBytes = (int)RowKernels.ActivationBytes(type, columns);
-        var xq = new byte[activationBytes];
-        foreach (int batch in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 13 })
+        AssertOneRowBits(new MatMul(pool), w, weights, dot, [1, 2, 3, 4, 5, 6, 7, 8, 9, 13], seed: 900, scale: 2f, $"{type}, {threads} threads");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="w"/> (whose bytes are <paramref name="weights"/>) on random batches and asserts every output
+    /// has the bits of <paramref name="dot"/> of its row with that token's quantized activations.
+    /// </summary>
+    private static void AssertOneRowBits(MatMul matmul, WeightMatrix w, byte[] weights, ScalarDot dot, int[] batches, int seed, float scale, string label)
+    {
+        int rows = w.Rows, columns = w.Columns, rowBytes = w.RowBytes;
+        var xq = new byte[(int)RowKernels.ActivationBytes(w.Type, columns)];
+        foreach (int batch in batches)
         {
-            float[] x = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, 900 + batch, 2f);
+            float[] x = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, seed + batch, scale);
             var y = new float[batch * rows];
             matmul.Run(w, x, batch, y);
             for (int t = 0; t < batch; t++)
             {
-                RowKernels.QuantizeActivations(type, x.AsSpan(t * columns, columns), xq);
+                RowKernels.QuantizeActivations(w.Type, x.AsSpan(t * columns, columns), xq);
                 for (int r = 0; r < rows; r++)
                 {
                     float expected = dot(weights.AsSpan(r * rowBytes, rowBytes), xq);
                     float actual = y[t * rows + r];
                     Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual),
-                        $"{type}, batch {batch}, {threads} threads: y[{t}, {r}] is {actual:R}, the one-row scalar dot {expected:R}");
+                        $"{label}, batch {batch}: y[{t}, {r}] is {actual:R}, the one-row scalar dot {expected:R}");
                 }
             }
         }
@@ -154,7 +162,6 @@ public unsafe class MatMulTests
     public void SmallBatchesOfKQuantsHaveTheScalarOneRowBits(GgmlType type, int rows, int columns, int threads)
     {
         var (_, dot) = For(type);
-        int rowBytes = (int)GgmlTypeTraits.RowBytes(type, columns);
         byte[] random = Kiln.Tests.Tensors.KQuantReference.RandomBlocks(type, rows * columns / 256, 7 * rows + columns);
         var weights = GC.AllocateArray<byte>(random.Length, pinned: true);
         random.CopyTo(weights, 0);
@@ -162,25 +169,6 @@ public unsafe class MatMulTests
         fixed (byte* p = weights)
             w = new WeightMatrix("w", type, rows, columns, p);
         using var pool = new WorkerPool(threads);
-        var matmul = new MatMul(pool);
-        var xq = new byte[(int)RowKernels.ActivationBytes(type, columns)];
-        foreach (int batch in new[] { 1, 2, 3, 5 })
-        {
-            float[] x = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, 300 + batch, 3f);
-            var y = new float[batch * rows];
-            matmul.Run(w, x, batch, y);
-            for (int t = 0; t < batch; t++)
-            {
-                RowKernels.QuantizeActivations(type, x.AsSpan(t * columns, columns), xq);
-                for (int r = 0; r < rows; r++)
-                {
-                    float expected = dot(weights.AsSpan(r * rowBytes, rowBytes), xq);
-                    float actual = y[t * rows + r];
-                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual),
-                        $"{type}, {rows}×{columns}, batch {batch}, {threads} threads: y[{t}, {r}] is {actual:R}, the one-row scalar dot {expected:R}");
-                }
-            }
-        }
-        GC.KeepAlive(weights);
+        AssertOneRowBits(new MatMul(pool), w, weights, dot, [1, 2, 3, 5], seed: 300, scale: 3f, $"{type}, {rows}×{columns}, {threads} threads");
     }
 }

@@ -77,8 +77,9 @@ public sealed unsafe class PagedKvCache : IDisposable
     /// <summary>
     /// Elements [start, start + length) of the key (or value) rows of positions [first, first + count) of a sequence
     /// whose blocks are <paramref name="blockTable"/>, into <paramref name="destination"/> (count × length): what
-    /// <see cref="ReadKey"/> per position gives, with the checks and the type dispatch once per call instead of once
-    /// per position: attention reads one head's slice (64 elements) of every position of every sequence each step.
+    /// <see cref="ReadKey"/> per position gives, with the argument checks once per call and no per-position call chain
+    /// through the rows interface: attention reads one head's slice (64 elements) of every position of every sequence
+    /// each step.
     /// </summary>
     public void ReadRows(bool values, int layer, ReadOnlySpan<int> blockTable, int first, int count, int start, int length, Span<float> destination)
     {
@@ -92,15 +93,8 @@ public sealed unsafe class PagedKvCache : IDisposable
         for (int i = 0; i < count; i++)
         {
             int position = first + i;
-            int block = blockTable[position / BlockSize];
-            if ((uint)block >= (uint)BlockCount)
-                throw new ArgumentOutOfRangeException(nameof(blockTable), $"block {block} is not in the cache");
-            byte* row = data + block * _blockBytes + ((long)layer * BlockSize + position % BlockSize) * RowBytes;
             var target = destination.Slice(i * length, length);
-            if (Type == KvCacheType.F16)
-                Tensors.F16.Dequantize(new ReadOnlySpan<byte>((ushort*)row + start, 2 * length), target);
-            else
-                IKeyValueRows.Place(Read(row, start, length, target), target);
+            IKeyValueRows.Place(Read(Row(data, layer, blockTable[position / BlockSize] * BlockSize + position % BlockSize), start, length, target), target);
         }
     }
 

@@ -26,6 +26,21 @@ public class LoadTestTests
     }
 
     [Fact]
+    public async Task NoTwoRequestsShareAPromptEvenAcrossRuns()
+    {
+        // A second run on the same server must not find the first run's prompts in the prefix cache: that would
+        // turn the throughput figure into a cache benchmark.
+        var prompts = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var engine = new ScriptedEngine { Script = request => { prompts.Add(string.Join(',', request.Prompt)); return [1]; } };
+        await using var fixture = await ServerFixture.StartAsync(engine);
+        var settings = new LoadTestSettings { Url = fixture.Server.Url, Concurrency = 2, Requests = 4, PromptTokens = 32, MaxTokens = 1 };
+        for (int run = 0; run < 2; run++)
+            Assert.Equal(0, (await LoadTestRunner.RunAsync(settings, fixture.Http, CancellationToken.None)).Errors);
+        Assert.Equal(8, prompts.Count);
+        Assert.Equal(8, prompts.Distinct().Count());
+    }
+
+    [Fact]
     public async Task ErrorsAreCountedNotThrown()
     {
         await using var fixture = await ServerFixture.StartAsync(apiKey: "k");

@@ -8,7 +8,8 @@ namespace Kiln.Cli.Commands;
 /// <summary>
 /// Drives an OpenAI-compatible server (Kiln's or llama.cpp's) with concurrent /v1/completions requests and measures
 /// what clients see. Prompts are exactly P tokens when the server has /tokenize (sent as token ids), otherwise about
-/// P words; <c>ignore_eos</c> asks for exactly G tokens. Each request gets its own prompt so no two share a cache hit.
+/// P words; <c>ignore_eos</c> asks for exactly G tokens. Each request gets its own prompt, and each run its own
+/// prompts, so that no two requests share a prefix-cache hit, not even with a run before this one on the same server.
 /// </summary>
 internal static class LoadTestRunner
 {
@@ -24,6 +25,7 @@ internal static class LoadTestRunner
         var errors = new List<string>();
         long generated = 0;
         int next = -1;
+        int run = Random.Shared.Next();
         var wall = Stopwatch.StartNew();
 
         async Task Worker()
@@ -35,7 +37,7 @@ internal static class LoadTestRunner
                     return;
                 try
                 {
-                    object prompt = await PromptAsync(http, settings, index, cancellationToken).ConfigureAwait(false);
+                    object prompt = await PromptAsync(http, settings, run, index, cancellationToken).ConfigureAwait(false);
                     var result = await SendAsync(http, settings, prompt, cancellationToken).ConfigureAwait(false);
                     lock (latency)
                     {
@@ -69,10 +71,10 @@ internal static class LoadTestRunner
         };
     }
 
-    private static async Task<object> PromptAsync(HttpClient http, LoadTestSettings settings, int index, CancellationToken cancellationToken)
+    private static async Task<object> PromptAsync(HttpClient http, LoadTestSettings settings, int run, int index, CancellationToken cancellationToken)
     {
         // A distinct opening per request keeps prefix caches from turning the test into a cache benchmark.
-        var text = new StringBuilder($"Request {index}:");
+        var text = new StringBuilder($"Request {run:x8}-{index}:");
         while (text.Length < settings.PromptTokens * 8)
             text.Append(Words);
         try

@@ -128,7 +128,7 @@ public static class Q4_0x8
 
     /// <summary>
     /// Two adjacent interleaved groups (16 rows: <paramref name="groups"/> holds group g and then group g + 1) ·
-    /// <paramref name="tokens"/> (1, 4 or 8) Q8_0 activation rows: results[t·16 + i] is bit-identical to
+    /// <paramref name="tokens"/> (1, 2, 3, 4 or 8) Q8_0 activation rows: results[t·16 + i] is bit-identical to
     /// <see cref="Q4_0.DotQ8"/> of plain row i (rows 8..15 being the second group's) and activation t.
     /// With AVX-512 a zmm register carries both groups, so each broadcast activation dword, each maddubs and each FMA
     /// serves sixteen rows: half the instructions of two eight-row passes, which is what bounds these kernels on
@@ -138,8 +138,8 @@ public static class Q4_0x8
     public static void DotQ8Pair(ReadOnlySpan<byte> groups, ReadOnlySpan<byte> xq8, int activationStride,
         ReadOnlySpan<int> offsets, int offsetStride, int tokens, Span<float> results)
     {
-        if (tokens is not (1 or 4 or 8))
-            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "1, 4 or 8 tokens");
+        if (tokens is not (1 or 2 or 3 or 4 or 8))
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "1, 2, 3, 4 or 8 tokens");
         if (groups.Length % 2 != 0)
             throw new ArgumentException($"two groups of equal size are needed; got {groups.Length} bytes", nameof(groups));
         int groupBytes = groups.Length / 2;
@@ -157,6 +157,10 @@ public static class Q4_0x8
                         DotQ8PairAvx512<Eight>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
                     else if (tokens == 4)
                         DotQ8PairAvx512<Four>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
+                    else if (tokens == 3)
+                        DotQ8PairAvx512<Three>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
+                    else if (tokens == 2)
+                        DotQ8PairAvx512<Two>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
                     else
                         DotQ8PairAvx512<One>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
                 }
@@ -185,6 +189,8 @@ public static class Q4_0x8
     // accumulators and steps vanish and one body serves the 8-, 4- and 1-token tiles.
     internal interface ITokenCount { static abstract int Count { get; } }
     internal struct One : ITokenCount { public static int Count => 1; }
+    internal struct Two : ITokenCount { public static int Count => 2; }
+    internal struct Three : ITokenCount { public static int Count => 3; }
     internal struct Four : ITokenCount { public static int Count => 4; }
     internal struct Eight : ITokenCount { public static int Count => 8; }
 
@@ -223,12 +229,12 @@ public static class Q4_0x8
                 Avx2.GatherVector256(table, Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)w)), 4),
                 Avx2.GatherVector256(table, Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)w1)), 4));
             acc0 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px, offsets, ones, table, acc0);
-            if (T.Count >= 4)
-            {
+            if (T.Count >= 2)
                 acc1 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + stride, offsets + offsetStride, ones, table, acc1);
+            if (T.Count >= 3)
                 acc2 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 2 * stride, offsets + 2 * offsetStride, ones, table, acc2);
+            if (T.Count >= 4)
                 acc3 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 3 * stride, offsets + 3 * offsetStride, ones, table, acc3);
-            }
             if (T.Count == 8)
             {
                 acc4 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 4 * stride, offsets + 4 * offsetStride, ones, table, acc4);
@@ -238,12 +244,12 @@ public static class Q4_0x8
             }
         }
         acc0.Store(results);
-        if (T.Count >= 4)
-        {
+        if (T.Count >= 2)
             acc1.Store(results + 16);
+        if (T.Count >= 3)
             acc2.Store(results + 32);
+        if (T.Count >= 4)
             acc3.Store(results + 48);
-        }
         if (T.Count == 8)
         {
             acc4.Store(results + 64);

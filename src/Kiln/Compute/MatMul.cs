@@ -312,29 +312,30 @@ public sealed unsafe class MatMul : IParallelWork
         int groupBytes = Q4_0x8.Rows * w.RowBytes;
         ReadOnlySpan<byte> act = _activations;
         Span<float> eight = stackalloc float[8];
-        Span<float> tile = stackalloc float[8 * 16];
         int r = begin;
-        for (; r + 2 * Q4_0x8.Rows <= end; r += 2 * Q4_0x8.Rows)
+        fixed (byte* x = _activations)
+        fixed (int* offsets = _offsets)
         {
-            var pair = new ReadOnlySpan<byte>(w.Data + (long)r * w.RowBytes, 2 * groupBytes);
-            int t = 0;
-            while (t + 2 <= _batch)
+            for (; r + 2 * Q4_0x8.Rows <= end; r += 2 * Q4_0x8.Rows)
             {
-                int left = _batch - t;
-                int tokens = left >= 8 ? 8 : left >= 4 ? 4 : left;
-                Q4_0x8.DotQ8Pair(pair, act.Slice(t * _activationRowBytes, tokens * _activationRowBytes), _activationRowBytes,
-                    _offsets.AsSpan(t * blocks, tokens * blocks), blocks, tokens, tile);
-                for (int j = 0; j < tokens; j++)
-                    tile.Slice(j * 16, 16).CopyTo(new Span<float>(_y + (long)(t + j) * rows + r, 16));
-                t += tokens;
-            }
-            for (; t < _batch; t++)
-            {
-                for (int g = 0; g < 2; g++)
+                byte* pair = w.Data + (long)r * w.RowBytes;
+                int t = 0;
+                while (t + 2 <= _batch)
                 {
-                    Q4_0x8.DotQ8(pair.Slice(g * groupBytes, groupBytes), act.Slice(t * _activationRowBytes, _activationRowBytes),
-                        _offsets.AsSpan(t * blocks, blocks), eight);
-                    eight.CopyTo(new Span<float>(_y + (long)t * rows + r + g * Q4_0x8.Rows, Q4_0x8.Rows));
+                    int left = _batch - t;
+                    int tokens = left >= 8 ? 8 : left >= 4 ? 4 : left;
+                    Q4_0x8.DotQ8PairAvx512(pair, groupBytes, x + (long)t * _activationRowBytes, _activationRowBytes,
+                        offsets + t * blocks, blocks, blocks, tokens, _y + (long)t * rows + r, rows);
+                    t += tokens;
+                }
+                if (t < _batch)
+                {
+                    for (int g = 0; g < 2; g++)
+                    {
+                        Q4_0x8.DotQ8(new ReadOnlySpan<byte>(pair + g * groupBytes, groupBytes), act.Slice(t * _activationRowBytes, _activationRowBytes),
+                            _offsets.AsSpan(t * blocks, blocks), eight);
+                        eight.CopyTo(new Span<float>(_y + (long)t * rows + r + g * Q4_0x8.Rows, Q4_0x8.Rows));
+                    }
                 }
             }
         }

@@ -152,18 +152,7 @@ public static class Q4_0x8
                 fixed (byte* px = xq8)
                 fixed (int* po = offsets)
                 fixed (float* pr = results)
-                {
-                    if (tokens == 8)
-                        DotQ8PairAvx512<Eight>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
-                    else if (tokens == 4)
-                        DotQ8PairAvx512<Four>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
-                    else if (tokens == 3)
-                        DotQ8PairAvx512<Three>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
-                    else if (tokens == 2)
-                        DotQ8PairAvx512<Two>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
-                    else
-                        DotQ8PairAvx512<One>(pw, groupBytes, px, activationStride, po, offsetStride, blocks, pr);
-                }
+                    DotQ8PairAvx512(pw, groupBytes, px, activationStride, po, offsetStride, blocks, tokens, pr, 2 * Rows);
             }
             return;
         }
@@ -185,6 +174,23 @@ public static class Q4_0x8
         }
     }
 
+    /// <summary>
+    /// <see cref="DotQ8Pair"/>'s AVX-512 tile for 1, 2, 3, 4 or 8 tokens (unchecked), token t's sixteen results at
+    /// results + t · resultStride: MatMul passes its output row stride and so needs no scratch tile and no copies.
+    /// </summary>
+    internal static unsafe void DotQ8PairAvx512(byte* w, int groupBytes, byte* xq8, int stride, int* offsets, int offsetStride,
+        int blocks, int tokens, float* results, int resultStride)
+    {
+        switch (tokens)
+        {
+            case 8: DotQ8PairAvx512<Eight>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+            case 4: DotQ8PairAvx512<Four>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+            case 3: DotQ8PairAvx512<Three>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+            case 2: DotQ8PairAvx512<Two>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+            default: DotQ8PairAvx512<One>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+        }
+    }
+
     // Token counts as types: each instantiation of DotQ8PairAvx512 is compiled for its count, so the unused
     // accumulators and steps vanish and one body serves the 8-, 4- and 1-token tiles.
     internal interface ITokenCount { static abstract int Count { get; } }
@@ -195,7 +201,8 @@ public static class Q4_0x8
     internal struct Eight : ITokenCount { public static int Count => 8; }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void DotQ8PairAvx512<T>(byte* w, int groupBytes, byte* xq8, int stride, int* offsets, int offsetStride, int blocks, float* results)
+    internal static unsafe void DotQ8PairAvx512<T>(byte* w, int groupBytes, byte* xq8, int stride, int* offsets, int offsetStride, int blocks,
+        float* results, int resultStride)
         where T : struct, ITokenCount
     {
         Vector512<float> acc0 = Vector512<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
@@ -245,17 +252,17 @@ public static class Q4_0x8
         }
         acc0.Store(results);
         if (T.Count >= 2)
-            acc1.Store(results + 16);
+            acc1.Store(results + resultStride);
         if (T.Count >= 3)
-            acc2.Store(results + 32);
+            acc2.Store(results + 2 * resultStride);
         if (T.Count >= 4)
-            acc3.Store(results + 48);
+            acc3.Store(results + 3 * resultStride);
         if (T.Count == 8)
         {
-            acc4.Store(results + 64);
-            acc5.Store(results + 80);
-            acc6.Store(results + 96);
-            acc7.Store(results + 112);
+            acc4.Store(results + 4 * resultStride);
+            acc5.Store(results + 5 * resultStride);
+            acc6.Store(results + 6 * resultStride);
+            acc7.Store(results + 7 * resultStride);
         }
     }
 

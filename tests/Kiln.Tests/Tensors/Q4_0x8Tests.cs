@@ -166,23 +166,18 @@ public sealed class Q4_0x8Tests
         Assert.Equal(expected, dispatched);
         if (KernelTestData.Avx512)
         {
-            var avx512 = new float[tokens * 16];
+            // A wider result stride, as MatMul passes (its output rows), and an offset start: token t's sixteen at 3 + 21·t.
+            var wide = new float[3 + tokens * 21];
             fixed (byte* pw = groups)
             fixed (byte* px = x)
             fixed (int* po = offsets)
-            fixed (float* pr = avx512)
+            fixed (float* pr = wide)
             {
-                if (tokens == 8)
-                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.Eight>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
-                else if (tokens == 4)
-                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.Four>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
-                else if (tokens == 3)
-                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.Three>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
-                else if (tokens == 2)
-                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.Two>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
-                else
-                    Q4_0x8.DotQ8PairAvx512<Q4_0x8.One>(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, pr);
+                Q4_0x8.DotQ8PairAvx512(pw, 8 * rowBytes, px, stride, po, offsetStride, blocks, tokens, pr + 3, 16 + 5);
             }
+            var avx512 = new float[tokens * 16];
+            for (int t = 0; t < tokens; t++)
+                wide.AsSpan(3 + t * 21, 16).CopyTo(avx512.AsSpan(t * 16, 16));
             Assert.Equal(expected, avx512);
         }
     }

@@ -207,6 +207,36 @@ public static class Q6_K
             results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
     }
 
+    /// <summary>
+    /// One weight row · <paramref name="tokens"/> (1 to 8) Q8_K activation rows (<paramref name="activationStride"/>
+    /// bytes apart) made by <see cref="Q8_K.Quantize"/>: results[t] is bit-identical to <see cref="DotQ8K"/> of
+    /// activation t, as for <see cref="DotQ8KTile1x4"/>, with the unpacking of each super-block shared by up to eight
+    /// tokens. Fewer than eight cost as much as eight (the last token fills the empty places), which still beats
+    /// one-row dots from six tokens on.
+    /// </summary>
+    public static void DotQ8KTile1x8(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq, int activationStride, int tokens, Span<float> results)
+    {
+        if (tokens is < 1 or > 8)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "a 1 × 8 tile takes one to eight tokens");
+        int blocks = KQuantLanes.CheckTile("Q6_K", BlockBytes, w.Length, xq.Length, activationStride, results.Length, tokens);
+        if (CpuPaths.CanAvx2)
+        {
+            Span<float> all = stackalloc float[8];
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq)
+                fixed (float* pr = all)
+                    DotQ8KTile1x8Avx2(pw, blocks, px, activationStride, tokens, pr);
+            }
+            all[..tokens].CopyTo(results);
+            return;
+        }
+        int activationBytes = blocks * Q8_K.BlockBytes;
+        for (int t = 0; t < tokens; t++)
+            results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
+    }
+
     // ---- SIMD paths: callers have checked the lengths. ----
 
     /// <summary>The 128 unsigned quants of one half as four byte vectors of 32 consecutive elements.</summary>
@@ -351,6 +381,95 @@ public static class Q6_K
         results[2] = F32.SumLanesHalving(acc2);
         results[3] = F32.SumLanesHalving(acc3);
     }
+
+    // Group by group, token by token: only one group's centered quants, magnitudes and scales are live at a time,
+    // so the eight tokens' integer sums stay in registers.
+    internal static unsafe void DotQ8KTile1x8Avx2(byte* w, int blocks, byte* xq, int stride, int tokens, float* results)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector256<float> acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
+        byte* pw = w;
+        var y = new TokenRows8((sbyte*)(xq + Q8_K.QsOffset), stride, tokens);
+        for (int b = 0; b < blocks; b++, pw += BlockBytes, y.Advance())
+        {
+            Vector256<short> sc = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(pw + 192)));
+            Vector256<byte> sc0 = Vector256.Create(sc.GetLower(), sc.GetLower()).AsByte();
+            Vector256<byte> sc1 = Vector256.Create(sc.GetUpper(), sc.GetUpper()).AsByte();
+            var sums = default(TokenSums8);
+            var (a0, a1, a2, a3) = Quants(pw, pw + 128);
+            GroupStep(ref sums, a0, Avx2.Shuffle(sc0, s0), in y, 0);
+            GroupStep(ref sums, a1, Avx2.Shuffle(sc0, s1), in y, 32);
+            GroupStep(ref sums, a2, Avx2.Shuffle(sc0, s2), in y, 64);
+            GroupStep(ref sums, a3, Avx2.Shuffle(sc0, s3), in y, 96);
+            var (b0, b1, b2, b3) = Quants(pw + 64, pw + 160);
+            GroupStep(ref sums, b0, Avx2.Shuffle(sc1, s0), in y, 128);
+            GroupStep(ref sums, b1, Avx2.Shuffle(sc1, s1), in y, 160);
+            GroupStep(ref sums, b2, Avx2.Shuffle(sc1, s2), in y, 192);
+            GroupStep(ref sums, b3, Avx2.Shuffle(sc1, s3), in y, 224);
+            Vector256<float> d = Vector256.Create(HalfBits.Lookup(pw + 208));
+            acc0 = Scaled(y.Y0, d, sums.I0, acc0);
+            acc1 = Scaled(y.Y1, d, sums.I1, acc1);
+            acc2 = Scaled(y.Y2, d, sums.I2, acc2);
+            acc3 = Scaled(y.Y3, d, sums.I3, acc3);
+            acc4 = Scaled(y.Y4, d, sums.I4, acc4);
+            acc5 = Scaled(y.Y5, d, sums.I5, acc5);
+            acc6 = Scaled(y.Y6, d, sums.I6, acc6);
+            acc7 = Scaled(y.Y7, d, sums.I7, acc7);
+        }
+        results[0] = F32.SumLanesHalving(acc0);
+        results[1] = F32.SumLanesHalving(acc1);
+        results[2] = F32.SumLanesHalving(acc2);
+        results[3] = F32.SumLanesHalving(acc3);
+        results[4] = F32.SumLanesHalving(acc4);
+        results[5] = F32.SumLanesHalving(acc5);
+        results[6] = F32.SumLanesHalving(acc6);
+        results[7] = F32.SumLanesHalving(acc7);
+    }
+
+    /// <summary>Eight tokens' current super-block quants (y), <c>stride</c> bytes apart; past <c>tokens</c>, the last token's again.</summary>
+    private unsafe struct TokenRows8(sbyte* y0, int stride, int tokens)
+    {
+        public sbyte* Y0 = y0, Y1 = y0 + Math.Min(1, tokens - 1) * stride, Y2 = y0 + Math.Min(2, tokens - 1) * stride, Y3 = y0 + Math.Min(3, tokens - 1) * stride;
+        public sbyte* Y4 = y0 + Math.Min(4, tokens - 1) * stride, Y5 = y0 + Math.Min(5, tokens - 1) * stride;
+        public sbyte* Y6 = y0 + Math.Min(6, tokens - 1) * stride, Y7 = y0 + Math.Min(7, tokens - 1) * stride;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Advance()
+        {
+            Y0 += Q8_K.BlockBytes; Y1 += Q8_K.BlockBytes; Y2 += Q8_K.BlockBytes; Y3 += Q8_K.BlockBytes;
+            Y4 += Q8_K.BlockBytes; Y5 += Q8_K.BlockBytes; Y6 += Q8_K.BlockBytes; Y7 += Q8_K.BlockBytes;
+        }
+    }
+
+    /// <summary>Eight tokens' integer lanes of one super-block.</summary>
+    private struct TokenSums8
+    {
+        public Vector256<int> I0, I1, I2, I3, I4, I5, I6, I7;
+    }
+
+    /// <summary>One 32-element group (unsigned quants q, scales as <see cref="GroupScales"/>) against eight tokens' activations at <paramref name="offset"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void GroupStep(ref TokenSums8 sums, Vector256<byte> q, Vector256<byte> scales, in TokenRows8 y, int offset)
+    {
+        Vector256<sbyte> v = q.AsSByte() - Vector256.Create((sbyte)32);
+        Vector256<sbyte> m = Avx2.Abs(v).AsSByte();
+        Vector256<short> s = scales.AsInt16();
+        sums.I0 += Signed(m, v, y.Y0 + offset, s);
+        sums.I1 += Signed(m, v, y.Y1 + offset, s);
+        sums.I2 += Signed(m, v, y.Y2 + offset, s);
+        sums.I3 += Signed(m, v, y.Y3 + offset, s);
+        sums.I4 += Signed(m, v, y.Y4 + offset, s);
+        sums.I5 += Signed(m, v, y.Y5 + offset, s);
+        sums.I6 += Signed(m, v, y.Y6 + offset, s);
+        sums.I7 += Signed(m, v, y.Y7 + offset, s);
+    }
+
+    /// <summary>A token's super-block sum into its accumulator: d_x·d (the scalar kernel's product) times the integer lanes; y at the block's quants.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<float> Scaled(sbyte* y, Vector256<float> d, Vector256<int> sumi, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Vector256.Create(Unsafe.ReadUnaligned<float>((byte*)y - Q8_K.QsOffset)) * d, Avx.ConvertToVector256Single(sumi), acc);
 
     /// <summary>The 256 quants of a super-block less 32 (or their magnitudes), 32 consecutive elements per vector.</summary>
     private readonly record struct CenteredQuants(Vector256<sbyte> Q0, Vector256<sbyte> Q1, Vector256<sbyte> Q2, Vector256<sbyte> Q3,

@@ -432,6 +432,7 @@ public sealed unsafe class MatMul : IParallelWork
     /// K-quant rows one at a time against 1×4 tiles of tokens, then one-row dots for the last tokens. A tile streams
     /// twice as many activation bytes as weight bytes per token, so rows go in chunks small enough for L1 together
     /// with four tokens' activations: each token group is then read from L1 by every row of the chunk, not from L2.
+    /// Q6_K takes eight tokens per tile first (its unpacking then serves twice the tokens).
     /// </summary>
     private int KQuantTiles(int begin, int end)
     {
@@ -440,11 +441,22 @@ public sealed unsafe class MatMul : IParallelWork
         int rows = w.Rows;
         var type = w.Type;
         ReadOnlySpan<byte> act = _activations;
-        Span<float> tile = stackalloc float[4];
+        Span<float> tile = stackalloc float[8];
         for (int r0 = begin; r0 < end; r0 += chunkRows)
         {
             int r1 = Math.Min(end, r0 + chunkRows);
             int t = 0;
+            // Q6_K: eight tokens per tile, and six or seven as eight (see DotQ8KTile1x8)
+            for (int n; type == GgmlType.Q6_K && (n = Math.Min(8, _batch - t)) >= 6; t += n)
+            {
+                var x8 = act.Slice(t * _activationRowBytes, n * _activationRowBytes);
+                for (int r = r0; r < r1; r++)
+                {
+                    Q6_K.DotQ8KTile1x8(w.Row(r), x8, _activationRowBytes, n, tile);
+                    for (int j = 0; j < n; j++)
+                        _y[(long)(t + j) * rows + r] = tile[j];
+                }
+            }
             for (; t + 4 <= _batch; t += 4)
             {
                 var x4 = act.Slice(t * _activationRowBytes, 4 * _activationRowBytes);

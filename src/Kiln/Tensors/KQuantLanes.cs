@@ -71,13 +71,17 @@ internal static class KQuantLanes
     /// Argument checks of the 1 × 4 tiles (one weight row · four Q8_K activation rows <paramref name="activationStride"/>
     /// bytes apart, four results); returns the number of super-blocks.
     /// </summary>
-    public static int CheckTile(string type, int blockBytes, int weightBytes, int activationLength, int activationStride, int results)
+    public static int CheckTile(string type, int blockBytes, int weightBytes, int activationLength, int activationStride, int results) =>
+        CheckTile(type, blockBytes, weightBytes, activationLength, activationStride, results, 4);
+
+    /// <summary>Argument checks of a 1 × <paramref name="tokens"/> tile; returns the number of super-blocks.</summary>
+    public static int CheckTile(string type, int blockBytes, int weightBytes, int activationLength, int activationStride, int results, int tokens)
     {
-        if (weightBytes % blockBytes != 0 || results < 4)
-            throw new ArgumentException($"a {type} row is whole {blockBytes}-byte blocks and four results are needed; got {weightBytes} bytes, {results} results");
+        if (weightBytes % blockBytes != 0 || results < tokens)
+            throw new ArgumentException($"a {type} row is whole {blockBytes}-byte blocks and {tokens} results are needed; got {weightBytes} bytes, {results} results");
         int activationBytes = weightBytes / blockBytes * Q8_K.BlockBytes;
-        if (activationStride < activationBytes || activationLength < 3L * activationStride + activationBytes)
-            throw new ArgumentException($"four Q8_K activation rows of {activationBytes} bytes, {activationStride} bytes apart, are needed");
+        if (activationStride < activationBytes || activationLength < (tokens - 1L) * activationStride + activationBytes)
+            throw new ArgumentException($"{tokens} Q8_K activation rows of {activationBytes} bytes, {activationStride} bytes apart, are needed");
         return weightBytes / blockBytes;
     }
 

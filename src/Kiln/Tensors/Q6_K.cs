@@ -207,6 +207,36 @@ public static class Q6_K
             results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
     }
 
+    /// <summary>
+    /// One weight row · <paramref name="tokens"/> (1 to 8) Q8_K activation rows (<paramref name="activationStride"/>
+    /// bytes apart) made by <see cref="Q8_K.Quantize"/>: results[t] is bit-identical to <see cref="DotQ8K"/> of
+    /// activation t, as for <see cref="DotQ8KTile1x4"/>, with the unpacking of each super-block shared by up to eight
+    /// tokens. Fewer than eight cost as much as eight (the last token fills the empty places), which still beats
+    /// one-row dots from six tokens on.
+    /// </summary>
+    public static void DotQ8KTile1x8(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq, int activationStride, int tokens, Span<float> results)
+    {
+        if (tokens is < 1 or > 8)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "a 1 × 8 tile takes one to eight tokens");
+        int blocks = KQuantLanes.CheckTile("Q6_K", BlockBytes, w.Length, xq.Length, activationStride, results.Length, tokens);
+        if (CpuPaths.CanAvx2)
+        {
+            Span<float> all = stackalloc float[8];
+            unsafe
+            {
+                fixed (byte* pw = w)
+                fixed (byte* px = xq)
+                fixed (float* pr = all)
+                    DotQ8KTile1x8Avx2(pw, blocks, px, activationStride, tokens, pr);
+            }
+            all[..tokens].CopyTo(results);
+            return;
+        }
+        int activationBytes = blocks * Q8_K.BlockBytes;
+        for (int t = 0; t < tokens; t++)
+            results[t] = DotQ8KScalar(w, xq.Slice(t * activationStride, activationBytes));
+    }
+
     // ---- SIMD paths: callers have checked the lengths. ----
 
     /// <summary>The 128 unsigned quants of one half as four byte vectors of 32 consecutive elements.</summary>
@@ -317,34 +347,84 @@ public static class Q6_K
         return F32.SumLanesHalving(acc);
     }
 
-    // |q - 32| × (y with the sign of q - 32) gives the same 16-bit pair sums as maddubs(q, y) - maddubs(32, y)
-    // for y in [-127, 127], with one multiply per token instead of two; the unpacking is shared by the four tokens.
+    // |q - 32| × (y with the sign of q - 32) gives the same 16-bit pair sums as maddubs(q, y) - maddubs(32, y) for y
+    // in [-127, 127], with one multiply per token instead of two. Group by group, token by token: only one group's
+    // centered quants, magnitudes and scales are live at a time, so the tokens' integer sums stay in registers (for
+    // four tokens 1.05-1.1x faster than unpacking the whole super-block first; eight tokens per tile are 1.2x faster
+    // per token than four; single thread, Zen 4).
+    internal static unsafe void DotQ8KTile1x8Avx2(byte* w, int blocks, byte* xq, int stride, int tokens, float* results)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector256<float> acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
+        Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
+        Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
+        byte* pw = w;
+        var y = new TokenRows8((sbyte*)(xq + Q8_K.QsOffset), stride, tokens);
+        for (int b = 0; b < blocks; b++, pw += BlockBytes, y.Advance())
+        {
+            Vector256<short> sc = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(pw + 192)));
+            Vector256<byte> sc0 = Vector256.Create(sc.GetLower(), sc.GetLower()).AsByte();
+            Vector256<byte> sc1 = Vector256.Create(sc.GetUpper(), sc.GetUpper()).AsByte();
+            var sums = default(TokenSums8);
+            var (a0, a1, a2, a3) = Quants(pw, pw + 128);
+            GroupStep(ref sums, a0, Avx2.Shuffle(sc0, s0), in y, 0);
+            GroupStep(ref sums, a1, Avx2.Shuffle(sc0, s1), in y, 32);
+            GroupStep(ref sums, a2, Avx2.Shuffle(sc0, s2), in y, 64);
+            GroupStep(ref sums, a3, Avx2.Shuffle(sc0, s3), in y, 96);
+            var (b0, b1, b2, b3) = Quants(pw + 64, pw + 160);
+            GroupStep(ref sums, b0, Avx2.Shuffle(sc1, s0), in y, 128);
+            GroupStep(ref sums, b1, Avx2.Shuffle(sc1, s1), in y, 160);
+            GroupStep(ref sums, b2, Avx2.Shuffle(sc1, s2), in y, 192);
+            GroupStep(ref sums, b3, Avx2.Shuffle(sc1, s3), in y, 224);
+            Vector256<float> d = Vector256.Create(HalfBits.Lookup(pw + 208));
+            acc0 = Scaled(y.Y0, d, sums.I0, acc0);
+            acc1 = Scaled(y.Y1, d, sums.I1, acc1);
+            acc2 = Scaled(y.Y2, d, sums.I2, acc2);
+            acc3 = Scaled(y.Y3, d, sums.I3, acc3);
+            acc4 = Scaled(y.Y4, d, sums.I4, acc4);
+            acc5 = Scaled(y.Y5, d, sums.I5, acc5);
+            acc6 = Scaled(y.Y6, d, sums.I6, acc6);
+            acc7 = Scaled(y.Y7, d, sums.I7, acc7);
+        }
+        results[0] = F32.SumLanesHalving(acc0);
+        results[1] = F32.SumLanesHalving(acc1);
+        results[2] = F32.SumLanesHalving(acc2);
+        results[3] = F32.SumLanesHalving(acc3);
+        results[4] = F32.SumLanesHalving(acc4);
+        results[5] = F32.SumLanesHalving(acc5);
+        results[6] = F32.SumLanesHalving(acc6);
+        results[7] = F32.SumLanesHalving(acc7);
+    }
+
+    // DotQ8KTile1x8Avx2 for four tokens.
     internal static unsafe void DotQ8KTile1x4Avx2(byte* w, int blocks, byte* xq, int stride, float* results)
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
         Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
         Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
-        Vector256<sbyte> thirtyTwo = Vector256.Create((sbyte)32);
-        byte* pw = w, px = xq;
-        for (int b = 0; b < blocks; b++, pw += BlockBytes, px += Q8_K.BlockBytes)
+        byte* pw = w;
+        var y = new TokenRows4((sbyte*)(xq + Q8_K.QsOffset), stride);
+        for (int b = 0; b < blocks; b++, pw += BlockBytes, y.Advance())
         {
             Vector256<short> sc = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(pw + 192)));
             Vector256<byte> sc0 = Vector256.Create(sc.GetLower(), sc.GetLower()).AsByte();
             Vector256<byte> sc1 = Vector256.Create(sc.GetUpper(), sc.GetUpper()).AsByte();
-            var scales = new GroupScales(
-                Avx2.Shuffle(sc0, s0).AsInt16(), Avx2.Shuffle(sc0, s1).AsInt16(), Avx2.Shuffle(sc0, s2).AsInt16(), Avx2.Shuffle(sc0, s3).AsInt16(),
-                Avx2.Shuffle(sc1, s0).AsInt16(), Avx2.Shuffle(sc1, s1).AsInt16(), Avx2.Shuffle(sc1, s2).AsInt16(), Avx2.Shuffle(sc1, s3).AsInt16());
+            var sums = default(TokenSums4);
             var (a0, a1, a2, a3) = Quants(pw, pw + 128);
+            GroupStep4(ref sums, a0, Avx2.Shuffle(sc0, s0), in y, 0);
+            GroupStep4(ref sums, a1, Avx2.Shuffle(sc0, s1), in y, 32);
+            GroupStep4(ref sums, a2, Avx2.Shuffle(sc0, s2), in y, 64);
+            GroupStep4(ref sums, a3, Avx2.Shuffle(sc0, s3), in y, 96);
             var (b0, b1, b2, b3) = Quants(pw + 64, pw + 160);
-            var v = new CenteredQuants(a0.AsSByte() - thirtyTwo, a1.AsSByte() - thirtyTwo, a2.AsSByte() - thirtyTwo, a3.AsSByte() - thirtyTwo,
-                b0.AsSByte() - thirtyTwo, b1.AsSByte() - thirtyTwo, b2.AsSByte() - thirtyTwo, b3.AsSByte() - thirtyTwo);
-            var m = new CenteredQuants(Avx2.Abs(v.Q0).AsSByte(), Avx2.Abs(v.Q1).AsSByte(), Avx2.Abs(v.Q2).AsSByte(), Avx2.Abs(v.Q3).AsSByte(),
-                Avx2.Abs(v.Q4).AsSByte(), Avx2.Abs(v.Q5).AsSByte(), Avx2.Abs(v.Q6).AsSByte(), Avx2.Abs(v.Q7).AsSByte());
+            GroupStep4(ref sums, b0, Avx2.Shuffle(sc1, s0), in y, 128);
+            GroupStep4(ref sums, b1, Avx2.Shuffle(sc1, s1), in y, 160);
+            GroupStep4(ref sums, b2, Avx2.Shuffle(sc1, s2), in y, 192);
+            GroupStep4(ref sums, b3, Avx2.Shuffle(sc1, s3), in y, 224);
             Vector256<float> d = Vector256.Create(HalfBits.Lookup(pw + 208));
-            acc0 = TokenStep(px, in v, in m, in scales, d, acc0);
-            acc1 = TokenStep(px + stride, in v, in m, in scales, d, acc1);
-            acc2 = TokenStep(px + 2 * stride, in v, in m, in scales, d, acc2);
-            acc3 = TokenStep(px + 3 * stride, in v, in m, in scales, d, acc3);
+            acc0 = Scaled(y.Y0, d, sums.I0, acc0);
+            acc1 = Scaled(y.Y1, d, sums.I1, acc1);
+            acc2 = Scaled(y.Y2, d, sums.I2, acc2);
+            acc3 = Scaled(y.Y3, d, sums.I3, acc3);
         }
         results[0] = F32.SumLanesHalving(acc0);
         results[1] = F32.SumLanesHalving(acc1);
@@ -352,26 +432,78 @@ public static class Q6_K
         results[3] = F32.SumLanesHalving(acc3);
     }
 
-    /// <summary>The 256 quants of a super-block less 32 (or their magnitudes), 32 consecutive elements per vector.</summary>
-    private readonly record struct CenteredQuants(Vector256<sbyte> Q0, Vector256<sbyte> Q1, Vector256<sbyte> Q2, Vector256<sbyte> Q3,
-        Vector256<sbyte> Q4, Vector256<sbyte> Q5, Vector256<sbyte> Q6, Vector256<sbyte> Q7);
-
-    /// <summary>Per 32-element group, the scale of its first 16 elements in the low 128 bits' 16-bit lanes and of the next 16 in the high ones.</summary>
-    private readonly record struct GroupScales(Vector256<short> S0, Vector256<short> S1, Vector256<short> S2, Vector256<short> S3,
-        Vector256<short> S4, Vector256<short> S5, Vector256<short> S6, Vector256<short> S7);
-
-    /// <summary>One token's super-block against an unpacked weight block: <see cref="DotQ8KAvx2"/>'s FMA step.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<float> TokenStep(byte* px, in CenteredQuants v, in CenteredQuants m, in GroupScales sc, Vector256<float> d, Vector256<float> acc)
+    /// <summary>Four tokens' current super-block quants (y), <c>stride</c> bytes apart.</summary>
+    private unsafe struct TokenRows4(sbyte* y0, int stride)
     {
-        sbyte* y = (sbyte*)(px + Q8_K.QsOffset);
-        Vector256<int> sumi = Signed(m.Q0, v.Q0, y, sc.S0) + Signed(m.Q1, v.Q1, y + 32, sc.S1)
-                            + Signed(m.Q2, v.Q2, y + 64, sc.S2) + Signed(m.Q3, v.Q3, y + 96, sc.S3);
-        sumi += Signed(m.Q4, v.Q4, y + 128, sc.S4) + Signed(m.Q5, v.Q5, y + 160, sc.S5)
-              + Signed(m.Q6, v.Q6, y + 192, sc.S6) + Signed(m.Q7, v.Q7, y + 224, sc.S7);
-        // d_x·d as a vector multiply of broadcasts: the scalar kernel's product, one operation fewer
-        return Fma.MultiplyAdd(Vector256.Create(Unsafe.ReadUnaligned<float>(px)) * d, Avx.ConvertToVector256Single(sumi), acc);
+        public sbyte* Y0 = y0, Y1 = y0 + stride, Y2 = y0 + 2 * stride, Y3 = y0 + 3 * stride;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Advance()
+        {
+            Y0 += Q8_K.BlockBytes; Y1 += Q8_K.BlockBytes; Y2 += Q8_K.BlockBytes; Y3 += Q8_K.BlockBytes;
+        }
     }
+
+    /// <summary>Four tokens' integer lanes of one super-block.</summary>
+    private struct TokenSums4
+    {
+        public Vector256<int> I0, I1, I2, I3;
+    }
+
+    /// <summary><see cref="GroupStep(ref TokenSums8, Vector256{byte}, Vector256{byte}, in TokenRows8, int)"/> for four tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void GroupStep4(ref TokenSums4 sums, Vector256<byte> q, Vector256<byte> scales, in TokenRows4 y, int offset)
+    {
+        Vector256<sbyte> v = q.AsSByte() - Vector256.Create((sbyte)32);
+        Vector256<sbyte> m = Avx2.Abs(v).AsSByte();
+        Vector256<short> s = scales.AsInt16();
+        sums.I0 += Signed(m, v, y.Y0 + offset, s);
+        sums.I1 += Signed(m, v, y.Y1 + offset, s);
+        sums.I2 += Signed(m, v, y.Y2 + offset, s);
+        sums.I3 += Signed(m, v, y.Y3 + offset, s);
+    }
+
+    /// <summary>Eight tokens' current super-block quants (y), <c>stride</c> bytes apart; past <c>tokens</c>, the last token's again.</summary>
+    private unsafe struct TokenRows8(sbyte* y0, int stride, int tokens)
+    {
+        public sbyte* Y0 = y0, Y1 = y0 + Math.Min(1, tokens - 1) * stride, Y2 = y0 + Math.Min(2, tokens - 1) * stride, Y3 = y0 + Math.Min(3, tokens - 1) * stride;
+        public sbyte* Y4 = y0 + Math.Min(4, tokens - 1) * stride, Y5 = y0 + Math.Min(5, tokens - 1) * stride;
+        public sbyte* Y6 = y0 + Math.Min(6, tokens - 1) * stride, Y7 = y0 + Math.Min(7, tokens - 1) * stride;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Advance()
+        {
+            Y0 += Q8_K.BlockBytes; Y1 += Q8_K.BlockBytes; Y2 += Q8_K.BlockBytes; Y3 += Q8_K.BlockBytes;
+            Y4 += Q8_K.BlockBytes; Y5 += Q8_K.BlockBytes; Y6 += Q8_K.BlockBytes; Y7 += Q8_K.BlockBytes;
+        }
+    }
+
+    /// <summary>Eight tokens' integer lanes of one super-block.</summary>
+    private struct TokenSums8
+    {
+        public Vector256<int> I0, I1, I2, I3, I4, I5, I6, I7;
+    }
+
+    /// <summary>One 32-element group (unsigned quants q; scales: the first 16 elements' in the low 128 bits' 16-bit lanes, the next 16's in the high ones) against eight tokens' activations at <paramref name="offset"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void GroupStep(ref TokenSums8 sums, Vector256<byte> q, Vector256<byte> scales, in TokenRows8 y, int offset)
+    {
+        Vector256<sbyte> v = q.AsSByte() - Vector256.Create((sbyte)32);
+        Vector256<sbyte> m = Avx2.Abs(v).AsSByte();
+        Vector256<short> s = scales.AsInt16();
+        sums.I0 += Signed(m, v, y.Y0 + offset, s);
+        sums.I1 += Signed(m, v, y.Y1 + offset, s);
+        sums.I2 += Signed(m, v, y.Y2 + offset, s);
+        sums.I3 += Signed(m, v, y.Y3 + offset, s);
+        sums.I4 += Signed(m, v, y.Y4 + offset, s);
+        sums.I5 += Signed(m, v, y.Y5 + offset, s);
+        sums.I6 += Signed(m, v, y.Y6 + offset, s);
+        sums.I7 += Signed(m, v, y.Y7 + offset, s);
+    }
+
+    /// <summary>A token's super-block sum into its accumulator: d_x·d (the scalar kernel's product) times the integer lanes; y at the block's quants.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<float> Scaled(sbyte* y, Vector256<float> d, Vector256<int> sumi, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Vector256.Create(Unsafe.ReadUnaligned<float>((byte*)y - Q8_K.QsOffset)) * d, Avx.ConvertToVector256Single(sumi), acc);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe Vector256<int> Signed(Vector256<sbyte> magnitude, Vector256<sbyte> centered, sbyte* y, Vector256<short> scales) =>

@@ -128,7 +128,7 @@ public static class Q4_0x8
 
     /// <summary>
     /// Two adjacent interleaved groups (16 rows: <paramref name="groups"/> holds group g and then group g + 1) ·
-    /// <paramref name="tokens"/> (1, 2, 3, 4 or 8) Q8_0 activation rows: results[t·16 + i] is bit-identical to
+    /// <paramref name="tokens"/> (1 to 8) Q8_0 activation rows: results[t·16 + i] is bit-identical to
     /// <see cref="Q4_0.DotQ8"/> of plain row i (rows 8..15 being the second group's) and activation t.
     /// With AVX-512 a zmm register carries both groups, so each broadcast activation dword, each maddubs and each FMA
     /// serves sixteen rows: half the instructions of two eight-row passes, which is what bounds these kernels on
@@ -138,8 +138,8 @@ public static class Q4_0x8
     public static void DotQ8Pair(ReadOnlySpan<byte> groups, ReadOnlySpan<byte> xq8, int activationStride,
         ReadOnlySpan<int> offsets, int offsetStride, int tokens, Span<float> results)
     {
-        if (tokens is not (1 or 2 or 3 or 4 or 8))
-            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "1, 2, 3, 4 or 8 tokens");
+        if (tokens is < 1 or > 8)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "1 to 8 tokens");
         if (groups.Length % 2 != 0)
             throw new ArgumentException($"two groups of equal size are needed; got {groups.Length} bytes", nameof(groups));
         int groupBytes = groups.Length / 2;
@@ -175,7 +175,7 @@ public static class Q4_0x8
     }
 
     /// <summary>
-    /// <see cref="DotQ8Pair"/>'s AVX-512 tile for 1, 2, 3, 4 or 8 tokens (unchecked), token t's sixteen results at
+    /// <see cref="DotQ8Pair"/>'s AVX-512 tile for 1 to 8 tokens (unchecked), token t's sixteen results at
     /// results + t · resultStride: MatMul passes its output row stride and so needs no scratch tile and no copies.
     /// </summary>
     internal static unsafe void DotQ8PairAvx512(byte* w, int groupBytes, byte* xq8, int stride, int* offsets, int offsetStride,
@@ -184,6 +184,9 @@ public static class Q4_0x8
         switch (tokens)
         {
             case 8: DotQ8PairAvx512<Eight>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+            case 7: DotQ8PairAvx512<Seven>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+            case 6: DotQ8PairAvx512<Six>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
+            case 5: DotQ8PairAvx512<Five>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
             case 4: DotQ8PairAvx512<Four>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
             case 3: DotQ8PairAvx512<Three>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
             case 2: DotQ8PairAvx512<Two>(w, groupBytes, xq8, stride, offsets, offsetStride, blocks, results, resultStride); break;
@@ -198,6 +201,9 @@ public static class Q4_0x8
     internal struct Two : ITokenCount { public static int Count => 2; }
     internal struct Three : ITokenCount { public static int Count => 3; }
     internal struct Four : ITokenCount { public static int Count => 4; }
+    internal struct Five : ITokenCount { public static int Count => 5; }
+    internal struct Six : ITokenCount { public static int Count => 6; }
+    internal struct Seven : ITokenCount { public static int Count => 7; }
     internal struct Eight : ITokenCount { public static int Count => 8; }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -242,13 +248,14 @@ public static class Q4_0x8
                 acc2 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 2 * stride, offsets + 2 * offsetStride, ones, table, acc2);
             if (T.Count >= 4)
                 acc3 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 3 * stride, offsets + 3 * offsetStride, ones, table, acc3);
-            if (T.Count == 8)
-            {
+            if (T.Count >= 5)
                 acc4 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 4 * stride, offsets + 4 * offsetStride, ones, table, acc4);
+            if (T.Count >= 6)
                 acc5 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 5 * stride, offsets + 5 * offsetStride, ones, table, acc5);
+            if (T.Count >= 7)
                 acc6 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 6 * stride, offsets + 6 * offsetStride, ones, table, acc6);
+            if (T.Count == 8)
                 acc7 = PairStep(l0, l1, l2, l3, h0, h1, h2, h3, rowScales, px + 7 * stride, offsets + 7 * offsetStride, ones, table, acc7);
-            }
         }
         acc0.Store(results);
         if (T.Count >= 2)
@@ -257,13 +264,14 @@ public static class Q4_0x8
             acc2.Store(results + 2 * resultStride);
         if (T.Count >= 4)
             acc3.Store(results + 3 * resultStride);
-        if (T.Count == 8)
-        {
+        if (T.Count >= 5)
             acc4.Store(results + 4 * resultStride);
+        if (T.Count >= 6)
             acc5.Store(results + 5 * resultStride);
+        if (T.Count >= 7)
             acc6.Store(results + 6 * resultStride);
+        if (T.Count == 8)
             acc7.Store(results + 7 * resultStride);
-        }
     }
 
     /// <summary>

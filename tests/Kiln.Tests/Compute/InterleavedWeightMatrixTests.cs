@@ -79,7 +79,12 @@ public sealed class InterleavedWeightMatrixTests : IDisposable
     [InlineData(70, 2080, 1)]
     [InlineData(70, 2080, 4)]
     [InlineData(70, 2080, 7)]
-    [InlineData(70, 2080, 13)] // AVX-512: 16 × 8 and 16 × 4 pair tiles, then one token by groups
+    [InlineData(70, 2080, 2)]  // AVX-512: pair tiles of every token count from 2 to 8, one token alone by groups
+    [InlineData(70, 2080, 3)]
+    [InlineData(70, 2080, 6)]
+    [InlineData(70, 2080, 13)]
+    [InlineData(70, 2080, 17)]
+    [InlineData(83, 256, 22)]
     [InlineData(83, 256, 8)]   // an odd number of groups: the last group of each worker's slice alone
     [InlineData(83, 256, 12)]
     public void MatMulGivesEveryOutputTheScalarOneRowBits(int rows, int columns, int batch)

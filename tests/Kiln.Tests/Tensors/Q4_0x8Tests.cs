@@ -125,7 +125,7 @@ public sealed class Q4_0x8Tests
     public static TheoryData<int, int> PairData()
     {
         var data = new TheoryData<int, int>();
-        foreach (int tokens in new[] { 1, 2, 3, 4, 8 })
+        foreach (int tokens in new[] { 1, 2, 3, 4, 5, 6, 7, 8 })
         {
             foreach (int blocks in new[] { 1, 3, 64, 176 })
                 data.Add(tokens, blocks);
@@ -194,7 +194,8 @@ public sealed class Q4_0x8Tests
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8(group, x, new int[2], new float[7]));
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Tile4(group, x, x.Length, new int[8], 2, results));
         byte[] pair = new byte[4 * Q4_0x8.RecordBytes];
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[2], 2, 5, results));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[2], 2, 9, results));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[2], 2, 0, results));
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Pair(pair.AsSpan(1), x, x.Length, new int[2], 2, 1, results));
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[8], 2, 4, results));
         Assert.Throws<ArgumentException>(() => Q4_0x8.DotQ8Pair(pair, x, x.Length, new int[2], 2, 1, new float[15]));

@@ -352,9 +352,6 @@ public static class Q6_K
     // centered quants, magnitudes and scales are live at a time, so the tokens' integer sums stay in registers (for
     // four tokens 1.05-1.1x faster than unpacking the whole super-block first; eight tokens per tile are 1.2x faster
     // per token than four; single thread, Zen 4).
-    // AggressiveOptimization: straight to optimized code, as the Q4_0 tiles (a server's first minute would otherwise
-    // run the tier-0 body, whose helpers are calls).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void DotQ8KTile1x8Avx2(byte* w, int blocks, byte* xq, int stride, int tokens, float* results)
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
@@ -400,7 +397,6 @@ public static class Q6_K
     }
 
     // DotQ8KTile1x8Avx2 for four tokens.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe void DotQ8KTile1x4Avx2(byte* w, int blocks, byte* xq, int stride, float* results)
     {
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;

@@ -195,7 +195,7 @@ public static class Q4_0x8
     }
 
     // Token counts as types: each instantiation of DotQ8PairAvx512 is compiled for its count, so the unused
-    // accumulators and steps vanish and one body serves the 8-, 4- and 1-token tiles.
+    // accumulators and steps vanish and one body serves the tiles of every token count from 1 to 8.
     internal interface ITokenCount { static abstract int Count { get; } }
     internal struct One : ITokenCount { public static int Count => 1; }
     internal struct Two : ITokenCount { public static int Count => 2; }

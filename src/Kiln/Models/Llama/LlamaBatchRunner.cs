@@ -165,11 +165,10 @@ public sealed unsafe class LlamaBatchRunner
         for (int l = 0; l < _c.BlockCount; l++)
         {
             var layer = _model.Layers[l];
-            for (int t = 0; t < n; t++)
-                RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.AttentionNorm, eps, _xb.AsSpan(t * dim, dim));
+            RmsNorm.ApplyRows(_x, n, layer.AttentionNorm, eps, _xb);
             _matmul.Run(layer.Query, _xb, n, _q);
-            _matmul.Run(layer.Key, _xb, n, _k);
-            _matmul.Run(layer.Value, _xb, n, _v);
+            _matmul.Run(layer.Key, _xb, n, _k, inputUnchanged: true);
+            _matmul.Run(layer.Value, _xb, n, _v, inputUnchanged: true);
             for (int t = 0; t < n; t++)
             {
                 var q = _q.AsSpan(t * qDim, qDim);
@@ -205,17 +204,15 @@ public sealed unsafe class LlamaBatchRunner
             if (rows == 0)
                 continue;
 
-            for (int t = 0; t < rows; t++)
-                RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, eps, _xb.AsSpan(t * dim, dim));
+            RmsNorm.ApplyRows(_x, rows, layer.FeedForwardNorm, eps, _xb);
             _matmul.Run(layer.Gate, _xb, rows, _hb);
-            _matmul.Run(layer.Up, _xb, rows, _hb2);
+            _matmul.Run(layer.Up, _xb, rows, _hb2, inputUnchanged: true);
             for (int t = 0; t < rows; t++)
                 SwiGlu.Apply(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
             _matmul.Run(layer.Down, _hb, rows, _xb2);
             TensorPrimitives.Add(_x.AsSpan(0, rows * dim), _xb2.AsSpan(0, rows * dim), _x.AsSpan(0, rows * dim));
         }
 
-        for (int t = 0; t < outputs; t++)
-            RmsNorm.Apply(_x.AsSpan(t * dim, dim), _model.OutputNorm, eps, _xb.AsSpan(t * dim, dim));
+        RmsNorm.ApplyRows(_x, outputs, _model.OutputNorm, eps, _xb);
     }
 }

@@ -28,6 +28,8 @@ public sealed unsafe class MatMul : IParallelWork
     private float* _y;
     private float* _x;
     private readonly ActivationRows _activationRows;
+    // What _activations holds: the input it was converted from, its rows, and the conversion.
+    private (nint X, int Batch, GgmlType Type, int Columns, bool F16Prescaled) _prepared;
 
     /// <summary>Batches from this many rows convert their activations over the pool.</summary>
     private const int ParallelActivationRows = 8;
@@ -47,7 +49,12 @@ public sealed unsafe class MatMul : IParallelWork
     public bool BatchInvariant { get; init; }
 
     /// <summary>Computes y (T × W.Rows, row-major) from x (T × W.Columns, row-major).</summary>
-    public void Run(WeightMatrix w, ReadOnlySpan<float> x, int batch, Span<float> y)
+    /// <param name="inputUnchanged">
+    /// The caller's promise that x is the span of the previous Run on this MatMul and holds the same values: when
+    /// that Run converted it for a weight of the same type and width, the conversion is reused (the query, key and
+    /// value products of a layer share one input, as do gate and up). Otherwise it is ignored.
+    /// </param>
+    public void Run(WeightMatrix w, ReadOnlySpan<float> x, int batch, Span<float> y, bool inputUnchanged = false)
     {
         int cols = w.Columns;
         if (x.Length < batch * cols || y.Length < batch * w.Rows)
@@ -71,10 +78,16 @@ public sealed unsafe class MatMul : IParallelWork
         int rowBytes = checked((int)RowKernels.ActivationBytes(w.Type, cols));
         int need = rowBytes * batch;
         if (_activations.Length < need)
+        {
             _activations = GC.AllocateUninitializedArray<byte>(need, pinned: true);
+            _prepared = default;
+        }
         _f16Prescaled = w.Type == GgmlType.F16 && !UsesFloatBatch(w, batch);
         if (w.Type == GgmlType.Q4_0 && _offsets.Length < batch * (cols / Q4_0.BlockSize))
+        {
             _offsets = new int[batch * (cols / Q4_0.BlockSize)];
+            _prepared = default;
+        }
 
         fixed (float* px = x)
         fixed (float* py = y)
@@ -83,12 +96,18 @@ public sealed unsafe class MatMul : IParallelWork
             _batch = batch;
             _activationRowBytes = rowBytes;
             _x = px;
-            // A prompt's rows are converted in parallel too: done by the calling thread alone, 64 tokens' conversions
-            // were a few percent of a prompt step while the other workers waited.
-            if (batch >= ParallelActivationRows && _pool.ThreadCount > 1)
-                _pool.For(batch, _activationRows);
-            else
-                PrepareActivations(0, batch);
+            var prepared = ((nint)px, batch, w.Type, cols, _f16Prescaled);
+            if (!inputUnchanged || prepared != _prepared)
+            {
+                _prepared = default;
+                // A prompt's rows are converted in parallel too: done by the calling thread alone, 64 tokens'
+                // conversions were a few percent of a prompt step while the other workers waited.
+                if (batch >= ParallelActivationRows && _pool.ThreadCount > 1)
+                    _pool.For(batch, _activationRows);
+                else
+                    PrepareActivations(0, batch);
+                _prepared = prepared;
+            }
             _x = null;
             _y = py;
             // Chunks of 16-row multiples keep every slice of W cache-line aligned and whole Q4_0 group pairs, for every type.

@@ -53,6 +53,87 @@ public unsafe class MatMulTests
     }
 
     /// <summary>
+    /// inputUnchanged reuses the previous Run's conversion of the same span for a weight of the same type and width
+    /// (a layer's query, key and value share one input): the results are those of a fresh conversion, the reuse is
+    /// real (values changed behind the promise are not seen), and a different span, batch or type is converted anew.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0, 1)]
+    [InlineData(GgmlType.Q4_0, 9)]
+    [InlineData(GgmlType.Q6_K, 5)]
+    public void AnUnchangedInputIsConvertedOnceForWeightsOfOneType(GgmlType type, int batch)
+    {
+        const int columns = 512;
+        WeightMatrix Make(GgmlType t, int rows, int seed, out byte[] bytes)
+        {
+            var (quantize, _) = For(t);
+            int rowBytes = (int)GgmlTypeTraits.RowBytes(t, columns);
+            bytes = GC.AllocateArray<byte>(rows * rowBytes, pinned: true);
+            for (int r = 0; r < rows; r++)
+                quantize(Kiln.Tests.Tensors.KernelTestData.Floats(columns, seed + r, 0.05f), bytes.AsSpan(r * rowBytes, rowBytes));
+            fixed (byte* p = bytes)
+                return new WeightMatrix("w" + seed, t, rows, columns, p);
+        }
+        var a = Make(type, 40, 100, out var aBytes);
+        var b = Make(type, 24, 200, out var bBytes);
+        var c = Make(GgmlType.Q8_0, 24, 300, out var cBytes);
+        using var pool = new WorkerPool(2);
+        var x = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, 7, 2f);
+        var other = Kiln.Tests.Tensors.KernelTestData.Floats(batch * columns, 8, 2f);
+
+        float[] Fresh(WeightMatrix w, float[] input)
+        {
+            var y = new float[batch * w.Rows];
+            new MatMul(pool).Run(w, input, batch, y);
+            return y;
+        }
+
+        var matmul = new MatMul(pool);
+        var ya = new float[batch * a.Rows];
+        var yb = new float[batch * b.Rows];
+        matmul.Run(a, x, batch, ya);
+        matmul.Run(b, x, batch, yb, inputUnchanged: true);
+        Assert.Equal(Fresh(a, x), ya);
+        Assert.Equal(Fresh(b, x), yb);
+
+        // The promise is taken at its word: the conversion of the old values serves.
+        var saved = (float[])x.Clone();
+        other.CopyTo(x, 0);
+        matmul.Run(b, x, batch, yb, inputUnchanged: true);
+        Assert.Equal(Fresh(b, saved), yb);
+
+        // Without the promise, or for another span, the input is converted again.
+        matmul.Run(b, x, batch, yb);
+        Assert.Equal(Fresh(b, other), yb);
+        var copy = (float[])saved.Clone();
+        matmul.Run(b, copy, batch, yb, inputUnchanged: true);
+        Assert.Equal(Fresh(b, saved), yb);
+
+        // A smaller batch of the same span is a different conversion too.
+        if (batch > 1)
+        {
+            var y1 = new float[b.Rows];
+            matmul.Run(b, copy.AsSpan(0, columns), 1, y1, inputUnchanged: true);
+            Assert.Equal(Fresh1(b, copy), y1);
+        }
+        // A weight of another type needs its own conversion.
+        var yc = new float[batch * c.Rows];
+        matmul.Run(b, copy, batch, yb);
+        matmul.Run(c, copy, batch, yc, inputUnchanged: true);
+        Assert.Equal(Fresh(c, copy), yc);
+        GC.KeepAlive(aBytes);
+        GC.KeepAlive(bBytes);
+        GC.KeepAlive(cBytes);
+
+        float[] Fresh1(WeightMatrix w, float[] input)
+        {
+            var y = new float[w.Rows];
+            new MatMul(pool).Run(w, input.AsSpan(0, columns), 1, y);
+            return y;
+        }
+    }
+
+    /// <summary>
     /// Runs <paramref name="w"/> (whose bytes are <paramref name="weights"/>) on random batches and asserts every output
     /// has the bits of <paramref name="dot"/> of its row with that token's quantized activations.
     /// </summary>

@@ -113,16 +113,15 @@ public sealed unsafe class LlamaContext : ModelContext
         {
             var layer = _model.Layers[l];
 
-            for (int t = 0; t < n; t++)
-                RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.AttentionNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
+            RmsNorm.ApplyRows(_x, n, layer.AttentionNorm, _c.RmsEpsilon, _xb);
             Observe(l, layer.Query, _xb, n);
             _matmul.Run(layer.Query, _xb, n, _q);
             _lora?.Apply(l, LoraTarget.Query, _xb, n, _q);
             Observe(l, layer.Key, _xb, n);
-            _matmul.Run(layer.Key, _xb, n, _k);
+            _matmul.Run(layer.Key, _xb, n, _k, inputUnchanged: true);
             _lora?.Apply(l, LoraTarget.Key, _xb, n, _k);
             Observe(l, layer.Value, _xb, n);
-            _matmul.Run(layer.Value, _xb, n, _v);
+            _matmul.Run(layer.Value, _xb, n, _v, inputUnchanged: true);
             _lora?.Apply(l, LoraTarget.Value, _xb, n, _v);
             for (int t = 0; t < n; t++)
             {
@@ -162,13 +161,12 @@ public sealed unsafe class LlamaContext : ModelContext
             if (rows == 0)
                 continue;
 
-            for (int t = 0; t < rows; t++)
-                RmsNorm.Apply(_x.AsSpan(t * dim, dim), layer.FeedForwardNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
+            RmsNorm.ApplyRows(_x, rows, layer.FeedForwardNorm, _c.RmsEpsilon, _xb);
             Observe(l, layer.Gate, _xb, rows);
             _matmul.Run(layer.Gate, _xb, rows, _hb);
             _lora?.Apply(l, LoraTarget.Gate, _xb, rows, _hb);
             Observe(l, layer.Up, _xb, rows);
-            _matmul.Run(layer.Up, _xb, rows, _hb2);
+            _matmul.Run(layer.Up, _xb, rows, _hb2, inputUnchanged: true);
             _lora?.Apply(l, LoraTarget.Up, _xb, rows, _hb2);
             for (int t = 0; t < rows; t++)
                 SwiGlu.Apply(_hb.AsSpan(t * ffn, ffn), _hb2.AsSpan(t * ffn, ffn));
@@ -184,8 +182,7 @@ public sealed unsafe class LlamaContext : ModelContext
     protected override void ComputeLogits(int rows, Span<float> logits)
     {
         int dim = _c.EmbeddingLength;
-        for (int t = 0; t < rows; t++)
-            RmsNorm.Apply(_x.AsSpan(t * dim, dim), _model.OutputNorm, _c.RmsEpsilon, _xb.AsSpan(t * dim, dim));
+        RmsNorm.ApplyRows(_x, rows, _model.OutputNorm, _c.RmsEpsilon, _xb);
         Observe(-1, _model.Output, _xb, rows);
         _matmul.Run(_model.Output, _xb, rows, logits);
     }

@@ -41,6 +41,44 @@ public class LoadTestTests
     }
 
     [Fact]
+    public async Task WarmupRequestsAreSentButNotMeasured()
+    {
+        var prompts = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var engine = new ScriptedEngine
+        {
+            TokenDelay = TimeSpan.FromMilliseconds(2),
+            Script = request =>
+            {
+                prompts.Enqueue(string.Join(',', request.Prompt));
+                return null!; // no script: the engine's own tokens, max_tokens of them
+            },
+        };
+        await using var fixture = await ServerFixture.StartAsync(engine);
+        var settings = new LoadTestSettings { Url = fixture.Server.Url, Concurrency = 3, Requests = 5, Warmup = 2, PromptTokens = 32, MaxTokens = 3, Stream = true };
+        LoadTestReport report = await LoadTestRunner.RunAsync(settings, fixture.Http, CancellationToken.None);
+        Assert.Equal(0, report.Errors);
+        Assert.Equal(5, report.Latency.Count);
+        Assert.Equal(15, report.GeneratedTokens);
+        Assert.Equal(7, prompts.Count);
+        Assert.Equal(7, prompts.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task AFailedWarmupStopsTheRunWithItsError()
+    {
+        int seen = 0;
+        var engine = new ScriptedEngine { Script = _ => { Interlocked.Increment(ref seen); return [1]; } };
+        await using var fixture = await ServerFixture.StartAsync(engine, apiKey: "k");
+        using var anonymous = new HttpClient { BaseAddress = fixture.Server.Url };
+        var settings = new LoadTestSettings { Url = fixture.Server.Url, Requests = 4, Warmup = 1, PromptTokens = 4, MaxTokens = 2 };
+        var e = await Assert.ThrowsAsync<LoadTestFailedException>(() => LoadTestRunner.RunAsync(settings, anonymous, CancellationToken.None));
+        Assert.Contains("warm-up", e.Message);
+        Assert.Contains("401", e.Message);
+        Assert.Equal(0, seen);
+        Assert.DoesNotContain("/v1/completions 200", fixture.Log.ToString());
+    }
+
+    [Fact]
     public async Task ErrorsAreCountedNotThrown()
     {
         await using var fixture = await ServerFixture.StartAsync(apiKey: "k");

@@ -17,9 +17,10 @@ internal static class LoadTestCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key for the server" };
         var model = new Option<string?>("--model", "-m") { Description = "Model name to send (default: none, the server's)" };
         var json = new Option<bool>("--json") { Description = "Print the figures as JSON" };
+        var warmup = new Option<int>("--warmup") { Description = "Unmeasured requests of the same shape sent one at a time first; if one fails, nothing is measured", DefaultValueFactory = _ => 1 };
 
         var command = new Command("loadtest", "Load-test an OpenAI-compatible server: generated tokens/s, requests/s, TTFT and inter-token latency percentiles");
-        foreach (Option o in new Option[] { url, concurrency, requests, promptTokens, maxTokens, stream, apiKey, model, json })
+        foreach (Option o in new Option[] { url, concurrency, requests, promptTokens, maxTokens, stream, warmup, apiKey, model, json })
             command.Options.Add(o);
 
         command.SetAction(async (r, cancellation) =>
@@ -31,6 +32,7 @@ internal static class LoadTestCommand
                 Url = address,
                 Concurrency = Check(r.GetValue(concurrency), 1, 4096, "--concurrency"),
                 Requests = Check(r.GetValue(requests), 1, 1_000_000, "--requests"),
+                Warmup = Check(r.GetValue(warmup), 0, 1000, "--warmup"),
                 PromptTokens = Check(r.GetValue(promptTokens), 1, 1 << 20, "--prompt-tokens"),
                 MaxTokens = Check(r.GetValue(maxTokens), 1, 1 << 20, "--max-tokens"),
                 Stream = r.GetValue(stream),
@@ -38,6 +40,7 @@ internal static class LoadTestCommand
                 Model = r.GetValue(model),
             };
             using var http = new HttpClient { BaseAddress = new Uri(address.ToString().TrimEnd('/') + "/"), Timeout = TimeSpan.FromMinutes(30) };
+            // A failed warm-up (LoadTestFailedException) ends the command with its message and exit code 1.
             LoadTestReport report = await LoadTestRunner.RunAsync(settings, http, cancellation).ConfigureAwait(false);
             if (r.GetValue(json))
             {

@@ -10,6 +10,7 @@ namespace Kiln.Cli.Commands;
 /// what clients see. Prompts are exactly P tokens when the server has /tokenize (sent as token ids), otherwise about
 /// P words; <c>ignore_eos</c> asks for exactly G tokens. Each request gets its own prompt, and each run its own
 /// prompts, so that no two requests share a prefix-cache hit, not even with a run before this one on the same server.
+/// Warm-up requests, made the same way, go first and are not measured.
 /// </summary>
 internal static class LoadTestRunner
 {
@@ -26,6 +27,27 @@ internal static class LoadTestRunner
         long generated = 0;
         int next = -1;
         int run = Random.Shared.Next();
+
+        // Prompts are made (tokenized) before the clock starts, so that the wall time is the completions' alone.
+        var prompts = new object[settings.Warmup + settings.Requests];
+        await Parallel.ForEachAsync(Enumerable.Range(0, prompts.Length), new ParallelOptions { MaxDegreeOfParallelism = settings.Concurrency, CancellationToken = cancellationToken },
+            async (i, token) => prompts[i] = await PromptAsync(http, settings, run, i, token).ConfigureAwait(false)).ConfigureAwait(false);
+
+        // Untimed requests first, one at a time (vLLM's benchmark does the same): they show at once whether the
+        // server answers at all, and they take the client's own first-call costs (JIT, connection set-up) out of
+        // the measured window.
+        for (int i = 0; i < settings.Warmup; i++)
+        {
+            try
+            {
+                await SendAsync(http, settings, prompts[i], cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpRequestException or JsonException or InvalidDataException or TaskCanceledException)
+            {
+                throw new LoadTestFailedException($"the warm-up request failed: {e.Message}", e);
+            }
+        }
+
         var wall = Stopwatch.StartNew();
 
         async Task Worker()
@@ -37,8 +59,7 @@ internal static class LoadTestRunner
                     return;
                 try
                 {
-                    object prompt = await PromptAsync(http, settings, run, index, cancellationToken).ConfigureAwait(false);
-                    var result = await SendAsync(http, settings, prompt, cancellationToken).ConfigureAwait(false);
+                    var result = await SendAsync(http, settings, prompts[settings.Warmup + index], cancellationToken).ConfigureAwait(false);
                     lock (latency)
                     {
                         latency.Add(result.Latency);

@@ -30,7 +30,7 @@ public sealed class PagedKvCacheTests
             }
         }
 
-        foreach (var (first, count) in new[] { (0, 12), (3, 6), (5, 1), (8, 0) })
+        foreach (var (first, count) in new[] { (0, 12), (3, 6), (5, 1), (8, 0), (1, 10), (4, 4), (7, 2), (11, 1) })
         {
             var keys = new float[count * headDim];
             var values = new float[count * headDim];
@@ -52,5 +52,8 @@ public sealed class PagedKvCacheTests
         Assert.Throws<ArgumentOutOfRangeException>(() => cache.ReadRows(false, 0, blockTable, 0, 1, 100, headDim, room));
         Assert.Throws<ArgumentException>(() => cache.ReadRows(false, 0, blockTable, 0, 12, 0, headDim, new float[headDim]));
         Assert.Throws<ArgumentOutOfRangeException>(() => cache.ReadRows(false, 0, [9], 0, 1, 0, headDim, room));
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.ReadRows(false, 0, [4, 9], 2, 3, 0, headDim, room));
+        if (type == KvCacheType.Q8_0)
+            Assert.Throws<ArgumentException>(() => cache.ReadRows(false, 0, blockTable, 0, 1, 16, headDim, room));
     }
 }

@@ -89,12 +89,53 @@ public sealed unsafe class PagedKvCache : IDisposable
             throw new ArgumentException($"{count} × {length} floats are needed; got {destination.Length}", nameof(destination));
         if (count > 0 && (first + count - 1) / BlockSize >= blockTable.Length)
             throw new ArgumentOutOfRangeException(nameof(count), "positions past the block table");
+        if (Type == KvCacheType.Q8_0 && (start % Tensors.Q8_0.BlockSize != 0 || length % Tensors.Q8_0.BlockSize != 0))
+            throw new ArgumentException($"a Q8_0 cache reads whole {Tensors.Q8_0.BlockSize}-element blocks", nameof(start));
         byte* data = values ? _values : _keys;
-        for (int i = 0; i < count; i++)
+        // The positions of one block are consecutive rows of a layer, so the block table and the divisions are
+        // consulted once per run of positions within a block, not once per position.
+        fixed (float* target = destination)
         {
-            int position = first + i;
-            var target = destination.Slice(i * length, length);
-            IKeyValueRows.Place(Read(Row(data, layer, blockTable[position / BlockSize] * BlockSize + position % BlockSize), start, length, target), target);
+            for (int i = 0; i < count; )
+            {
+                int position = first + i;
+                int block = blockTable[position / BlockSize];
+                if ((uint)block >= (uint)BlockCount)
+                    throw new ArgumentOutOfRangeException(nameof(blockTable), $"block {block} is outside 0..{BlockCount - 1}");
+                int offset = position % BlockSize;
+                int run = Math.Min(BlockSize - offset, count - i);
+                byte* row = data + block * _blockBytes + ((long)layer * BlockSize + offset) * RowBytes;
+                ConvertRows(row, run, start, length, target + (long)i * length);
+                i += run;
+            }
+        }
+    }
+
+    /// <summary>Elements [start, start + length) of <paramref name="rows"/> consecutive rows, as floats, rows × length.</summary>
+    private void ConvertRows(byte* row, int rows, int start, int length, float* target)
+    {
+        switch (Type)
+        {
+            case KvCacheType.F16:
+                bool avx2 = Tensors.CpuPaths.CanAvx2;
+                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
+                {
+                    var source = new ReadOnlySpan<byte>((ushort*)row + start, 2 * length);
+                    if (avx2)
+                        Tensors.F16.DequantizeAvx2(source, new Span<float>(target, length));
+                    else
+                        Tensors.F16.DequantizeScalar(source, new Span<float>(target, length));
+                }
+                break;
+            case KvCacheType.F32:
+                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
+                    Buffer.MemoryCopy((float*)row + start, target, 4L * length, 4L * length);
+                break;
+            default:
+                int blockBytes = length / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes;
+                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
+                    Tensors.Q8_0.Dequantize(new ReadOnlySpan<byte>(row + start / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes, blockBytes), new Span<float>(target, length));
+                break;
         }
     }
 

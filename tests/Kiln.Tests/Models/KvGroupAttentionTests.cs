@@ -85,9 +85,11 @@ public unsafe class KvGroupAttentionTests
         Fill(random, values, 1);
         Fill(random, probabilities, 1);
         Fill(random, start, 1);
-        var paths = new List<Accumulate> { KvGroupAttention.AccumulateValuesScalar };
+        var paths = new List<Accumulate> { KvGroupAttention.AccumulateValuesScalar, KvGroupAttention.AccumulateValues };
         if (CpuPaths.CanAvx2)
-            paths.Add(KvGroupAttention.AccumulateValues);
+            paths.Add(KvGroupAttention.AccumulateValuesAvx2);
+        if (CpuPaths.CanAvx512 && hd % 16 == 0)
+            paths.Add(KvGroupAttention.AccumulateValuesAvx512);
         foreach (bool resume in new[] { false, true })
         {
             // The plain form: lanes cleared (or carried over), position p into lane p mod 8, halving reduction.

@@ -74,6 +74,13 @@ internal sealed unsafe class KvGroupAttention
             throw new ArgumentOutOfRangeException(nameof(tokens), $"1..{TokensPerTile} tokens with their lengths are needed");
         int hd = _headDim;
         int rows = tokens * _groupSize;
+        int longest = 0;
+        foreach (int length in lengths[..tokens])
+            longest = Math.Max(longest, length);
+        // The first tile's keys and values start on their way from memory while the queries are rounded and the keys
+        // converted (a no-op when the caller already asked for them); each later tile is asked for one tile ahead.
+        kv.Prefetch(values: false, 0, Math.Min(longest, PositionTile));
+        kv.Prefetch(values: true, 0, Math.Min(longest, PositionTile));
         int maxLength = 0;
         for (int r = 0; r < rows; r++)
         {
@@ -106,6 +113,7 @@ internal sealed unsafe class KvGroupAttention
         WeightedValues(ref kv, rows, maxLength, output, stride, firstHead);
     }
 
+
     private void Scores<TRows>(ref TRows kv, int rows, int maxLength, float scale) where TRows : struct, IKeyValueRows
     {
         int hd = _headDim;
@@ -115,6 +123,8 @@ internal sealed unsafe class KvGroupAttention
             for (int p0 = 0; p0 < maxLength; p0 += PositionTile)
             {
                 int count = Math.Min(PositionTile, maxLength - p0);
+                if (p0 + PositionTile < maxLength)
+                    kv.Prefetch(values: false, p0 + PositionTile, Math.Min(PositionTile, maxLength - p0 - PositionTile));
                 kv.ReadKeys(p0, count, _keys.AsSpan(0, count * hd));
                 for (int r0 = 0; r0 < rows; r0 += 4)
                 {
@@ -203,12 +213,13 @@ internal sealed unsafe class KvGroupAttention
         where TRows : struct, IKeyValueRows
     {
         int hd = _headDim;
-        bool avx2 = CpuPaths.CanAvx2;
         fixed (float* lanes = _lanes, values = _values, scores = _scores)
         {
             for (int p0 = 0; p0 < maxLength; p0 += PositionTile)
             {
                 int count = Math.Min(PositionTile, maxLength - p0);
+                if (p0 + PositionTile < maxLength)
+                    kv.Prefetch(values: true, p0 + PositionTile, Math.Min(PositionTile, maxLength - p0 - PositionTile));
                 kv.ReadValues(p0, count, _values.AsSpan(0, count * hd));
                 for (int r = 0; r < rows; r++)
                 {
@@ -222,10 +233,7 @@ internal sealed unsafe class KvGroupAttention
                         : null;
                     float* rowLanes = lanes + (long)r * Lanes * hd;
                     float* probabilities = scores + (long)r * _scoreStride;
-                    if (avx2)
-                        AccumulateValues(values, p0, end, probabilities, rowLanes, hd, p0 > 0, destination);
-                    else
-                        AccumulateValuesScalar(values, p0, end, probabilities, rowLanes, hd, p0 > 0, destination);
+                    AccumulateValues(values, p0, end, probabilities, rowLanes, hd, p0 > 0, destination);
                 }
             }
         }
@@ -234,24 +242,38 @@ internal sealed unsafe class KvGroupAttention
     /// <summary>
     /// lanes[p mod 8][d] += probabilities[p] · V[p - first][d] for p in [first, end), in increasing p for each
     /// lane (first is a multiple of 8), the lanes starting from +0 unless <paramref name="resume"/>. With an
-    /// <paramref name="output"/>, the lanes are then reduced into it as <see cref="ReduceLanes"/> does (and
-    /// <paramref name="lanes"/> is left as scratch); without one they are stored back. Vectorized across d, the
-    /// eight lanes' accumulators in registers over all positions.
+    /// <paramref name="output"/>, the lanes are then reduced into it as <see cref="ReduceLanesScalar"/> does (and
+    /// <paramref name="lanes"/> is left as scratch); without one they are stored back. Vectorized across d — each d
+    /// is its own sum, so the vector width does not change a bit — the eight lanes' accumulators in registers over
+    /// all positions.
     /// </summary>
     internal static void AccumulateValues(float* values, int first, int end, float* probabilities, float* lanes, int hd,
         bool resume, float* output)
     {
-        int full = first + (end - first) / Lanes * Lanes;
-        int tail = end - full;
+        if (CpuPaths.PreferAvx512 && hd % Vector512<float>.Count == 0)
+            AccumulateValuesAvx512(values, first, end, probabilities, lanes, hd, resume, output);
+        else if (CpuPaths.CanAvx2)
+            AccumulateValuesAvx2(values, first, end, probabilities, lanes, hd, resume, output);
+        else
+            AccumulateValuesScalar(values, first, end, probabilities, lanes, hd, resume, output);
+    }
+
+    internal static void AccumulateValuesAvx2(float* values, int first, int end, float* probabilities, float* lanes, int hd,
+        bool resume, float* output)
+    {
+        int groups = (end - first) / Lanes;
+        int tail = end - first - groups * Lanes;
+        // Offsets of the next seven positions' rows, hoisted: the loop is short enough that address arithmetic
+        // would otherwise cost as much as the FMAs.
+        nint h1 = hd, h2 = 2 * h1, h3 = 3 * h1, h4 = 4 * h1, h5 = 5 * h1, h6 = 6 * h1, h7 = 7 * h1, h8 = 8 * h1;
         for (int c = 0; c < hd; c += Lanes)
         {
             Vector256<float> a0, a1, a2, a3, a4, a5, a6, a7;
+            float* l = lanes + c;
             if (resume)
             {
-                a0 = Vector256.Load(lanes + c); a1 = Vector256.Load(lanes + hd + c);
-                a2 = Vector256.Load(lanes + 2 * hd + c); a3 = Vector256.Load(lanes + 3 * hd + c);
-                a4 = Vector256.Load(lanes + 4 * hd + c); a5 = Vector256.Load(lanes + 5 * hd + c);
-                a6 = Vector256.Load(lanes + 6 * hd + c); a7 = Vector256.Load(lanes + 7 * hd + c);
+                a0 = Vector256.Load(l); a1 = Vector256.Load(l + h1); a2 = Vector256.Load(l + h2); a3 = Vector256.Load(l + h3);
+                a4 = Vector256.Load(l + h4); a5 = Vector256.Load(l + h5); a6 = Vector256.Load(l + h6); a7 = Vector256.Load(l + h7);
             }
             else
             {
@@ -259,33 +281,85 @@ internal sealed unsafe class KvGroupAttention
             }
             float* v = values + c;
             float* pr = probabilities + first;
-            for (int p = first; p < full; p += Lanes, v += Lanes * hd, pr += Lanes)
+            for (int g = 0; g < groups; g++, v += h8, pr += Lanes)
             {
                 a0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), Vector256.Create(pr[0]), a0);
-                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + hd), Vector256.Create(pr[1]), a1);
-                a2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 2 * hd), Vector256.Create(pr[2]), a2);
-                a3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 3 * hd), Vector256.Create(pr[3]), a3);
-                a4 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 4 * hd), Vector256.Create(pr[4]), a4);
-                a5 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 5 * hd), Vector256.Create(pr[5]), a5);
-                a6 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 6 * hd), Vector256.Create(pr[6]), a6);
-                a7 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 7 * hd), Vector256.Create(pr[7]), a7);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h1), Vector256.Create(pr[1]), a1);
+                a2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h2), Vector256.Create(pr[2]), a2);
+                a3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h3), Vector256.Create(pr[3]), a3);
+                a4 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h4), Vector256.Create(pr[4]), a4);
+                a5 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h5), Vector256.Create(pr[5]), a5);
+                a6 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h6), Vector256.Create(pr[6]), a6);
+                a7 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h7), Vector256.Create(pr[7]), a7);
             }
             // The last partial group feeds lanes 0..tail-1, in the order the full groups did.
             if (tail > 0) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), Vector256.Create(pr[0]), a0);
-            if (tail > 1) a1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + hd), Vector256.Create(pr[1]), a1);
-            if (tail > 2) a2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 2 * hd), Vector256.Create(pr[2]), a2);
-            if (tail > 3) a3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 3 * hd), Vector256.Create(pr[3]), a3);
-            if (tail > 4) a4 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 4 * hd), Vector256.Create(pr[4]), a4);
-            if (tail > 5) a5 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 5 * hd), Vector256.Create(pr[5]), a5);
-            if (tail > 6) a6 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 6 * hd), Vector256.Create(pr[6]), a6);
+            if (tail > 1) a1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h1), Vector256.Create(pr[1]), a1);
+            if (tail > 2) a2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h2), Vector256.Create(pr[2]), a2);
+            if (tail > 3) a3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h3), Vector256.Create(pr[3]), a3);
+            if (tail > 4) a4 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h4), Vector256.Create(pr[4]), a4);
+            if (tail > 5) a5 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h5), Vector256.Create(pr[5]), a5);
+            if (tail > 6) a6 = Vector256.FusedMultiplyAdd(Vector256.Load(v + h6), Vector256.Create(pr[6]), a6);
             if (output != null)
             {
                 (((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))).Store(output + c);
             }
             else
             {
-                a0.Store(lanes + c); a1.Store(lanes + hd + c); a2.Store(lanes + 2 * hd + c); a3.Store(lanes + 3 * hd + c);
-                a4.Store(lanes + 4 * hd + c); a5.Store(lanes + 5 * hd + c); a6.Store(lanes + 6 * hd + c); a7.Store(lanes + 7 * hd + c);
+                a0.Store(l); a1.Store(l + h1); a2.Store(l + h2); a3.Store(l + h3);
+                a4.Store(l + h4); a5.Store(l + h5); a6.Store(l + h6); a7.Store(l + h7);
+            }
+        }
+    }
+
+    /// <summary><see cref="AccumulateValuesAvx2"/> sixteen elements of d at a time: half the loop for a head of 64.</summary>
+    internal static void AccumulateValuesAvx512(float* values, int first, int end, float* probabilities, float* lanes, int hd,
+        bool resume, float* output)
+    {
+        int groups = (end - first) / Lanes;
+        int tail = end - first - groups * Lanes;
+        nint h1 = hd, h2 = 2 * h1, h3 = 3 * h1, h4 = 4 * h1, h5 = 5 * h1, h6 = 6 * h1, h7 = 7 * h1, h8 = 8 * h1;
+        for (int c = 0; c < hd; c += Vector512<float>.Count)
+        {
+            Vector512<float> a0, a1, a2, a3, a4, a5, a6, a7;
+            float* l = lanes + c;
+            if (resume)
+            {
+                a0 = Vector512.Load(l); a1 = Vector512.Load(l + h1); a2 = Vector512.Load(l + h2); a3 = Vector512.Load(l + h3);
+                a4 = Vector512.Load(l + h4); a5 = Vector512.Load(l + h5); a6 = Vector512.Load(l + h6); a7 = Vector512.Load(l + h7);
+            }
+            else
+            {
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = Vector512<float>.Zero;
+            }
+            float* v = values + c;
+            float* pr = probabilities + first;
+            for (int g = 0; g < groups; g++, v += h8, pr += Lanes)
+            {
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(v), Vector512.Create(pr[0]), a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h1), Vector512.Create(pr[1]), a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h2), Vector512.Create(pr[2]), a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h3), Vector512.Create(pr[3]), a3);
+                a4 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h4), Vector512.Create(pr[4]), a4);
+                a5 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h5), Vector512.Create(pr[5]), a5);
+                a6 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h6), Vector512.Create(pr[6]), a6);
+                a7 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h7), Vector512.Create(pr[7]), a7);
+            }
+            if (tail > 0) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(v), Vector512.Create(pr[0]), a0);
+            if (tail > 1) a1 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h1), Vector512.Create(pr[1]), a1);
+            if (tail > 2) a2 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h2), Vector512.Create(pr[2]), a2);
+            if (tail > 3) a3 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h3), Vector512.Create(pr[3]), a3);
+            if (tail > 4) a4 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h4), Vector512.Create(pr[4]), a4);
+            if (tail > 5) a5 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h5), Vector512.Create(pr[5]), a5);
+            if (tail > 6) a6 = Vector512.FusedMultiplyAdd(Vector512.Load(v + h6), Vector512.Create(pr[6]), a6);
+            if (output != null)
+            {
+                (((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))).Store(output + c);
+            }
+            else
+            {
+                a0.Store(l); a1.Store(l + h1); a2.Store(l + h2); a3.Store(l + h3);
+                a4.Store(l + h4); a5.Store(l + h5); a6.Store(l + h6); a7.Store(l + h7);
             }
         }
     }

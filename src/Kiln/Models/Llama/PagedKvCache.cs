@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kiln.Models.Llama;
 
@@ -107,6 +108,39 @@ public sealed unsafe class PagedKvCache : IDisposable
                 byte* row = data + block * _blockBytes + ((long)layer * BlockSize + offset) * RowBytes;
                 ConvertRows(row, run, start, length, target + (long)i * length);
                 i += run;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Asks the CPU to start loading what <see cref="ReadRows"/> with the same arguments would read, without waiting
+    /// for it: a sequence's rows are scattered over its blocks (and, per layer, a row apart within one), so in a step
+    /// that streams weights between layers they come from memory, and loaded one row after another their latency, not
+    /// the arithmetic, sets attention's pace. Positions outside the block table, or blocks outside the cache, are
+    /// skipped: a hint never fails.
+    /// </summary>
+    public void PrefetchRows(bool values, int layer, ReadOnlySpan<int> blockTable, int first, int count, int start, int length)
+    {
+        if (!Sse.IsSupported || (uint)layer >= (uint)Layers || first < 0 || start < 0 || length <= 0 || start + length > KvDim)
+            return;
+        count = (int)Math.Min(count, (long)blockTable.Length * BlockSize - first);
+        byte* data = values ? _values : _keys;
+        long startByte = (long)start * RowBytes / KvDim;
+        long endByte = (long)(start + length) * RowBytes / KvDim;
+        for (int i = 0; i < count; )
+        {
+            int position = first + i;
+            int block = blockTable[position / BlockSize];
+            int offset = position % BlockSize;
+            int run = Math.Min(BlockSize - offset, count - i);
+            i += run;
+            if ((uint)block >= (uint)BlockCount)
+                continue;
+            byte* row = data + block * _blockBytes + ((long)layer * BlockSize + offset) * RowBytes;
+            for (int r = 0; r < run; r++, row += RowBytes)
+            {
+                for (long line = (long)(row + startByte) & ~63L; line < (long)(row + endByte); line += 64)
+                    Sse.Prefetch0((void*)line);
             }
         }
     }

@@ -143,7 +143,7 @@ public unsafe class KvGroupAttentionTests
             {
                 KvGroupAttention.ScoreTileScalar(pk, pq, hd, pe + 5, stride, scale);
                 if (CpuPaths.CanAvx2)
-                    KvGroupAttention.ScoreTile(pk, pq, hd, pa + 5, stride, scale);
+                    KvGroupAttention.ScoreTileAvx2(pk, pq, hd, pa + 5, stride, scale);
                 else
                     KvGroupAttention.ScoreTileScalar(pk, pq, hd, pa + 5, stride, scale);
             }

@@ -11,8 +11,8 @@ namespace Kiln.Models.Llama;
 /// What the per-row form did once per (row, position) — converting an F16 key or value to floats, a call per
 /// dot — happens here once per (tile, position), and the K·Q entries come four keys × four queries at a time.
 /// Every output keeps its bits: each score is <see cref="F32.DotSingleAccumulator"/>'s chain (through
-/// <see cref="F32.DotSingleAccumulator4x4"/>), softmax is <see cref="Attention.Softmax"/>, and position p still
-/// feeds lane p mod 8 of its row's V·P accumulators in increasing p. One instance is one worker's scratch.
+/// <see cref="ScoreTileAvx2"/>), softmax is <see cref="Attention.Softmax"/>, and position p still feeds lane p mod 8
+/// of its row's V·P accumulators in increasing p. One instance is one worker's scratch.
 /// </summary>
 internal sealed unsafe class KvGroupAttention
 {
@@ -113,7 +113,6 @@ internal sealed unsafe class KvGroupAttention
         WeightedValues(ref kv, rows, maxLength, output, stride, firstHead);
     }
 
-
     private void Scores<TRows>(ref TRows kv, int rows, int maxLength, float scale) where TRows : struct, IKeyValueRows
     {
         int hd = _headDim;
@@ -140,7 +139,7 @@ internal sealed unsafe class KvGroupAttention
                     for (int p = p0; p < end; p += 4)
                     {
                         if (avx2)
-                            ScoreTile(keys + (p - p0) * hd, query, hd, scoreRows + p, _scoreStride, scale);
+                            ScoreTileAvx2(keys + (p - p0) * hd, query, hd, scoreRows + p, _scoreStride, scale);
                         else
                             ScoreTileScalar(keys + (p - p0) * hd, query, hd, scoreRows + p, _scoreStride, scale);
                     }
@@ -154,7 +153,7 @@ internal sealed unsafe class KvGroupAttention
     /// consecutive keys and four queries (each <paramref name="hd"/> floats, rows hd apart): sixteen FMA chains side
     /// by side, as <see cref="F32.DotSingleAccumulator4x4"/>, their lane sums taken four at a time by a transpose.
     /// </summary>
-    internal static void ScoreTile(float* keys, float* queries, int hd, float* scores, int scoreStride, float scale)
+    internal static void ScoreTileAvx2(float* keys, float* queries, int hd, float* scores, int scoreStride, float scale)
     {
         Vector256<float> c00 = Vector256<float>.Zero, c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
         Vector256<float> c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
@@ -182,7 +181,7 @@ internal sealed unsafe class KvGroupAttention
         (SumLanesHalving4(c30, c31, c32, c33) * factor).Store(scores + 3 * scoreStride);
     }
 
-    /// <summary>Reference for <see cref="ScoreTile"/>, one <see cref="F32.DotSingleAccumulatorScalar"/> per entry.</summary>
+    /// <summary>Reference for <see cref="ScoreTileAvx2"/>, one <see cref="F32.DotSingleAccumulatorScalar"/> per entry.</summary>
     internal static void ScoreTileScalar(float* keys, float* queries, int hd, float* scores, int scoreStride, float scale)
     {
         for (int t = 0; t < 4; t++)

@@ -64,45 +64,179 @@ public unsafe class KvGroupAttentionTests
         }
     }
 
+    public static TheoryData<int, int, int> AccumulationShapes()
+    {
+        var data = new TheoryData<int, int, int>();
+        foreach (int hd in new[] { 8, 40, 64 })
+        foreach (int first in new[] { 0, 64 })
+        foreach (int count in new[] { 1, 7, 8, 9, 15, 16, 17, 33, 64 })
+            data.Add(hd, first, first + count);
+        return data;
+    }
+
     [Theory]
-    [InlineData(8, 0, 8)]
-    [InlineData(64, 0, 70)]
-    [InlineData(40, 64, 131)]
-    [InlineData(16, 128, 133)]
-    public void ValueAccumulationAndLaneReductionMatchTheirScalarForms(int hd, int first, int end)
+    [MemberData(nameof(AccumulationShapes))]
+    public void ValueAccumulationMatchesItsScalarForm(int hd, int first, int end)
     {
         var random = new Random(hd + first + end);
         var values = new float[(end - first) * hd];
         var probabilities = new float[end];
-        var lanes = new float[8 * hd];
+        var start = new float[8 * hd];
         Fill(random, values, 1);
         Fill(random, probabilities, 1);
-        Fill(random, lanes, 1);
-        var scalarLanes = (float[])lanes.Clone();
-        var output = new float[hd];
-        fixed (float* pv = values, pp = probabilities, pl = lanes, ps = scalarLanes, po = output)
+        Fill(random, start, 1);
+        var paths = new List<Accumulate> { KvGroupAttention.AccumulateValuesScalar, KvGroupAttention.AccumulateValues };
+        if (CpuPaths.CanAvx2)
+            paths.Add(KvGroupAttention.AccumulateValuesAvx2);
+        if (CpuPaths.CanAvx512 && hd % 16 == 0)
+            paths.Add(KvGroupAttention.AccumulateValuesAvx512);
+        foreach (bool resume in new[] { false, true })
         {
-            KvGroupAttention.AccumulateValues(pv, first, end, pp, pl, hd);
-            KvGroupAttention.AccumulateValuesScalar(pv, first, end, pp, ps, hd);
-            Assert.Equal(scalarLanes, lanes);
-            KvGroupAttention.ReduceLanes(pl, hd, po);
-        }
-        var eight = new float[8];
-        for (int d = 0; d < hd; d++)
-        {
-            for (int l = 0; l < 8; l++)
-                eight[l] = lanes[l * hd + d];
-            Assert.Equal(F32.SumLanesHalving(eight), output[d]);
+            // The plain form: lanes cleared (or carried over), position p into lane p mod 8, halving reduction.
+            var expectedLanes = resume ? (float[])start.Clone() : new float[8 * hd];
+            for (int p = first; p < end; p++)
+            for (int d = 0; d < hd; d++)
+                expectedLanes[p % 8 * hd + d] = MathF.FusedMultiplyAdd(values[(p - first) * hd + d], probabilities[p], expectedLanes[p % 8 * hd + d]);
+            var expectedOutput = new float[hd];
+            var eight = new float[8];
+            for (int d = 0; d < hd; d++)
+            {
+                for (int l = 0; l < 8; l++)
+                    eight[l] = expectedLanes[l * hd + d];
+                expectedOutput[d] = F32.SumLanesHalving(eight);
+            }
+            foreach (var path in paths)
+            {
+                var lanes = (float[])start.Clone();
+                var output = new float[hd];
+                fixed (float* pv = values, pp = probabilities, pl = lanes, po = output)
+                {
+                    path(pv, first, end, pp, pl, hd, resume, null);
+                    Assert.Equal(expectedLanes, lanes);
+                    start.CopyTo(lanes, 0);
+                    path(pv, first, end, pp, pl, hd, resume, po);
+                }
+                Assert.Equal(expectedOutput, output);
+            }
         }
     }
+
+    [Theory]
+    [InlineData(8)]
+    [InlineData(40)]
+    [InlineData(64)]
+    [InlineData(128)]
+    public void ScoreTileMatchesItsScalarForm(int hd)
+    {
+        var random = new Random(hd);
+        var keys = new float[4 * hd];
+        var queries = new float[4 * hd];
+        const int stride = 24;
+        var expected = new float[4 * stride];
+        var actual = new float[4 * stride];
+        float scale = 1f / MathF.Sqrt(hd);
+        for (int trial = 0; trial < 20; trial++)
+        {
+            Fill(random, keys, 1);
+            Fill(random, queries, 3);
+            fixed (float* pk = keys, pq = queries, pe = expected, pa = actual)
+            {
+                KvGroupAttention.ScoreTileScalar(pk, pq, hd, pe + 5, stride, scale);
+                if (CpuPaths.CanAvx2)
+                    KvGroupAttention.ScoreTileAvx2(pk, pq, hd, pa + 5, stride, scale);
+                else
+                    KvGroupAttention.ScoreTileScalar(pk, pq, hd, pa + 5, stride, scale);
+            }
+            for (int t = 0; t < 4; t++)
+            for (int k = 0; k < 4; k++)
+            {
+                float plain = F32.DotSingleAccumulatorScalar(keys.AsSpan(k * hd, hd), queries.AsSpan(t * hd, hd)) * scale;
+                Assert.Equal(BitConverter.SingleToInt32Bits(plain), BitConverter.SingleToInt32Bits(expected[t * stride + 5 + k]));
+            }
+            Assert.Equal(expected, actual);
+        }
+    }
+
+    public static TheoryData<KvCacheType, int, int, int> PagedShapes()
+    {
+        var data = new TheoryData<KvCacheType, int, int, int>();
+        foreach (var type in new[] { KvCacheType.F16, KvCacheType.F32, KvCacheType.Q8_0 })
+        foreach (int group in new[] { 8, 3 })
+        {
+            foreach (int length in new[] { 1, 7, 8, 9, 15, 16, 17, 33, 64, 65, 130 })
+                data.Add(type, group, 1, length - 1);
+            data.Add(type, group, 5, 0);
+            data.Add(type, group, 6, 60);
+        }
+        return data;
+    }
+
+    /// <summary>
+    /// Decode rows (one token, a whole group) and prompt tiles read through a block table, with lengths on both sides
+    /// of the 16-position blocks, the 8 lanes and the 64-position tiles, against the per-row order.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PagedShapes))]
+    public void PagedRunEqualsThePerRowOrderBitForBit(KvCacheType type, int group, int tokens, int start)
+    {
+        const int hd = 64, blockSize = 16;
+        var random = new Random((int)type * 1000 + group * 100 + tokens * 7 + start);
+        int heads = KvHeads * group, positions = start + tokens;
+        int blocks = (positions + blockSize - 1) / blockSize;
+        using var cache = new PagedKvCache(2, KvHeads * hd, blocks + 3, blockSize, type);
+        int[] table = Enumerable.Range(0, blocks + 3).OrderBy(_ => random.Next()).Take(blocks).ToArray();
+        var k = new float[KvHeads * hd];
+        var v = new float[KvHeads * hd];
+        for (int p = 0; p < positions; p++)
+        {
+            Fill(random, k, 1);
+            Fill(random, v, 1);
+            cache.Store(1, table[p / blockSize] * blockSize + p % blockSize, k, v);
+        }
+        var queries = new float[tokens * heads * hd];
+        Fill(random, queries, 2);
+        bool f16 = type == KvCacheType.F16;
+        float scale = 1f / MathF.Sqrt(hd);
+        var expected = PagedReference(cache, table, queries, tokens, heads, hd, group, start);
+
+        var attention = new KvGroupAttention(hd, group, 256);
+        var actual = new float[queries.Length];
+        var lengths = new int[tokens];
+        for (int t = 0; t < tokens; t++)
+            lengths[t] = start + t + 1;
+        fixed (float* q = queries, o = actual)
+        {
+            for (int kvHead = 0; kvHead < KvHeads; kvHead++)
+            {
+                var rows = new PagedKeyValueRows(cache, 1, table, kvHead, hd);
+                attention.Run(ref rows, q, o, heads * hd, kvHead * group, tokens, lengths, f16, scale);
+            }
+        }
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                $"element {i}: {actual[i]:R} != {expected[i]:R}");
+    }
+
+    private delegate void Accumulate(float* values, int first, int end, float* probabilities, float* lanes, int hd, bool resume, float* output);
 
     [Fact]
     public void OddHeadSizesAreRefused() =>
         Assert.Throws<ArgumentException>(() => new KvGroupAttention(12, 2, 64));
 
-    private static float[] Reference(KvCache cache, float[] queries, int tokens, int heads, int hd, int group, int start)
+    private static float[] Reference(KvCache cache, float[] queries, int tokens, int heads, int hd, int group, int start) =>
+        Reference(cache.Type == KvCacheType.F16, (p, kvHead, scratch) => cache.ReadKey(1, p, kvHead * hd, hd, scratch).ToArray(),
+            (p, kvHead, scratch) => cache.ReadValue(1, p, kvHead * hd, hd, scratch).ToArray(), queries, tokens, heads, hd, group, start);
+
+    private static float[] PagedReference(PagedKvCache cache, int[] table, float[] queries, int tokens, int heads, int hd, int group, int start)
     {
-        bool f16 = cache.Type == KvCacheType.F16;
+        int Slot(int p) => table[p / cache.BlockSize] * cache.BlockSize + p % cache.BlockSize;
+        return Reference(cache.Type == KvCacheType.F16, (p, kvHead, scratch) => cache.ReadKey(1, Slot(p), kvHead * hd, hd, scratch).ToArray(),
+            (p, kvHead, scratch) => cache.ReadValue(1, Slot(p), kvHead * hd, hd, scratch).ToArray(), queries, tokens, heads, hd, group, start);
+    }
+
+    private static float[] Reference(bool f16, Func<int, int, float[], float[]> readKey, Func<int, int, float[], float[]> readValue,
+        float[] queries, int tokens, int heads, int hd, int group, int start)
+    {
         float scale = 1f / MathF.Sqrt(hd);
         var output = new float[queries.Length];
         var scratch = new float[hd];
@@ -119,7 +253,7 @@ public unsafe class KvGroupAttentionTests
             var scores = new float[(length + 7) / 8 * 8];
             for (int p = 0; p < length; p++)
             {
-                var key = cache.ReadKey(1, p, kvHead * hd, hd, scratch).ToArray();
+                var key = readKey(p, kvHead, scratch);
                 scores[p] = F32.DotSingleAccumulatorScalar(key, query) * scale;
             }
             Attention.Softmax(scores, length);
@@ -127,7 +261,7 @@ public unsafe class KvGroupAttentionTests
             for (int p = 0; p < length; p++)
             {
                 float probability = f16 ? (float)(Half)scores[p] : scores[p];
-                var value = cache.ReadValue(1, p, kvHead * hd, hd, scratch);
+                var value = readValue(p, kvHead, scratch);
                 for (int d = 0; d < hd; d++)
                     lanes[p % 8, d] = MathF.FusedMultiplyAdd(value[d], probability, lanes[p % 8, d]);
             }

@@ -16,4 +16,9 @@ internal readonly struct ContiguousKeyValueRows(KvCache cache, int layer, int kv
             IKeyValueRows.Place(cache.ReadValue(layer, first + i, kvHead * headDim, headDim, destination.Slice(i * headDim, headDim)),
                 destination.Slice(i * headDim, headDim));
     }
+
+    /// <summary>Nothing: a contiguous cache's positions are evenly spaced rows, which the hardware prefetcher follows.</summary>
+    public void Prefetch(bool values, int first, int count)
+    {
+    }
 }

@@ -10,6 +10,9 @@ internal interface IKeyValueRows
 
     void ReadValues(int first, int count, Span<float> destination);
 
+    /// <summary>A hint that keys (or values) [first, first + count) will be read soon; it may do nothing.</summary>
+    void Prefetch(bool values, int first, int count);
+
     /// <summary>
     /// Puts a row read with <paramref name="row"/> as scratch into <paramref name="row"/>: converted types already
     /// wrote it there, an F32 cache hands back its own memory, which is copied.

@@ -94,8 +94,25 @@ internal sealed unsafe class PagedAttention : IParallelWork
             for (int t = 0; t < count; t++)
                 lengths[t] = _rowPosition![first + t] + 1;
             var rows = new PagedKeyValueRows(cache, _layer, _chunks![_rowChunk![first]].BlockTable, kvHead, _headDim);
+            if (item + 1 < end)
+                PrefetchItem(cache, item + 1);
             group.Run(ref rows, _q + (long)first * qDim, _out + (long)first * qDim, qDim, kvHead * _groupSize, count,
                 lengths[..count], f16, scale);
         }
+    }
+
+    /// <summary>
+    /// Starts the next item's first keys and values on their way from memory while this one computes: between two
+    /// layers the weights stream through the caches, so every item's rows come from memory and would otherwise be
+    /// waited for one row after another.
+    /// </summary>
+    private void PrefetchItem(PagedKvCache cache, int item)
+    {
+        int tile = item % _tiles;
+        int last = _tileFirstRow[tile] + _tileRows[tile] - 1;
+        var rows = new PagedKeyValueRows(cache, _layer, _chunks![_rowChunk![last]].BlockTable, item / _tiles, _headDim);
+        int count = Math.Min(_rowPosition![last] + 1, KvGroupAttention.PositionTile);
+        rows.Prefetch(values: false, 0, count);
+        rows.Prefetch(values: true, 0, count);
     }
 }

@@ -8,4 +8,7 @@ internal readonly struct PagedKeyValueRows(PagedKvCache cache, int layer, int[] 
 
     public void ReadValues(int first, int count, Span<float> destination) =>
         cache.ReadRows(values: true, layer, blockTable, first, count, kvHead * headDim, headDim, destination);
+
+    public void Prefetch(bool values, int first, int count) =>
+        cache.PrefetchRows(values, layer, blockTable, first, count, kvHead * headDim, headDim);
 }

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kiln.Models.Llama;
 
@@ -89,12 +90,86 @@ public sealed unsafe class PagedKvCache : IDisposable
             throw new ArgumentException($"{count} × {length} floats are needed; got {destination.Length}", nameof(destination));
         if (count > 0 && (first + count - 1) / BlockSize >= blockTable.Length)
             throw new ArgumentOutOfRangeException(nameof(count), "positions past the block table");
+        if (Type == KvCacheType.Q8_0 && (start % Tensors.Q8_0.BlockSize != 0 || length % Tensors.Q8_0.BlockSize != 0))
+            throw new ArgumentException($"a Q8_0 cache reads whole {Tensors.Q8_0.BlockSize}-element blocks", nameof(start));
         byte* data = values ? _values : _keys;
-        for (int i = 0; i < count; i++)
+        // The positions of one block are consecutive rows of a layer, so the block table and the divisions are
+        // consulted once per run of positions within a block, not once per position.
+        fixed (float* target = destination)
+        {
+            for (int i = 0; i < count; )
+            {
+                int position = first + i;
+                int block = blockTable[position / BlockSize];
+                if ((uint)block >= (uint)BlockCount)
+                    throw new ArgumentOutOfRangeException(nameof(blockTable), $"block {block} is outside 0..{BlockCount - 1}");
+                int offset = position % BlockSize;
+                int run = Math.Min(BlockSize - offset, count - i);
+                byte* row = data + block * _blockBytes + ((long)layer * BlockSize + offset) * RowBytes;
+                ConvertRows(row, run, start, length, target + (long)i * length);
+                i += run;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Asks the CPU to start loading what <see cref="ReadRows"/> with the same arguments would read, without waiting
+    /// for it: a sequence's rows are scattered over its blocks (and, per layer, a row apart within one), so in a step
+    /// that streams weights between layers they come from memory, and loaded one row after another their latency, not
+    /// the arithmetic, sets attention's pace. Positions outside the block table, or blocks outside the cache, are
+    /// skipped: a hint never fails.
+    /// </summary>
+    public void PrefetchRows(bool values, int layer, ReadOnlySpan<int> blockTable, int first, int count, int start, int length)
+    {
+        if (!Sse.IsSupported || (uint)layer >= (uint)Layers || first < 0 || start < 0 || length <= 0 || start + length > KvDim)
+            return;
+        count = (int)Math.Min(count, (long)blockTable.Length * BlockSize - first);
+        byte* data = values ? _values : _keys;
+        long startByte = (long)start * RowBytes / KvDim;
+        long endByte = (long)(start + length) * RowBytes / KvDim;
+        for (int i = 0; i < count; )
         {
             int position = first + i;
-            var target = destination.Slice(i * length, length);
-            IKeyValueRows.Place(Read(Row(data, layer, blockTable[position / BlockSize] * BlockSize + position % BlockSize), start, length, target), target);
+            int block = blockTable[position / BlockSize];
+            int offset = position % BlockSize;
+            int run = Math.Min(BlockSize - offset, count - i);
+            i += run;
+            if ((uint)block >= (uint)BlockCount)
+                continue;
+            byte* row = data + block * _blockBytes + ((long)layer * BlockSize + offset) * RowBytes;
+            for (int r = 0; r < run; r++, row += RowBytes)
+            {
+                for (long line = (long)(row + startByte) & ~63L; line < (long)(row + endByte); line += 64)
+                    Sse.Prefetch0((void*)line);
+            }
+        }
+    }
+
+    /// <summary>Elements [start, start + length) of <paramref name="rows"/> consecutive rows, as floats, rows × length.</summary>
+    private void ConvertRows(byte* row, int rows, int start, int length, float* target)
+    {
+        switch (Type)
+        {
+            case KvCacheType.F16:
+                bool avx2 = Tensors.CpuPaths.CanAvx2;
+                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
+                {
+                    var source = new ReadOnlySpan<byte>((ushort*)row + start, 2 * length);
+                    if (avx2)
+                        Tensors.F16.DequantizeAvx2(source, new Span<float>(target, length));
+                    else
+                        Tensors.F16.DequantizeScalar(source, new Span<float>(target, length));
+                }
+                break;
+            case KvCacheType.F32:
+                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
+                    Buffer.MemoryCopy((float*)row + start, target, 4L * length, 4L * length);
+                break;
+            default:
+                int blockBytes = length / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes;
+                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
+                    Tensors.Q8_0.Dequantize(new ReadOnlySpan<byte>(row + start / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes, blockBytes), new Span<float>(target, length));
+                break;
         }
     }
 

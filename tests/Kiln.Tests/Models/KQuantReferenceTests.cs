@@ -51,7 +51,7 @@ public class KQuantReferenceTests(ITestOutputHelper output)
         {
             if (next < steps.Length && steps[next] == i)
             {
-                double[] logProbs = LogSoftmax(logits);
+                double[] logProbs = ReferenceLogSoftmax.Of(logits);
                 foreach (var (id, expected) in top5[next].Top)
                 {
                     double diff = Math.Abs(logProbs[id] - expected);
@@ -96,20 +96,5 @@ public class KQuantReferenceTests(ITestOutputHelper output)
                 return false;
         }
         return true;
-    }
-
-    private static double[] LogSoftmax(ReadOnlySpan<float> logits)
-    {
-        double max = double.NegativeInfinity;
-        foreach (float l in logits)
-            max = Math.Max(max, l);
-        double sum = 0;
-        foreach (float l in logits)
-            sum += Math.Exp(l - max);
-        double logZ = max + Math.Log(sum);
-        var result = new double[logits.Length];
-        for (int i = 0; i < logits.Length; i++)
-            result[i] = logits[i] - logZ;
-        return result;
     }
 }

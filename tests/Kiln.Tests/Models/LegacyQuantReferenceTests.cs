@@ -52,7 +52,7 @@ public class LegacyQuantReferenceTests(ITestOutputHelper output)
         var logProbs = new List<double[]>();
         foreach (int token in generated)
         {
-            logProbs.Add(LogSoftmax(logits));
+            logProbs.Add(ReferenceLogSoftmax.Of(logits));
             context.Evaluate([token], logits);
         }
 
@@ -78,20 +78,5 @@ public class LegacyQuantReferenceTests(ITestOutputHelper output)
         }
         Assert.True(steps.Length >= 12, $"{file}: only {steps.Length} steps compared");
         output.WriteLine($"{file}: {steps.Length} of {generated.Length} steps, max |Δ log-prob| {maxDiff:E2}");
-    }
-
-    private static double[] LogSoftmax(ReadOnlySpan<float> logits)
-    {
-        double max = double.NegativeInfinity;
-        foreach (float l in logits)
-            max = Math.Max(max, l);
-        double sum = 0;
-        foreach (float l in logits)
-            sum += Math.Exp(l - max);
-        double logZ = max + Math.Log(sum);
-        var result = new double[logits.Length];
-        for (int i = 0; i < logits.Length; i++)
-            result[i] = logits[i] - logZ;
-        return result;
     }
 }

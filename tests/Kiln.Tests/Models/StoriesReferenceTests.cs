@@ -16,21 +16,6 @@ public class StoriesReferenceTests
         return best;
     }
 
-    private static double[] LogSoftmax(ReadOnlySpan<float> logits)
-    {
-        double max = double.NegativeInfinity;
-        foreach (float l in logits)
-            max = Math.Max(max, l);
-        double sum = 0;
-        foreach (float l in logits)
-            sum += Math.Exp(l - max);
-        double logZ = max + Math.Log(sum);
-        var result = new double[logits.Length];
-        for (int i = 0; i < logits.Length; i++)
-            result[i] = logits[i] - logZ;
-        return result;
-    }
-
     /// <summary>Greedy decoding with the raw model API, so the test depends on nothing but the forward pass.</summary>
     internal static int[] Greedy(LlamaContext context, int[] prompt, int count, List<double[]>? logProbs = null)
     {
@@ -39,7 +24,7 @@ public class StoriesReferenceTests
         var output = new int[count];
         for (int i = 0; i < count; i++)
         {
-            logProbs?.Add(LogSoftmax(logits));
+            logProbs?.Add(ReferenceLogSoftmax.Of(logits));
             output[i] = ArgMax(logits);
             context.Evaluate([output[i]], logits);
         }

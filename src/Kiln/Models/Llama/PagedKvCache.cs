@@ -148,28 +148,10 @@ public sealed unsafe class PagedKvCache : IDisposable
     /// <summary>Elements [start, start + length) of <paramref name="rows"/> consecutive rows, as floats, rows × length.</summary>
     private void ConvertRows(byte* row, int rows, int start, int length, float* target)
     {
-        switch (Type)
+        for (int r = 0; r < rows; r++, row += RowBytes, target += length)
         {
-            case KvCacheType.F16:
-                bool avx2 = Tensors.CpuPaths.CanAvx2;
-                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
-                {
-                    var source = new ReadOnlySpan<byte>((ushort*)row + start, 2 * length);
-                    if (avx2)
-                        Tensors.F16.DequantizeAvx2(source, new Span<float>(target, length));
-                    else
-                        Tensors.F16.DequantizeScalar(source, new Span<float>(target, length));
-                }
-                break;
-            case KvCacheType.F32:
-                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
-                    Buffer.MemoryCopy((float*)row + start, target, 4L * length, 4L * length);
-                break;
-            default:
-                int blockBytes = length / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes;
-                for (int r = 0; r < rows; r++, row += RowBytes, target += length)
-                    Tensors.Q8_0.Dequantize(new ReadOnlySpan<byte>(row + start / Tensors.Q8_0.BlockSize * Tensors.Q8_0.BlockBytes, blockBytes), new Span<float>(target, length));
-                break;
+            var destination = new Span<float>(target, length);
+            IKeyValueRows.Place(Read(row, start, length, destination), destination);
         }
     }
 

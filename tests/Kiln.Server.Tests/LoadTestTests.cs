@@ -26,6 +26,37 @@ public class LoadTestTests
     }
 
     [Fact]
+    public async Task TracesHoldEachRequestsArrivalsAndAgreeWithThePercentiles()
+    {
+        var engine = new ScriptedEngine { TokenDelay = TimeSpan.FromMilliseconds(3) };
+        await using var fixture = await ServerFixture.StartAsync(engine);
+        var settings = new LoadTestSettings { Url = fixture.Server.Url, Concurrency = 3, Requests = 7, PromptTokens = 12, MaxTokens = 5, Stream = true };
+        LoadTestReport report = await LoadTestRunner.RunAsync(settings, fixture.Http, CancellationToken.None);
+        Assert.Equal(0, report.Errors);
+        Assert.Equal(Enumerable.Range(0, 7), report.Traces.Select(t => t.Index));
+        var gaps = new List<double>();
+        foreach (var t in report.Traces)
+        {
+            Assert.Null(t.Error);
+            Assert.Equal(5, t.Tokens);
+            Assert.Equal(5, t.Arrivals.Count);
+            Assert.Equal(t.FirstToken, t.Arrivals[0]);
+            Assert.InRange(t.Start, 0, report.WallSeconds);
+            Assert.InRange(t.Start + t.Latency, t.Start, report.WallSeconds);
+            for (int i = 1; i < t.Arrivals.Count; i++)
+            {
+                Assert.True(t.Arrivals[i] >= t.Arrivals[i - 1]);
+                gaps.Add(t.Arrivals[i] - t.Arrivals[i - 1]);
+            }
+            Assert.True(t.Arrivals[^1] <= t.Latency);
+        }
+        Assert.Equal(report.InterTokenLatency.Order(), gaps.Order());
+        // Three connections: the fourth request cannot start before one of the first three has ended.
+        double firstEnd = report.Traces.Take(3).Min(t => t.Start + t.Latency);
+        Assert.True(report.Traces[3].Start >= firstEnd - 1e-3);
+    }
+
+    [Fact]
     public async Task NoTwoRequestsShareAPromptEvenAcrossRuns()
     {
         // A second run on the same server must not find the first run's prompts in the prefix cache: that would
@@ -87,6 +118,8 @@ public class LoadTestTests
         LoadTestReport report = await LoadTestRunner.RunAsync(settings, anonymous, CancellationToken.None);
         Assert.Equal(3, report.Errors);
         Assert.Contains("401", report.ErrorSamples[0]);
+        Assert.All(report.Traces, t => Assert.Contains("401", t.Error));
+        Assert.Equal(3, report.Traces.Count);
     }
 
     [Fact]

@@ -17,10 +17,11 @@ internal static class LoadTestCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Bearer key for the server" };
         var model = new Option<string?>("--model", "-m") { Description = "Model name to send (default: none, the server's)" };
         var json = new Option<bool>("--json") { Description = "Print the figures as JSON" };
+        var trace = new Option<FileInfo?>("--trace") { Description = "Also write every measured request's send time, token arrival times and outcome to this JSON file" };
         var warmup = new Option<int>("--warmup") { Description = "Unmeasured requests of the same shape sent one at a time first; if one fails, nothing is measured", DefaultValueFactory = _ => 1 };
 
         var command = new Command("loadtest", "Load-test an OpenAI-compatible server: generated tokens/s, requests/s, TTFT and inter-token latency percentiles");
-        foreach (Option o in new Option[] { url, concurrency, requests, promptTokens, maxTokens, stream, warmup, apiKey, model, json })
+        foreach (Option o in new Option[] { url, concurrency, requests, promptTokens, maxTokens, stream, warmup, apiKey, model, json, trace })
             command.Options.Add(o);
 
         command.SetAction(async (r, cancellation) =>
@@ -42,6 +43,8 @@ internal static class LoadTestCommand
             using var http = new HttpClient { BaseAddress = new Uri(address.ToString().TrimEnd('/') + "/"), Timeout = TimeSpan.FromMinutes(30) };
             // A failed warm-up (LoadTestFailedException) ends the command with its message and exit code 1.
             LoadTestReport report = await LoadTestRunner.RunAsync(settings, http, cancellation).ConfigureAwait(false);
+            if (r.GetValue(trace) is { } traceFile)
+                WriteTrace(traceFile, settings, report);
             if (r.GetValue(json))
             {
                 io.Out.WriteLine(JsonSerializer.Serialize(new
@@ -69,6 +72,38 @@ internal static class LoadTestCommand
             return report.Errors == 0 ? 0 : 1;
         });
         return command;
+    }
+
+    private static void WriteTrace(FileInfo file, LoadTestSettings settings, LoadTestReport report)
+    {
+        var document = new
+        {
+            url = settings.Url.ToString(),
+            concurrency = settings.Concurrency,
+            prompt_tokens = settings.PromptTokens,
+            max_tokens = settings.MaxTokens,
+            stream = settings.Stream,
+            started_at = report.StartedAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            wall_seconds = report.WallSeconds,
+            requests = report.Traces.Select(t => new
+            {
+                index = t.Index,
+                start = t.Start,
+                ttft = t.FirstToken,
+                arrivals = t.Arrivals,
+                latency = t.Latency,
+                tokens = t.Tokens,
+                error = t.Error,
+            }),
+        };
+        try
+        {
+            File.WriteAllText(file.FullName, JsonSerializer.Serialize(document));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"--trace {file.FullName}: {e.Message}");
+        }
     }
 
     private static double? Finite(double value) => double.IsNaN(value) ? null : value;

@@ -14,6 +14,12 @@ internal sealed record LoadTestReport
     public required IReadOnlyList<double> InterTokenLatency { get; init; }
     public required IReadOnlyList<double> Latency { get; init; }
 
+    /// <summary>When the measured window began (UTC); the traces' times count from it.</summary>
+    public DateTime StartedAt { get; init; }
+
+    /// <summary>One entry per measured request, in request order (<c>kiln loadtest --trace</c>).</summary>
+    public IReadOnlyList<LoadTestRequestTrace> Traces { get; init; } = [];
+
     public double TokensPerSecond => WallSeconds > 0 ? GeneratedTokens / WallSeconds : 0;
 
     public double RequestsPerSecond => WallSeconds > 0 ? (Requests - Errors) / WallSeconds : 0;

@@ -48,6 +48,8 @@ internal static class LoadTestRunner
             }
         }
 
+        var traces = new List<LoadTestRequestTrace>();
+        DateTime startedAt = DateTime.UtcNow;
         var wall = Stopwatch.StartNew();
 
         async Task Worker()
@@ -57,6 +59,7 @@ internal static class LoadTestRunner
                 int index = Interlocked.Increment(ref next);
                 if (index >= settings.Requests)
                     return;
+                double start = wall.Elapsed.TotalSeconds;
                 try
                 {
                     var result = await SendAsync(http, settings, prompts[settings.Warmup + index], cancellationToken).ConfigureAwait(false);
@@ -67,12 +70,15 @@ internal static class LoadTestRunner
                             ttft.Add(first);
                         itl.AddRange(result.Gaps);
                         generated += result.Tokens;
+                        traces.Add(new LoadTestRequestTrace(index, start, result.TimeToFirstToken, result.Arrivals, result.Latency, result.Tokens, null));
                     }
                 }
                 catch (Exception e) when (e is HttpRequestException or JsonException or InvalidDataException or TaskCanceledException)
                 {
                     lock (errors)
                         errors.Add(e.Message);
+                    lock (latency)
+                        traces.Add(new LoadTestRequestTrace(index, start, null, [], wall.Elapsed.TotalSeconds - start, 0, e.Message));
                 }
             }
         }
@@ -89,6 +95,8 @@ internal static class LoadTestRunner
             TimeToFirstToken = ttft,
             InterTokenLatency = itl,
             Latency = latency,
+            StartedAt = startedAt,
+            Traces = traces.OrderBy(t => t.Index).ToArray(),
         };
     }
 
@@ -116,7 +124,7 @@ internal static class LoadTestRunner
         return string.Join(' ', text.ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(settings.PromptTokens));
     }
 
-    private sealed record Outcome(double Latency, double? TimeToFirstToken, List<double> Gaps, int Tokens);
+    private sealed record Outcome(double Latency, double? TimeToFirstToken, List<double> Gaps, IReadOnlyList<double> Arrivals, int Tokens);
 
     private static async Task<Outcome> SendAsync(HttpClient http, LoadTestSettings settings, object prompt, CancellationToken cancellationToken)
     {
@@ -144,7 +152,7 @@ internal static class LoadTestRunner
             int tokens = document.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
             // Without streaming the first token is seen with the last; the mean gap is all that can be known.
             var gaps = tokens > 1 ? Enumerable.Repeat(total / tokens, tokens - 1).ToList() : [];
-            return new Outcome(total, total, gaps, tokens);
+            return new Outcome(total, total, gaps, [total], tokens);
         }
 
         using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
@@ -177,7 +185,7 @@ internal static class LoadTestRunner
         var itl = new List<double>();
         for (int i = 1; i < arrivals.Count; i++)
             itl.Add(arrivals[i] - arrivals[i - 1]);
-        return new Outcome(clock.Elapsed.TotalSeconds, first, itl, usageTokens ?? chunks);
+        return new Outcome(clock.Elapsed.TotalSeconds, first, itl, arrivals, usageTokens ?? chunks);
     }
 
     private static StringContent Json(object value) => new(JsonSerializer.Serialize(value), Encoding.UTF8, "application/json");

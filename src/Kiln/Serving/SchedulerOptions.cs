@@ -19,12 +19,14 @@ public sealed record SchedulerOptions
 
     /// <summary>The default of <see cref="MaxPrefillTokens"/> (<c>kiln serve --max-prefill-tokens</c>).</summary>
     /// <remarks>
-    /// 8 rather than 16: with eight streams decoding a step then holds at most 16 tokens, about twice a pure decode
-    /// step, instead of 24. Measured on the 2-core reference machine (docs/performance.md, sixth session), eight
-    /// clients' p99 inter-token latency fell from ~5× to ~3.7× the single-stream p99 with no loss of throughput;
-    /// a prompt arriving while others stream takes twice as many (but shorter) steps to its first token.
+    /// 4 rather than 8 (and 16 before that): with eight streams decoding a step then holds at most 12 tokens, about
+    /// 1.5 pure decode steps. Measured on the 2-core reference machine with eight clients (docs/performance.md,
+    /// "Serving", seventh session), the p99 inter-token latency over the single stream's stayed within 2.5× in all
+    /// of 18 sweeps with 4, against up to 5.5× with 8, at the same throughput; the median time to the first token
+    /// rose from about 1 s to about 1.9 s (Little's law: at a given throughput, shorter gaps mean a longer wait).
+    /// Giving prompts more room while only one to three streams decode put a few long gaps back in.
     /// </remarks>
-    public const int DefaultMaxPrefillTokens = 8;
+    public const int DefaultMaxPrefillTokens = 4;
 
     /// <summary>Reuse cached full blocks of earlier sequences with the same prefix.</summary>
     public bool PrefixCaching { get; init; } = true;

@@ -46,7 +46,7 @@ public sealed class SchedulerTests
     [Fact]
     public void ALongPromptIsChunkedWhileDecodesContinueEveryStep()
     {
-        var s = new Scheduler(new KvBlockPool(64, 4), new SchedulerOptions { MaxSequences = 8, MaxBatchTokens = 8 });
+        var s = new Scheduler(new KvBlockPool(64, 4), new SchedulerOptions { MaxSequences = 8, MaxBatchTokens = 8, MaxPrefillTokens = 0 });
         var a = s.Add(Prompt(3));
         var b = s.Add(Prompt(3, 1));
         Complete(s, s.Schedule());

@@ -150,9 +150,13 @@ public static class F16
             acc2 = Vector256.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(w2), Vector256.LoadUnsafe(ref px, (nuint)i + 16), acc2);
             acc3 = Vector256.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(w3), Vector256.LoadUnsafe(ref px, (nuint)i + 24), acc3);
         }
+        // The accumulators end here, before any call: a vector live across a call is spilled, and compiled without
+        // profile data (kiln compiles loops fully optimized at their first call) the spill lands inside the loop,
+        // which halved F16 decoding.
+        Vector256<float> lanes = (acc0 + acc2) + (acc1 + acc3);
         if (Vector256.EqualsAny(exponentGap, Vector256<ushort>.Zero) || HasNonFiniteTail(w, i))
             return DotPrescaledScalar(w, x);
-        double sum = F32.SumLanesPairwise((acc0 + acc2) + (acc1 + acc3));
+        double sum = F32.SumLanesPairwise(lanes);
         for (; i < n; i++)
             sum += HalfBits.ToSingleUnscaled((ushort)Unsafe.Add(ref pw, i)) * Unsafe.Add(ref px, i);
         return (float)sum;
@@ -174,9 +178,9 @@ public static class F16
             acc01 = Vector512.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(lo), Vector512.LoadUnsafe(ref px, (nuint)i), acc01);
             acc23 = Vector512.FusedMultiplyAdd(HalfBits.ToSingleUnscaled(hi), Vector512.LoadUnsafe(ref px, (nuint)i + 16), acc23);
         }
+        Vector512<float> pairs = acc01 + acc23; // before any call: see DotPrescaledAvx2
         if (Vector512.EqualsAny(exponentGap, Vector512<ushort>.Zero) || HasNonFiniteTail(w, i))
             return DotPrescaledScalar(w, x);
-        Vector512<float> pairs = acc01 + acc23;
         double sum = F32.SumLanesPairwise(pairs.GetLower() + pairs.GetUpper());
         for (; i < n; i++)
             sum += HalfBits.ToSingleUnscaled((ushort)Unsafe.Add(ref pw, i)) * Unsafe.Add(ref px, i);

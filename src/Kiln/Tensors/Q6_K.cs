@@ -354,12 +354,15 @@ public static class Q6_K
     // per token than four; single thread, Zen 4).
     internal static unsafe void DotQ8KTile1x8Avx2(byte* w, int blocks, byte* xq, int stride, int tokens, float* results)
     {
+        // First, before any vector exists: compiled without profile data (kiln compiles loops fully optimized at
+        // their first call) this constructor stays a call, and vectors live across a call were kept on the stack
+        // for the whole loop, loaded and stored every block.
+        var y = new TokenRows8((sbyte*)(xq + Q8_K.QsOffset), stride, tokens);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
         Vector256<float> acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
         Vector256<byte> s0 = KQuantLanes.Broadcast(0, 1), s1 = KQuantLanes.Broadcast(2, 3);
         Vector256<byte> s2 = KQuantLanes.Broadcast(4, 5), s3 = KQuantLanes.Broadcast(6, 7);
         byte* pw = w;
-        var y = new TokenRows8((sbyte*)(xq + Q8_K.QsOffset), stride, tokens);
         for (int b = 0; b < blocks; b++, pw += BlockBytes, y.Advance())
         {
             Vector256<short> sc = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(pw + 192)));

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Kiln.Tensors;
@@ -11,18 +12,21 @@ namespace Kiln.Tensors;
 /// </summary>
 public static class PolynomialExp
 {
-    // Constants as bit patterns: C# has no hexadecimal float literals, and the exact values matter.
-    private static readonly float Shift = BitConverter.UInt32BitsToSingle(0x4B400000u);      // 0x1.8p23
-    private static readonly float InvLn2 = BitConverter.UInt32BitsToSingle(0x3FB8AA3Bu);     // 0x1.715476p+0
-    private static readonly float Ln2Hi = BitConverter.UInt32BitsToSingle(0x3F317200u);      // 0x1.62e4p-1
-    private static readonly float Ln2Lo = BitConverter.UInt32BitsToSingle(0x35BFBE8Eu);      // 0x1.7f7d1cp-20
-    private static readonly float C1 = BitConverter.UInt32BitsToSingle(0x3F7FFFF6u);         // 0x1.ffffecp-1
-    private static readonly float C2 = BitConverter.UInt32BitsToSingle(0x3EFFFEDBu);         // 0x1.fffdb6p-2
-    private static readonly float C3 = BitConverter.UInt32BitsToSingle(0x3E2AAF33u);         // 0x1.555e66p-3
-    private static readonly float C4 = BitConverter.UInt32BitsToSingle(0x3D2B9F17u);         // 0x1.573e2ep-5
-    private static readonly float C5 = BitConverter.UInt32BitsToSingle(0x3C072010u);         // 0x1.0e4020p-7
+    // Constants as bit patterns: C# has no hexadecimal float literals, and the exact values matter. Properties, not
+    // static readonly fields, so that a caller compiled before this class is initialized (kiln compiles loops fully
+    // optimized at their first call) still sees constants and inlines Exp.
+    private static float Shift => BitConverter.UInt32BitsToSingle(0x4B400000u);      // 0x1.8p23
+    private static float InvLn2 => BitConverter.UInt32BitsToSingle(0x3FB8AA3Bu);     // 0x1.715476p+0
+    private static float Ln2Hi => BitConverter.UInt32BitsToSingle(0x3F317200u);      // 0x1.62e4p-1
+    private static float Ln2Lo => BitConverter.UInt32BitsToSingle(0x35BFBE8Eu);      // 0x1.7f7d1cp-20
+    private static float C1 => BitConverter.UInt32BitsToSingle(0x3F7FFFF6u);         // 0x1.ffffecp-1
+    private static float C2 => BitConverter.UInt32BitsToSingle(0x3EFFFEDBu);         // 0x1.fffdb6p-2
+    private static float C3 => BitConverter.UInt32BitsToSingle(0x3E2AAF33u);         // 0x1.555e66p-3
+    private static float C4 => BitConverter.UInt32BitsToSingle(0x3D2B9F17u);         // 0x1.573e2ep-5
+    private static float C5 => BitConverter.UInt32BitsToSingle(0x3C072010u);         // 0x1.0e4020p-7
 
     /// <summary>e^x for eight lanes. Below about −103.97 the result is 0, above about 88.38 it is +∞.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp(Vector256<float> x)
     {
         Vector256<float> r = Vector256.Create(Shift);

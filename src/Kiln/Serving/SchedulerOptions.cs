@@ -21,8 +21,8 @@ public sealed record SchedulerOptions
     /// <remarks>
     /// 4 rather than 8 (and 16 before that): with eight streams decoding a step then holds at most 12 tokens, about
     /// 1.5 pure decode steps. Measured on the 2-core reference machine with eight clients (docs/performance.md,
-    /// "Serving", seventh session), the p99 inter-token latency over the single stream's stayed within 2.5× in all
-    /// of 18 sweeps with 4, against up to 5.5× with 8, at the same throughput; the median time to the first token
+    /// "Serving", seventh session), the p99 inter-token latency over the single stream's stayed within 2.6× in all
+    /// of 18 sweeps with 4, against up to 5.6× with 8, at the same throughput; the median time to the first token
     /// rose from about 1 s to about 1.9 s (Little's law: at a given throughput, shorter gaps mean a longer wait).
     /// Giving prompts more room while only one to three streams decode put a few long gaps back in.
     /// </remarks>

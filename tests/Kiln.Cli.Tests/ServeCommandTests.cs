@@ -129,4 +129,18 @@ public class ServeCommandTests
         var both = KilnRunner.Run("serve", "-m", "whatever.gguf", "--api-key", "a", "--api-key-file", "b");
         Assert.Equal(2, both.ExitCode);
     }
+
+    [Fact]
+    public void ALoadTestTraceOutsideAnExistingDirectoryIsRefusedBeforeAnyRequest()
+    {
+        // Port 9 (discard) on loopback has no server: had the run started, the warm-up would fail with exit code 1.
+        string missing = Path.Combine(Path.GetTempPath(), $"kiln-no-such-dir-{Guid.NewGuid():N}", "trace.json");
+        var result = KilnRunner.Run("loadtest", "--url", "http://127.0.0.1:9", "--trace", missing);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("--trace", result.Stderr);
+        Assert.DoesNotContain("warm-up", result.Stderr);
+        var directory = KilnRunner.Run("loadtest", "--url", "http://127.0.0.1:9", "--trace", Path.GetTempPath());
+        Assert.Equal(2, directory.ExitCode);
+        Assert.Contains("--trace", directory.Stderr);
+    }
 }

@@ -57,6 +57,40 @@ public class LoadTestTests
     }
 
     [Fact]
+    public async Task TheTraceFlagWritesEveryRequestAsJson()
+    {
+        var engine = new ScriptedEngine { TokenDelay = TimeSpan.FromMilliseconds(2) };
+        await using var fixture = await ServerFixture.StartAsync(engine);
+        string file = Path.Combine(Path.GetTempPath(), $"kiln-trace-{Guid.NewGuid():N}.json");
+        try
+        {
+            var output = new StringWriter();
+            var error = new StringWriter();
+            string[] args = ["loadtest", "--url", fixture.Server.Url.ToString(), "-c", "2", "-r", "3", "-p", "8", "-n", "3", "--stream", "--trace", file];
+            int code = await Task.Run(() => Kiln.Cli.CliApp.Run(args, new StringReader(""), output, error));
+            Assert.True(code == 0, error.ToString());
+            using var trace = System.Text.Json.JsonDocument.Parse(File.ReadAllText(file));
+            var root = trace.RootElement;
+            Assert.Equal(2, root.GetProperty("concurrency").GetInt32());
+            Assert.True(DateTime.TryParse(root.GetProperty("started_at").GetString(), out _));
+            var requests = root.GetProperty("requests").EnumerateArray().ToArray();
+            Assert.Equal([0, 1, 2], requests.Select(r => r.GetProperty("index").GetInt32()));
+            foreach (var r in requests)
+            {
+                Assert.Equal(3, r.GetProperty("tokens").GetInt32());
+                var arrivals = r.GetProperty("arrivals").EnumerateArray().Select(a => a.GetDouble()).ToArray();
+                Assert.Equal(3, arrivals.Length);
+                Assert.Equal(r.GetProperty("ttft").GetDouble(), arrivals[0]);
+                Assert.Equal(System.Text.Json.JsonValueKind.Null, r.GetProperty("error").ValueKind);
+            }
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task NoTwoRequestsShareAPromptEvenAcrossRuns()
     {
         // A second run on the same server must not find the first run's prompts in the prefix cache: that would

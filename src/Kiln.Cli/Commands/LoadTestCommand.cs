@@ -28,6 +28,9 @@ internal static class LoadTestCommand
         {
             if (!Uri.TryCreate(r.GetValue(url), UriKind.Absolute, out Uri? address) || address.Scheme is not ("http" or "https"))
                 throw new CliException($"--url {r.GetValue(url)} is not an http(s) address");
+            // Checked before the run, not after it: a long run should not end in a path error.
+            if (r.GetValue(trace) is { } traceTarget && (Directory.Exists(traceTarget.FullName) || traceTarget.Directory is not { Exists: true }))
+                throw new CliException($"--trace {traceTarget.FullName}: not a file in an existing directory");
             var settings = new LoadTestSettings
             {
                 Url = address,

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Kiln.Tensors;
 using Kiln.Threading;
@@ -185,6 +186,9 @@ internal sealed unsafe class Attention : IParallelWork
     }
 
     /// <summary>One K·Q entry in the order llama.cpp's matmul would use for it.</summary>
+    /// <remarks>Inlined by request: compiled without profile data (kiln compiles loops fully optimized at their
+    /// first call) the per-position loop otherwise calls this dispatcher and then the dot.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float KeyDot(ReadOnlySpan<float> k, ReadOnlySpan<float> q, bool f16, bool batched)
     {
         int headDim = k.Length;

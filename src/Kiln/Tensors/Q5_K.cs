@@ -280,6 +280,9 @@ public static class Q5_K
         acc = Fma.MultiplyAdd(Vector256.Create(dx * d), Avx.ConvertToVector256Single(sumi), acc);
     }
 
+    // Not inlined into DotQ8K: there the JIT ran out of inlining budget and called this body's own helpers
+    // once per super-block (seen in DOTNET_JitDisasm of the tiered and the fully optimized code alike).
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static unsafe float DotQ8KAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = w.Length / BlockBytes;

@@ -317,6 +317,9 @@ public static class Q6_K
 
     // maddubs on the unsigned quants (0..63) keeps pair sums within ±16128; 32·y comes off each pair sum, leaving
     // ggml's 16-bit values, so every lane and the float order match ggml_vec_dot_q6_K_q8_K (AVX2).
+    // Not inlined into DotQ8K: there the JIT ran out of inlining budget and called this body's own helpers
+    // once per super-block (seen in DOTNET_JitDisasm of the tiered and the fully optimized code alike).
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static unsafe float DotQ8KAvx2(ReadOnlySpan<byte> w, ReadOnlySpan<byte> xq)
     {
         int blocks = w.Length / BlockBytes;

@@ -20,11 +20,6 @@ internal static class LoadTestRunner
     {
         if (settings.ApiKey is not null)
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", settings.ApiKey);
-        var ttft = new List<double>();
-        var itl = new List<double>();
-        var latency = new List<double>();
-        var errors = new List<string>();
-        long generated = 0;
         int next = -1;
         int run = Random.Shared.Next();
 
@@ -48,6 +43,7 @@ internal static class LoadTestRunner
             }
         }
 
+        // Every figure of the report is derived from these, one per measured request.
         var traces = new List<LoadTestRequestTrace>();
         DateTime startedAt = DateTime.UtcNow;
         var wall = Stopwatch.StartNew();
@@ -60,44 +56,50 @@ internal static class LoadTestRunner
                 if (index >= settings.Requests)
                     return;
                 double start = wall.Elapsed.TotalSeconds;
+                LoadTestRequestTrace trace;
                 try
                 {
                     var result = await SendAsync(http, settings, prompts[settings.Warmup + index], cancellationToken).ConfigureAwait(false);
-                    lock (latency)
-                    {
-                        latency.Add(result.Latency);
-                        if (result.TimeToFirstToken is { } first)
-                            ttft.Add(first);
-                        itl.AddRange(result.Gaps);
-                        generated += result.Tokens;
-                        traces.Add(new LoadTestRequestTrace(index, start, result.TimeToFirstToken, result.Arrivals, result.Latency, result.Tokens, null));
-                    }
+                    trace = new LoadTestRequestTrace(index, start, result.TimeToFirstToken, result.Arrivals, result.Latency, result.Tokens, null);
                 }
                 catch (Exception e) when (e is HttpRequestException or JsonException or InvalidDataException or TaskCanceledException)
                 {
-                    lock (errors)
-                        errors.Add(e.Message);
-                    lock (latency)
-                        traces.Add(new LoadTestRequestTrace(index, start, null, [], wall.Elapsed.TotalSeconds - start, 0, e.Message));
+                    trace = new LoadTestRequestTrace(index, start, null, [], wall.Elapsed.TotalSeconds - start, 0, e.Message);
                 }
+                lock (traces)
+                    traces.Add(trace);
             }
         }
 
         await Task.WhenAll(Enumerable.Range(0, settings.Concurrency).Select(_ => Task.Run(Worker, cancellationToken))).ConfigureAwait(false);
         wall.Stop();
+        var ordered = traces.OrderBy(t => t.Index).ToArray();
+        var answered = ordered.Where(t => t.Error is null).ToArray();
+        var errors = ordered.Select(t => t.Error).OfType<string>().ToArray();
         return new LoadTestReport
         {
             Requests = settings.Requests,
-            Errors = errors.Count,
+            Errors = errors.Length,
             ErrorSamples = errors.Distinct().Take(5).ToArray(),
             WallSeconds = wall.Elapsed.TotalSeconds,
-            GeneratedTokens = generated,
-            TimeToFirstToken = ttft,
-            InterTokenLatency = itl,
-            Latency = latency,
+            GeneratedTokens = answered.Sum(t => (long)t.Tokens),
+            TimeToFirstToken = answered.Where(t => t.FirstToken is not null).Select(t => t.FirstToken!.Value).ToArray(),
+            InterTokenLatency = answered.SelectMany(t => Gaps(t, settings.Stream)).ToArray(),
+            Latency = answered.Select(t => t.Latency).ToArray(),
             StartedAt = startedAt,
-            Traces = traces.OrderBy(t => t.Index).ToArray(),
+            Traces = ordered,
         };
+    }
+
+    /// <summary>
+    /// A request's inter-token gaps: between its streamed chunks, or without streaming (the first token seen with the
+    /// last) the mean gap, all that can be known, once per token after the first.
+    /// </summary>
+    private static IEnumerable<double> Gaps(LoadTestRequestTrace trace, bool streamed)
+    {
+        if (!streamed)
+            return trace.Tokens > 1 ? Enumerable.Repeat(trace.Latency / trace.Tokens, trace.Tokens - 1) : [];
+        return trace.Arrivals.Skip(1).Zip(trace.Arrivals, (later, earlier) => later - earlier);
     }
 
     private static async Task<object> PromptAsync(HttpClient http, LoadTestSettings settings, int run, int index, CancellationToken cancellationToken)
@@ -124,7 +126,7 @@ internal static class LoadTestRunner
         return string.Join(' ', text.ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(settings.PromptTokens));
     }
 
-    private sealed record Outcome(double Latency, double? TimeToFirstToken, List<double> Gaps, IReadOnlyList<double> Arrivals, int Tokens);
+    private sealed record Outcome(double Latency, double? TimeToFirstToken, IReadOnlyList<double> Arrivals, int Tokens);
 
     private static async Task<Outcome> SendAsync(HttpClient http, LoadTestSettings settings, object prompt, CancellationToken cancellationToken)
     {
@@ -150,17 +152,13 @@ internal static class LoadTestRunner
             using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false));
             double total = clock.Elapsed.TotalSeconds;
             int tokens = document.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
-            // Without streaming the first token is seen with the last; the mean gap is all that can be known.
-            var gaps = tokens > 1 ? Enumerable.Repeat(total / tokens, tokens - 1).ToList() : [];
-            return new Outcome(total, total, gaps, [total], tokens);
+            return new Outcome(total, total, [total], tokens);
         }
 
         using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
         using var reader = new StreamReader(stream);
-        double? first = null;
         var arrivals = new List<double>();
         int? usageTokens = null;
-        int chunks = 0;
         while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
         {
             if (!line.StartsWith("data: ", StringComparison.Ordinal))
@@ -176,16 +174,10 @@ internal static class LoadTestRunner
             if (chunk.RootElement.TryGetProperty("choices", out JsonElement choices) && choices.GetArrayLength() > 0
                 && choices[0].TryGetProperty("text", out JsonElement text) && !string.IsNullOrEmpty(text.GetString()))
             {
-                double now = clock.Elapsed.TotalSeconds;
-                first ??= now;
-                arrivals.Add(now);
-                chunks++;
+                arrivals.Add(clock.Elapsed.TotalSeconds);
             }
         }
-        var itl = new List<double>();
-        for (int i = 1; i < arrivals.Count; i++)
-            itl.Add(arrivals[i] - arrivals[i - 1]);
-        return new Outcome(clock.Elapsed.TotalSeconds, first, itl, arrivals, usageTokens ?? chunks);
+        return new Outcome(clock.Elapsed.TotalSeconds, arrivals.Count > 0 ? arrivals[0] : null, arrivals, usageTokens ?? arrivals.Count);
     }
 
     private static StringContent Json(object value) => new(JsonSerializer.Serialize(value), Encoding.UTF8, "application/json");
